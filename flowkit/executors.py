@@ -1,0 +1,329 @@
+"""Where exec runs when it leaves the event loop: threads, worker processes, Ray.
+
+Process and Ray executors take items in chunks. A node travels to each worker process once
+(keyed by a digest of its pickle) rather than with every chunk. Worker processes ignore
+SIGINT, are killed when their chunk is cancelled, and are all stopped when the run ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import multiprocessing as mp
+import os
+import pickle
+import signal
+import sys
+import threading
+import traceback
+from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from multiprocessing.connection import Connection
+from typing import Any
+
+from flowkit.errors import PicklingError, RemoteError, WorkerCrashedError, missing_extra
+from flowkit.node import _cur_retry
+
+Outcome = tuple[bool, Any]  # (True, result) or (False, exception)
+
+
+def cpu_count() -> int:
+    """Cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def call_with_retry_index(fn: Callable[[Any], Any], item: Any, attempt: int) -> Any:
+    """Call ``fn(item)`` with ``node.cur_retry`` reading ``attempt``."""
+    token = _cur_retry.set(attempt)
+    try:
+        return fn(item)
+    finally:
+        _cur_retry.reset(token)
+
+
+def run_items(node: Any, items: Sequence[Any], attempts: Sequence[int]) -> list[Outcome]:
+    """Run ``node.exec`` on each item, catching each failure separately."""
+    out: list[Outcome] = []
+    for item, attempt in zip(items, attempts, strict=True):
+        try:
+            out.append((True, call_with_retry_index(node.exec, item, attempt)))
+        except Exception as exc:
+            out.append((False, exc))
+    return out
+
+
+def portable_outcomes(outcomes: list[Outcome], node_name: str) -> bytes:
+    """Pickle outcomes; a result or exception that can't be pickled becomes an error."""
+    try:
+        return pickle.dumps(outcomes, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        fixed: list[Outcome] = []
+        for ok, value in outcomes:
+            try:
+                pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+                fixed.append((ok, value))
+            except Exception as exc:
+                if ok:
+                    fixed.append((False, PicklingError(
+                        f"{node_name}: exec returned {type(value).__name__}, which cannot be "
+                        f"pickled back from the worker ({exc}); return plain data instead"
+                    )))
+                else:
+                    tb = "".join(traceback.format_exception(value))
+                    fixed.append((False, RemoteError(type(value).__name__, str(value), tb)))
+        return pickle.dumps(fixed, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+class NodePayload:
+    """A node pickled once, with a digest that identifies it in worker caches."""
+
+    __slots__ = ("data", "key", "name")
+
+    def __init__(self, node: Any) -> None:
+        self.name = node.name
+        try:
+            self.data = pickle.dumps(node, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:
+            raise PicklingError(
+                f"{node.name}: the node cannot be pickled to run in worker processes ({exc}). "
+                "Keep unpicklable things (clients, locks, open files) out of the node's "
+                "attributes, create them inside exec, or use executor='thread'"
+            ) from exc
+        self.key = hashlib.blake2b(self.data, digest_size=16).digest()
+
+
+def _worker_main(conn: Connection) -> None:
+    """Worker process loop: receive (key, node pickle or None, attempts, items), reply."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    cache: OrderedDict[bytes, Any] = OrderedDict()
+    while True:
+        try:
+            msg = conn.recv_bytes()
+        except (EOFError, OSError):
+            return
+        if not msg:  # the pool is closing
+            return
+        key, node_data, attempts, items = pickle.loads(msg)
+        if node_data is not None:
+            cache[key] = pickle.loads(node_data)
+            if len(cache) > 64:
+                cache.popitem(last=False)
+        node = cache[key]
+        cache.move_to_end(key)
+        conn.send_bytes(portable_outcomes(run_items(node, items, attempts), node.name))
+
+
+def _context(start_method: str | None) -> Any:
+    """Fork while the process has a single thread (fast, no main-module guard needed);
+    otherwise forkserver, since forking a threaded process can deadlock the child."""
+    if start_method is None:
+        if sys.platform != "linux":
+            start_method = "spawn"
+        else:
+            start_method = "fork" if threading.active_count() == 1 else "forkserver"
+    return mp.get_context(start_method)
+
+
+class _Worker:
+    __slots__ = ("conn", "known", "proc")
+
+    def __init__(self, start_method: str | None) -> None:
+        ctx = _context(start_method)
+        parent, child = ctx.Pipe(duplex=True)
+        self.proc = ctx.Process(target=_worker_main, args=(child,), daemon=True)
+        self.proc.start()
+        child.close()
+        self.conn: Connection = parent
+        self.known: set[bytes] = set()
+
+    def kill(self) -> None:
+        if self.proc.is_alive():
+            self.proc.kill()
+        self.proc.join(timeout=5)
+        self.conn.close()
+
+
+class ProcessExecutor:
+    """A pool of worker processes driven from the event loop."""
+
+    def __init__(self, workers: int, start_method: str | None = None) -> None:
+        self.size = workers
+        self._start_method = start_method
+        self._idle: deque[_Worker] = deque()
+        self._busy: set[_Worker] = set()
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._closed = False
+
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the live workers."""
+        return [w.proc.pid for w in (*self._idle, *self._busy) if w.proc.pid is not None]
+
+    async def _checkout(self) -> _Worker:
+        while not self._idle and len(self._busy) >= self.size:
+            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.append(fut)
+            try:
+                await fut
+            finally:
+                if fut in self._waiters:
+                    self._waiters.remove(fut)
+        worker = self._idle.popleft() if self._idle else _Worker(self._start_method)
+        self._busy.add(worker)
+        return worker
+
+    def _checkin(self, worker: _Worker, healthy: bool) -> None:
+        self._busy.discard(worker)
+        if healthy and not self._closed:
+            self._idle.append(worker)
+        else:
+            worker.kill()
+        while self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                break
+
+    async def run(
+        self, payload: NodePayload, items: Sequence[Any], attempts: Sequence[int]
+    ) -> list[Outcome]:
+        """Run ``payload``'s exec over ``items`` in one worker and return per-item outcomes."""
+        msg = self._encode(payload, items, attempts, with_node=False)
+        worker = await self._checkout()
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[bytes] = loop.create_future()
+        fd = worker.conn.fileno()
+
+        def readable() -> None:
+            loop.remove_reader(fd)
+            try:
+                data = worker.conn.recv_bytes()
+            except (EOFError, OSError) as exc:
+                if not done.done():
+                    done.set_exception(exc)
+                return
+            if not done.done():
+                done.set_result(data)
+
+        healthy = False
+        try:
+            if payload.key not in worker.known:
+                msg = self._encode(payload, items, attempts, with_node=True)
+                worker.known.add(payload.key)
+            worker.conn.send_bytes(msg)
+            loop.add_reader(fd, readable)
+            try:
+                data = await done
+            except (EOFError, OSError):
+                worker.proc.join(timeout=1)
+                code = worker.proc.exitcode
+                raise WorkerCrashedError(
+                    f"{payload.name}: a worker process died (exit code {code}) while running "
+                    f"{len(items)} item(s): it ran out of memory, crashed in native code, or "
+                    "(when started by forkserver or spawn) re-ran a script that lacks an "
+                    "`if __name__ == '__main__':` guard"
+                ) from None
+            healthy = True
+            return pickle.loads(data)  # type: ignore[no-any-return]
+        finally:
+            if not healthy:
+                loop.remove_reader(fd)
+            self._checkin(worker, healthy)
+
+    @staticmethod
+    def _encode(
+        payload: NodePayload, items: Sequence[Any], attempts: Sequence[int], with_node: bool
+    ) -> bytes:
+        node_data = payload.data if with_node else None
+        try:
+            return pickle.dumps(
+                (payload.key, node_data, list(attempts), list(items)),
+                protocol=pickle.HIGHEST_PROTOCOL,
+            )
+        except Exception as exc:
+            for item in items:
+                try:
+                    pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+                except Exception as item_exc:
+                    raise PicklingError(
+                        f"{payload.name}: item {item!r:.80} cannot be pickled to send to a "
+                        f"worker process ({item_exc}); make prep return plain data"
+                    ) from item_exc
+            raise PicklingError(f"{payload.name}: cannot pickle work ({exc})") from exc
+
+    def close(self) -> None:
+        """Stop idle workers, kill busy ones, and wait for all of them."""
+        self._closed = True
+        while self._idle:
+            worker = self._idle.popleft()
+            try:
+                worker.conn.send_bytes(b"")  # asks the worker to exit
+            except OSError:
+                pass
+            worker.proc.join(timeout=2)
+            worker.kill()
+        for worker in list(self._busy):
+            worker.kill()
+        self._busy.clear()
+
+
+def _ray_run_items(node: Any, items: list[Any], attempts: list[int]) -> bytes:
+    return portable_outcomes(run_items(node, items, attempts), node.name)
+
+
+class RayExecutor:
+    """Runs chunks as Ray tasks; starts a local Ray cluster when none is running."""
+
+    def __init__(self, address: str | None = None, num_cpus: int | None = None) -> None:
+        try:
+            import ray
+        except ImportError as exc:
+            raise missing_extra("ray", "ray", "executor='ray'") from exc
+        self._ray = ray
+        if not ray.is_initialized():
+            ray.init(
+                address=address,
+                num_cpus=None if address else (num_cpus or cpu_count()),
+                include_dashboard=False,
+                log_to_driver=False,
+                ignore_reinit_error=True,
+                runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(sys.path)}},
+            )
+        self.size = int(ray.available_resources().get("CPU", 1)) or 1
+        self._remote = ray.remote(num_cpus=1, max_retries=0)(_ray_run_items)
+        self._refs: dict[bytes, Any] = {}
+        self._pending: set[Any] = set()
+
+    async def run(
+        self, payload: NodePayload, items: Sequence[Any], attempts: Sequence[int]
+    ) -> list[Outcome]:
+        ref = self._refs.get(payload.key)
+        if ref is None:
+            ref = self._refs[payload.key] = self._ray.put(pickle.loads(payload.data))
+        task = self._remote.remote(ref, list(items), list(attempts))
+        self._pending.add(task)
+        try:
+            data = await task
+        except asyncio.CancelledError:
+            self._ray.cancel(task, force=True)
+            raise
+        except self._ray.exceptions.WorkerCrashedError as exc:
+            raise WorkerCrashedError(f"{payload.name}: a Ray worker died: {exc}") from None
+        finally:
+            self._pending.discard(task)
+        return pickle.loads(data)  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        """Cancel this run's unfinished Ray tasks; the cluster itself stays up for reuse."""
+        for task in list(self._pending):
+            self._ray.cancel(task, force=True)
+        self._pending.clear()
+        self._refs.clear()
+
+
+def thread_pool(workers: int) -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="flowkit")

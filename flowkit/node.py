@@ -1,0 +1,226 @@
+"""PocketFlow-compatible nodes: the same hooks, transitions and return values.
+
+Nodes say *what* to do; the runner (``flowkit.runner``) decides how many run at once and where.
+Besides PocketFlow's ``max_retries`` and ``wait``, every node accepts the runner options below,
+as class attributes or constructor keywords.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from collections.abc import Iterable
+from contextvars import ContextVar
+from typing import Any
+
+from flowkit.errors import ConfigError, FlowkitError, GraphError
+from flowkit.limits import check_limit
+from flowkit.retry import Retry
+
+EXECUTORS = ("async", "thread", "process", "ray")
+ON_ERROR = ("raise", "collect")
+
+_cur_retry: ContextVar[int] = ContextVar("flowkit_cur_retry", default=0)
+_ids = itertools.count(1)
+
+
+class UsageError(FlowkitError, RuntimeError):
+    """A node or flow was called the wrong way, e.g. ``run`` on an async flow."""
+
+
+def check_executor(value: object, owner: str) -> str | None:
+    if value is not None and value not in EXECUTORS:
+        raise ConfigError(
+            f"{owner}: unknown executor {value!r}; choose one of {', '.join(EXECUTORS)}"
+        )
+    return value  # type: ignore[return-value]
+
+
+def check_on_error(value: object, owner: str) -> str:
+    if value not in ON_ERROR:
+        raise ConfigError(f"{owner}: on_error must be 'raise' or 'collect', got {value!r}")
+    return value  # type: ignore[return-value]
+
+
+class BaseNode:
+    """A step with ``prep(shared) -> exec(prep_res) -> post(shared, prep_res, exec_res)``.
+
+    Runner options (class attributes or keywords): ``name``; ``max_concurrency`` (exec calls in
+    flight across the whole run); ``executor`` ("async", "thread", "process", "ray");
+    ``uses`` (named limiters); ``retry`` (a ``flowkit.Retry``); ``on_error`` ("raise" or
+    "collect") and ``max_errors``; ``chunk_size`` (items per trip to a worker process).
+    """
+
+    max_concurrency: int | None = None
+    executor: str | None = None
+    uses: tuple[str, ...] = ()
+    retry: Retry | None = None
+    on_error: str = "raise"
+    max_errors: int | None = None
+    chunk_size: int | None = None
+
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        max_concurrency: int | None = None,
+        executor: str | None = None,
+        uses: Iterable[str] | None = None,
+        retry: Retry | None = None,
+        on_error: str | None = None,
+        max_errors: int | None = None,
+        chunk_size: int | None = None,
+    ) -> None:
+        self.params: dict[str, Any] = {}
+        self.successors: dict[str, BaseNode] = {}
+        self._fk_id = next(_ids)
+        self._fk_name = name
+        owner = f"{type(self).__name__} {name!r}" if name else type(self).__name__
+        if max_concurrency is not None:
+            self.max_concurrency = check_limit(max_concurrency, f"{owner}: max_concurrency")
+        if executor is not None:
+            self.executor = check_executor(executor, owner)
+        if uses is not None:
+            if isinstance(uses, str):
+                uses = (uses,)
+            self.uses = tuple(uses)
+        if retry is not None:
+            if not isinstance(retry, Retry):
+                raise ConfigError(f"{owner}: retry must be a flowkit.Retry, got {retry!r}")
+            self.retry = retry
+        if on_error is not None:
+            self.on_error = check_on_error(on_error, owner)
+        if max_errors is not None:
+            self.max_errors = check_limit(max_errors, f"{owner}: max_errors")
+        if chunk_size is not None:
+            self.chunk_size = check_limit(chunk_size, f"{owner}: chunk_size")
+
+    @property
+    def name(self) -> str:
+        """The node's name: given at construction, else its class name."""
+        return getattr(self, "_fk_name", None) or type(self).__name__
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self._fk_name = value
+
+    @property
+    def cur_retry(self) -> int:
+        """Index of the try in progress for the item being executed (0 on the first try)."""
+        return _cur_retry.get()
+
+    @cur_retry.setter
+    def cur_retry(self, value: int) -> None:
+        _cur_retry.set(value)
+
+    def set_params(self, params: dict[str, Any]) -> None:
+        self.params = params
+
+    def next(self, node: BaseNode, action: str = "default") -> BaseNode:
+        if not isinstance(action, str):
+            raise GraphError(
+                f"{self.name}: action must be a string, got {type(action).__name__} "
+                f"{action!r}; write node - \"action\" >> other"
+            )
+        if not isinstance(node, BaseNode):
+            raise GraphError(
+                f"{self.name}: successor for action {action!r} must be a node or flow, got "
+                f"{type(node).__name__} {node!r}"
+            )
+        if action in self.successors:
+            warnings.warn(f"Overwriting successor for action '{action}'", stacklevel=2)
+        self.successors[action] = node
+        return node
+
+    def prep(self, shared: Any) -> Any:
+        pass
+
+    def exec(self, prep_res: Any) -> Any:
+        pass
+
+    def post(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
+        pass
+
+    def run(self, shared: Any) -> Any:
+        """Run this node alone (successors are not followed) through a default runner."""
+        if self.successors:
+            warnings.warn("Node won't run successors. Use Flow.", stacklevel=2)
+        from flowkit.runner import Runner
+
+        return Runner().run(self, shared)
+
+    def __rshift__(self, other: BaseNode) -> BaseNode:
+        return self.next(other)
+
+    def __sub__(self, action: str) -> _ConditionalTransition:
+        if isinstance(action, str):
+            return _ConditionalTransition(self, action)
+        raise GraphError(
+            f"{self.name}: action must be a string, got {type(action).__name__} {action!r}; "
+            "write node - \"action\" >> other"
+        )
+
+    def __repr__(self) -> str:
+        given = getattr(self, "_fk_name", None)
+        return f"<{type(self).__name__}{f' {given!r}' if given else ''}>"
+
+
+class _ConditionalTransition:
+    def __init__(self, src: BaseNode, action: str) -> None:
+        self.src, self.action = src, action
+
+    def __rshift__(self, tgt: BaseNode) -> BaseNode:
+        return self.src.next(tgt, self.action)
+
+
+class Node(BaseNode):
+    """A node with retries: ``max_retries`` tries in all, ``wait`` seconds apart."""
+
+    def __init__(self, max_retries: int = 1, wait: float = 0, **options: Any) -> None:
+        super().__init__(**options)
+        self.max_retries, self.wait = max_retries, wait
+
+    def exec_fallback(self, prep_res: Any, exc: Exception) -> Any:
+        raise exc
+
+
+class BatchNode(Node):
+    """Calls exec once per item that prep returns; one at a time unless an executor says so."""
+
+
+class AsyncNode(Node):
+    """A node whose hooks are coroutines: prep_async, exec_async, post_async."""
+
+    async def prep_async(self, shared: Any) -> Any:
+        pass
+
+    async def exec_async(self, prep_res: Any) -> Any:
+        pass
+
+    async def exec_fallback_async(self, prep_res: Any, exc: Exception) -> Any:
+        raise exc
+
+    async def post_async(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
+        pass
+
+    async def run_async(self, shared: Any) -> Any:
+        """Run this node alone (successors are not followed)."""
+        if self.successors:
+            warnings.warn("Node won't run successors. Use AsyncFlow.", stacklevel=2)
+        from flowkit.runner import run_in_current_or_new
+
+        return await run_in_current_or_new(self, shared)
+
+    def run(self, shared: Any) -> Any:
+        raise UsageError(
+            f"{self.name} is async: use `await node.run_async(shared)` or "
+            "`flowkit.Runner().run(node, shared)`"
+        )
+
+
+class AsyncBatchNode(AsyncNode, BatchNode):
+    """Awaits exec_async once per item, one item at a time."""
+
+
+class AsyncParallelBatchNode(AsyncNode, BatchNode):
+    """Runs exec_async for many items at once, at most ``max_concurrency`` in flight."""

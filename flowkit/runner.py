@@ -1,0 +1,805 @@
+"""The runner: walks a flow's graph and owns how its work runs.
+
+Nodes say what to do; the runner decides how much runs at once and where: per-node limits
+(one counter per node for the whole run), named limiters, executors, retries and failure
+policy. Batch items are pulled lazily by a fixed set of worker tasks, so memory follows the
+limit, not the item count, and an item that succeeds first time pays for nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import itertools
+import sys
+import time
+import traceback
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from flowkit.errors import BatchInputError as _BatchInputError
+from flowkit.errors import (
+    ConfigError,
+    FlowStructureError,
+    NotImplementedExecError,
+    TooManyErrorsError,
+)
+from flowkit.executors import (
+    NodePayload,
+    ProcessExecutor,
+    RayExecutor,
+    call_with_retry_index,
+    cpu_count,
+    thread_pool,
+)
+from flowkit.flow import AsyncFlow, AsyncParallelBatchFlow, BatchFlow, Flow, Parallel
+from flowkit.limits import Limit, NamedLimiter, Slots, check_limit
+from flowkit.node import (
+    AsyncNode,
+    AsyncParallelBatchNode,
+    BaseNode,
+    BatchNode,
+    Node,
+    _cur_retry,
+    check_executor,
+    check_on_error,
+)
+from flowkit.retry import Retry
+
+DEFAULT_PARALLEL_CAP = 1000
+"""Items or sub-flows in flight for a parallel node or flow that sets no limit."""
+
+_UNLIMITED = sys.maxsize
+_current_run: ContextVar[_Run | None] = ContextVar("flowkit_current_run", default=None)
+
+
+class ErrorRecord(BaseModel):
+    """What remains of an item that failed under ``on_error="collect"``."""
+
+    node: str
+    index: int
+    error_type: str
+    message: str
+    traceback: str
+    attempts: int
+
+
+@dataclass
+class NodeStats:
+    """Counts for one node over a run."""
+
+    name: str
+    limit: int | None
+    executor: str
+    items: int = 0
+    failed: int = 0
+    retries: int = 0
+    peak_in_flight: int = 0
+
+
+@dataclass
+class RunInfo:
+    """What a run did: its id, timing, per-node counts and collected errors."""
+
+    run_id: str
+    started: float
+    wall_time: float = 0.0
+    nodes: dict[str, NodeStats] = field(default_factory=dict)
+    errors: list[ErrorRecord] = field(default_factory=list)
+
+
+class Runner:
+    """Runs flows with limits, executors, retries and failure isolation.
+
+    ``limits`` maps node names to an int (overriding that node's ``max_concurrency``) and
+    limiter names to a ``flowkit.Limit`` (a budget shared by every node that ``uses`` it).
+    ``thread_workers`` and ``process_workers`` size the pools (default: min(32, cores + 4)
+    threads; one process per core). ``start_method`` picks how worker processes start
+    (default "forkserver" on Linux). ``ray_address`` joins a Ray cluster instead of starting
+    a local one. ``max_steps`` bounds the nodes one pass of any flow may run.
+    """
+
+    def __init__(
+        self,
+        *,
+        limits: Mapping[str, int | Limit] | None = None,
+        thread_workers: int | None = None,
+        process_workers: int | None = None,
+        start_method: str | None = None,
+        ray_address: str | None = None,
+        max_steps: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.node_limits: dict[str, int] = {}
+        self.named_limits: dict[str, Limit] = {}
+        for key, value in (limits or {}).items():
+            if isinstance(value, Limit):
+                self.named_limits[key] = value
+            else:
+                self.node_limits[key] = check_limit(value, f"Runner limits[{key!r}]")
+        cores = cpu_count()
+        self.thread_workers = check_limit(
+            thread_workers or min(32, cores + 4), "Runner thread_workers"
+        )
+        self.process_workers = check_limit(process_workers or cores, "Runner process_workers")
+        self.start_method = start_method
+        self.ray_address = ray_address
+        self.max_steps = None if max_steps is None else check_limit(max_steps, "max_steps")
+        self.clock, self.sleep = clock, sleep
+        self.last_run: RunInfo | None = None
+
+    def run(self, flow: BaseNode, shared: Any = None) -> Any:
+        """Run ``flow`` from synchronous code; returns what its post returns."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(self.run_async(flow, shared))
+        from flowkit.node import UsageError
+
+        raise UsageError(
+            "Runner.run was called inside a running event loop; use "
+            "`await runner.run_async(flow, shared)` there"
+        )
+
+    async def run_async(self, flow: BaseNode, shared: Any = None) -> Any:
+        """Run ``flow`` (a flow or a single node); returns what its post returns."""
+        if not isinstance(flow, BaseNode):
+            raise ConfigError(f"Runner can only run nodes and flows, got {type(flow).__name__}")
+        run = _Run(self)
+        self.last_run = run.info
+        run.validate(flow, check_node_limits=True)
+        token = _current_run.set(run)
+        try:
+            return await run.run_node(flow, shared)
+        finally:
+            _current_run.reset(token)
+            run.close()
+
+
+async def run_in_current_or_new(node: BaseNode, shared: Any) -> Any:
+    """Run ``node`` inside the run already in progress on this loop, else in a new run."""
+    run = _current_run.get()
+    if run is not None and run.loop is asyncio.get_running_loop():
+        run.validate(node, check_node_limits=False)
+        return await run.run_node(node, shared)
+    return await Runner().run_async(node, shared)
+
+
+def _overrides(cls: type, method: str) -> bool:
+    return getattr(cls, method) is not getattr(BaseNode if method == "exec" else AsyncNode, method)
+
+
+class _Plan:
+    """How one node (and every copy of it) runs in this run; built once per node."""
+
+    __slots__ = (
+        "batch",
+        "chunk_size",
+        "executor",
+        "is_async",
+        "limiters",
+        "max_errors",
+        "name",
+        "on_error",
+        "retry",
+        "slots",
+        "stats",
+        "workers",
+    )
+
+    def __init__(self, run: _Run, node: BaseNode) -> None:
+        cls = type(node)
+        self.name = node.name
+        self.is_async = isinstance(node, AsyncNode)
+        executor = check_executor(node.executor, self.name) or "async"
+        self.executor = executor
+        self.batch = isinstance(node, BatchNode)
+        self.on_error = check_on_error(node.on_error, self.name)
+        self.max_errors = node.max_errors
+        self.chunk_size = node.chunk_size
+        if executor != "async" and not _overrides(cls, "exec"):
+            raise NotImplementedExecError(
+                f"{self.name}: executor={executor!r} runs the node's sync exec(), which "
+                f"{cls.__name__} does not define; implement exec(self, item)"
+            )
+        if executor == "async" and self.is_async and not _overrides(cls, "exec_async"):
+            if _overrides(cls, "exec"):
+                raise NotImplementedExecError(
+                    f"{self.name}: an async node runs exec_async(), but {cls.__name__} only "
+                    "defines exec(); rename it to `async def exec_async`, or set "
+                    "executor='thread' (or 'process') to run the sync exec"
+                )
+        limit = run.runner.node_limits.get(self.name, node.max_concurrency)
+        if limit is not None:
+            limit = check_limit(limit, f"{self.name}: max_concurrency")
+        if executor == "async":
+            parallel = isinstance(node, AsyncParallelBatchNode)
+            pool_size = DEFAULT_PARALLEL_CAP if parallel else 1
+        else:
+            parallel = True
+            pool_size = run.pool_size(executor)
+        self.workers = (limit or pool_size) if self.batch and parallel else 1
+        self.slots = Slots(limit or (pool_size if executor != "async" else _UNLIMITED))
+        self.limiters = tuple(run.limiter(name, self.name) for name in sorted(set(node.uses)))
+        if node.retry is not None:
+            self.retry: Retry | None = node.retry
+        else:
+            attempts = getattr(node, "max_retries", 1)
+            wait = getattr(node, "wait", 0)
+            self.retry = Retry.fixed(attempts, wait) if attempts > 1 else None
+        self.stats = run.stats_for(self.name, limit, executor)
+
+
+class _Run:
+    """State of one run: plans, limiters, pools and counts."""
+
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+        self.loop = asyncio.get_running_loop()
+        self.info = RunInfo(run_id=uuid.uuid4().hex[:12], started=time.time())
+        self._t0 = time.perf_counter()
+        self._plans: dict[int, _Plan] = {}
+        self._limiters: dict[str, NamedLimiter] = {}
+        self._threads: Any = None
+        self._processes: ProcessExecutor | None = None
+        self._ray: RayExecutor | None = None
+
+    # -- set-up ---------------------------------------------------------------------------
+
+    def validate(self, root: BaseNode, *, check_node_limits: bool) -> None:
+        """Refuse bad configuration before any work starts."""
+        seen: dict[int, BaseNode] = {}
+        stack = [root]
+        while stack:
+            node = stack.pop()
+            if id(node) in seen:
+                continue
+            seen[id(node)] = node
+            if isinstance(node, Flow):
+                stack.append(node.require_start())
+            if isinstance(node, Parallel):
+                stack.extend(node.branches)
+            stack.extend(node.successors.values())
+        names = set()
+        for node in seen.values():
+            names.add(node.name)
+            if isinstance(node, Flow | Parallel):
+                check_limit(node.max_concurrency or 1, f"{node.name}: max_concurrency")
+            else:
+                self.plan(node)
+        if check_node_limits:
+            unknown = sorted(set(self.runner.node_limits) - names)
+            if unknown:
+                raise ConfigError(
+                    f"Runner limits name unknown node(s) {', '.join(map(repr, unknown))}; "
+                    f"nodes in this flow: {', '.join(sorted(names))}. Use a flowkit.Limit "
+                    "value for a named limiter"
+                )
+
+    def plan(self, node: BaseNode) -> _Plan:
+        key = getattr(node, "_fk_id", id(node))
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = self._plans[key] = _Plan(self, node)
+            if plan.executor in ("process", "ray"):
+                NodePayload(node)  # refuse an unpicklable node before any work starts
+        return plan
+
+    def limiter(self, name: str, user: str) -> NamedLimiter:
+        lim = self._limiters.get(name)
+        if lim is None:
+            spec = self.runner.named_limits.get(name)
+            if spec is None:
+                known = ", ".join(sorted(self.runner.named_limits)) or "none"
+                raise ConfigError(
+                    f"{user}: uses limiter {name!r}, which the runner does not define "
+                    f"(defined: {known}); pass Runner(limits={{{name!r}: flowkit.Limit(...)}})"
+                )
+            lim = self._limiters[name] = NamedLimiter(
+                name, spec, clock=self.runner.clock, sleep=self.runner.sleep
+            )
+        return lim
+
+    def stats_for(self, name: str, limit: int | None, executor: str) -> NodeStats:
+        stats = self.info.nodes.get(name)
+        if stats is None:
+            stats = self.info.nodes[name] = NodeStats(name, limit, executor)
+        return stats
+
+    def pool_size(self, executor: str) -> int:
+        if executor == "thread":
+            return self.runner.thread_workers
+        if executor == "process":
+            return self.runner.process_workers
+        return self.ray().size
+
+    def threads(self) -> Any:
+        if self._threads is None:
+            self._threads = thread_pool(self.runner.thread_workers)
+        return self._threads
+
+    def processes(self) -> ProcessExecutor:
+        if self._processes is None:
+            self._processes = ProcessExecutor(self.runner.process_workers, self.runner.start_method)
+        return self._processes
+
+    def ray(self) -> RayExecutor:
+        if self._ray is None:
+            self._ray = RayExecutor(self.runner.ray_address)
+        return self._ray
+
+    def close(self) -> None:
+        for plan in self._plans.values():
+            plan.stats.peak_in_flight = max(plan.stats.peak_in_flight, plan.slots.peak)
+        self.info.wall_time = time.perf_counter() - self._t0
+        if self._threads is not None:
+            self._threads.shutdown(wait=False, cancel_futures=True)
+        if self._processes is not None:
+            self._processes.close()
+        if self._ray is not None:
+            self._ray.close()
+
+    # -- walking the graph ----------------------------------------------------------------
+
+    async def run_node(self, node: BaseNode, shared: Any) -> Any:
+        if isinstance(node, Flow):
+            return await self._run_flow(node, shared)
+        if isinstance(node, Parallel):
+            return await self._run_parallel(node, shared)
+        plan = self.plan(node)
+        if plan.is_async:
+            assert isinstance(node, AsyncNode)
+            prep_res = await _hook(node, "prep_async", shared)
+            exec_res = await self._exec(plan, node, prep_res)
+            return await _hook(node, "post_async", shared, prep_res, exec_res)
+        prep_res = _call_hook(node, "prep", shared)
+        exec_res = await self._exec(plan, node, prep_res)
+        return _call_hook(node, "post", shared, prep_res, exec_res)
+
+    async def _run_flow(self, flow: Flow, shared: Any) -> Any:
+        is_async = isinstance(flow, AsyncFlow)
+        prep_res = (
+            await _hook(flow, "prep_async", shared) if is_async else _call_hook(flow, "prep", shared)
+        )
+        if isinstance(flow, BatchFlow):
+            source = _items(prep_res, flow, "params dicts")
+            workers = 1
+            if isinstance(flow, AsyncParallelBatchFlow):
+                workers = flow.max_concurrency or DEFAULT_PARALLEL_CAP
+
+            async def one(_: int, params: Any) -> None:
+                if not isinstance(params, Mapping):
+                    raise _BatchInputError(
+                        f"{flow.name}: prep must yield params dicts, got "
+                        f"{type(params).__name__} {params!r:.80}"
+                    )
+                await self._orch(flow, shared, {**flow.params, **params})
+
+            await _drive(source, workers, one)
+            exec_res = None
+        else:
+            exec_res = await self._orch(flow, shared, None)
+        if is_async:
+            return await _hook(flow, "post_async", shared, prep_res, exec_res)
+        return _call_hook(flow, "post", shared, prep_res, exec_res)
+
+    async def _orch(self, flow: Flow, shared: Any, params: dict[str, Any] | None) -> Any:
+        curr: BaseNode | None = copy.copy(flow.require_start())
+        p = params or {**flow.params}
+        max_steps = flow.max_steps or self.runner.max_steps
+        last_action = None
+        steps = 0
+        while curr is not None:
+            steps += 1
+            if max_steps is not None and steps > max_steps:
+                raise FlowStructureError(
+                    f"{flow.name}: more than {max_steps} steps (the last action was "
+                    f"{last_action!r}); a cycle may never end. Raise max_steps if it is meant "
+                    "to run longer"
+                )
+            curr.set_params(p)
+            last_action = await self.run_node(curr, shared)
+            curr = copy.copy(flow.get_next_node(curr, last_action))
+        return last_action
+
+    async def _run_parallel(self, par: Parallel, shared: Any) -> Any:
+        if not isinstance(shared, dict):
+            raise ConfigError(f"{par.name}: Parallel needs shared to be a dict")
+        prep_res = await _hook(par, "prep_async", shared)
+        base = shared
+        views: dict[str, dict[str, Any]] = {}
+
+        async def branch(i: int, node: BaseNode) -> None:
+            view = dict(base)
+            views[par.branch_names[i]] = view
+            node = copy.copy(node)
+            node.set_params({**par.params})
+            await self.run_node(node, view)
+
+        await _drive(iter(par.branches), par.max_concurrency or len(par.branches), branch)
+        updates = {
+            name: {k: v for k, v in view.items() if k not in base or base[k] is not v}
+            for name, view in ((n, views[n]) for n in par.branch_names)
+        }
+        par.join(shared, updates)
+        return await _hook(par, "post_async", shared, prep_res, None)
+
+    # -- exec -----------------------------------------------------------------------------
+
+    async def _exec(self, plan: _Plan, node: BaseNode, prep_res: Any) -> Any:
+        if not plan.batch:
+            out = await self._map(plan, node, _Source(iter((prep_res,)), None, 1), 1)
+            return out[0]
+        return await self._map(plan, node, _items(prep_res, node, "items"), plan.workers)
+
+    async def _map(self, plan: _Plan, node: BaseNode, source: _Source, workers: int) -> list[Any]:
+        """Run exec over every item of ``source`` with at most ``workers`` in flight."""
+        if source.size is not None:
+            if source.size == 0:
+                return []
+            workers = min(workers, source.size)
+        if plan.executor in ("process", "ray"):
+            return await self._map_chunked(plan, node, source, workers)
+        results: list[Any] = []
+        slots, limiters, stats = plan.slots, plan.limiters, plan.stats
+        failures = _Failures(self, plan, node)
+        it = source._it
+        if plan.executor == "thread":
+            loop, pool, fn = self.loop, self.threads(), node.exec
+
+            def call(item: Any) -> Any:
+                return loop.run_in_executor(pool, fn, item)
+
+            def retry_call(item: Any, attempt: int) -> Awaitable[Any]:
+                return loop.run_in_executor(pool, call_with_retry_index, fn, item, attempt)
+
+            awaitable = True
+        else:
+            call = node.exec_async if plan.is_async else node.exec  # type: ignore[attr-defined]
+            awaitable = plan.is_async
+
+            async def retry_call(item: Any, attempt: int) -> Any:
+                token = _cur_retry.set(attempt)
+                try:
+                    res = call(item)
+                    return (await res) if awaitable else res
+                finally:
+                    _cur_retry.reset(token)
+
+        async def lane(_: int) -> None:
+            while True:
+                if it is not None:
+                    try:
+                        item = next(it)
+                    except StopIteration:
+                        return
+                else:
+                    pulled = await source.take(1)
+                    if not pulled:
+                        return
+                    item = pulled[0]
+                index = len(results)
+                results.append(None)
+                if not slots.try_acquire():
+                    await slots.acquire()
+                try:
+                    if limiters:
+                        await _acquire_all(limiters)
+                    try:
+                        res = call(item)
+                        if awaitable:
+                            res = await res
+                        failed = None
+                    except Exception as exc:
+                        failed = exc
+                    finally:
+                        if limiters:
+                            _release_all(limiters)
+                finally:
+                    slots.release()
+                if failed is not None:
+                    res = await self._recover(plan, index, item, failed, failures, retry_call)
+                results[index] = res
+                stats.items += 1
+
+        await _supervise(workers, lane)
+        return results
+
+    async def _map_chunked(
+        self, plan: _Plan, node: BaseNode, source: _Source, workers: int
+    ) -> list[Any]:
+        """Like ``_map`` for worker processes and Ray: items travel in adaptive chunks."""
+        backend: ProcessExecutor | RayExecutor = (
+            self.processes() if plan.executor == "process" else self.ray()
+        )
+        payload = NodePayload(node)
+        results: list[Any] = []
+        failures = _Failures(self, plan, node)
+        sizer = _ChunkSizer(plan.chunk_size, source.size, workers)
+        slots, limiters, stats = plan.slots, plan.limiters, plan.stats
+
+        async def retry_call(item: Any, attempt: int) -> Any:
+            [(ok, value)] = await backend.run(payload, [item], [attempt])
+            if not ok:
+                raise value
+            return value
+
+        async def lane(_: int) -> None:
+            while True:
+                chunk = await source.take(sizer.next())
+                if not chunk:
+                    return
+                base = len(results)
+                results.extend([None] * len(chunk))
+                await slots.acquire()
+                try:
+                    if limiters:
+                        await _acquire_all(limiters, len(chunk))
+                    try:
+                        t0 = time.perf_counter()
+                        outcomes = await backend.run(payload, chunk, [0] * len(chunk))
+                        sizer.observe(len(chunk), time.perf_counter() - t0)
+                    finally:
+                        if limiters:
+                            _release_all(limiters)
+                finally:
+                    slots.release()
+                for j, (ok, value) in enumerate(outcomes):
+                    if not ok:
+                        value = await self._recover(
+                            plan, base + j, chunk[j], value, failures, retry_call
+                        )
+                    results[base + j] = value
+                stats.items += len(chunk)
+
+        await _supervise(workers, lane)
+        return results
+
+    async def _recover(
+        self,
+        plan: _Plan,
+        index: int,
+        item: Any,
+        exc: BaseException,
+        failures: _Failures,
+        retry_call: Callable[[Any, int], Awaitable[Any]],
+    ) -> Any:
+        """Retry a failed item per the node's policy, then fall back, then apply on_error."""
+        attempt = 1
+        policy = plan.retry
+        while policy is not None:
+            delay = policy.next_wait(attempt, exc)
+            if delay is None:
+                break
+            plan.stats.retries += 1
+            if delay > 0:
+                await self.runner.sleep(delay)
+            await plan.slots.acquire()
+            try:
+                if plan.limiters:
+                    await _acquire_all(plan.limiters)
+                try:
+                    return await retry_call(item, attempt)
+                except Exception as again:
+                    exc = again
+                finally:
+                    if plan.limiters:
+                        _release_all(plan.limiters)
+            finally:
+                plan.slots.release()
+            attempt += 1
+        node = failures.node
+        token = _cur_retry.set(attempt - 1)
+        try:
+            if plan.is_async:
+                return await node.exec_fallback_async(item, exc)  # type: ignore[attr-defined]
+            if isinstance(node, Node):
+                return node.exec_fallback(item, exc)
+            raise exc
+        except Exception as final:
+            return failures.handle(index, final, attempt)
+        finally:
+            _cur_retry.reset(token)
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+class _Failures:
+    """Applies a node's on_error policy to items of one batch that failed for good."""
+
+    __slots__ = ("count", "node", "plan", "run")
+
+    def __init__(self, run: _Run, plan: _Plan, node: BaseNode) -> None:
+        self.run, self.plan, self.node = run, plan, node
+        self.count = 0
+
+    def handle(self, index: int, exc: BaseException, attempts: int) -> ErrorRecord:
+        plan = self.plan
+        plan.stats.failed += 1
+        where = f"flowkit: {plan.name} failed on item {index} after {attempts} attempt(s)"
+        if plan.on_error == "raise":
+            if where not in getattr(exc, "__notes__", ()):
+                exc.add_note(where)
+            raise exc
+        self.count += 1
+        record = ErrorRecord(
+            node=plan.name,
+            index=index,
+            error_type=type(exc).__name__,
+            message=str(exc),
+            traceback="".join(traceback.format_exception(exc)),
+            attempts=attempts,
+        )
+        self.run.info.errors.append(record)
+        if plan.max_errors is not None and self.count > plan.max_errors:
+            raise TooManyErrorsError(
+                f"{plan.name}: {self.count} items failed, more than max_errors="
+                f"{plan.max_errors}; the batch was stopped. Last error (item {index}): "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        return record
+
+
+class _ChunkSizer:
+    """Picks how many items travel to a worker at once: about 20 ms of work per trip."""
+
+    TARGET = 0.02
+    MAX = 256
+
+    def __init__(self, fixed: int | None, size: int | None, workers: int) -> None:
+        self.fixed, self.size, self.workers = fixed, size, workers
+        self.sent = 0
+        self.per_item: float | None = None
+
+    def next(self) -> int:
+        if self.fixed:
+            n = self.fixed
+        elif self.per_item is None:
+            n = 1
+        else:
+            n = max(1, min(self.MAX, int(self.TARGET / max(self.per_item, 1e-7))))
+            if self.size is not None:  # leave work for every lane near the end
+                n = min(n, max(1, (self.size - self.sent) // (2 * self.workers)))
+        self.sent += n
+        return n
+
+    def observe(self, count: int, seconds: float) -> None:
+        sample = seconds / count
+        self.per_item = sample if self.per_item is None else 0.7 * self.per_item + 0.3 * sample
+
+
+class _Source:
+    """Items from a list, generator or async generator, pulled lazily by the workers."""
+
+    __slots__ = ("_ait", "_it", "_lock", "size")
+
+    def __init__(self, it: Iterator[Any] | None, ait: AsyncIterator[Any] | None, size: int | None):
+        self._it, self._ait, self.size = it, ait, size
+        self._lock = asyncio.Lock() if ait is not None else None
+
+    async def take(self, n: int) -> list[Any]:
+        if self._it is not None:
+            return list(itertools.islice(self._it, n))
+        assert self._ait is not None and self._lock is not None
+        out: list[Any] = []
+        async with self._lock:
+            for _ in range(n):
+                try:
+                    out.append(await self._ait.__anext__())
+                except StopAsyncIteration:
+                    break
+        return out
+
+
+def _items(prep_res: Any, owner: BaseNode, what: str) -> _Source:
+    if prep_res is None:
+        return _Source(iter(()), None, 0)
+    if hasattr(prep_res, "__aiter__"):
+        return _Source(None, prep_res.__aiter__(), None)
+    try:
+        it = iter(prep_res)
+    except TypeError:
+        hook = "prep_async" if isinstance(owner, AsyncNode) else "prep"
+        raise _BatchInputError(
+            f"{owner.name}.{hook} returned {type(prep_res).__name__} {prep_res!r:.80}, but a "
+            f"batch needs an iterable of {what} (a list, a generator or an async generator)"
+        ) from None
+    size = len(prep_res) if hasattr(prep_res, "__len__") else None
+    return _Source(it, None, size)
+
+
+async def _drive(
+    source: _Source | Iterator[Any], workers: int, fn: Callable[[int, Any], Awaitable[None]]
+) -> None:
+    """Call ``fn(index, item)`` for every item, with at most ``workers`` calls in flight."""
+    if not isinstance(source, _Source):
+        source = _Source(source, None, None)
+    if source.size is not None:
+        workers = min(workers, source.size)
+    counter = itertools.count()
+    it, ait = source._it, source._ait
+
+    if it is not None:
+
+        async def lane(_: int) -> None:
+            for item in it:
+                await fn(next(counter), item)
+
+    else:
+
+        async def lane(_: int) -> None:
+            while True:
+                batch = await source.take(1)
+                if not batch:
+                    return
+                await fn(next(counter), batch[0])
+
+    del ait
+    await _supervise(workers, lane)
+
+
+async def _supervise(workers: int, lane: Callable[[int], Awaitable[None]]) -> None:
+    """Run ``workers`` lanes; the first failure cancels the others and is raised."""
+    if workers <= 1:
+        await lane(0)
+        return
+    loop = asyncio.get_running_loop()
+    tasks = [loop.create_task(lane(k)) for k in range(workers)]  # type: ignore[arg-type]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    except BaseException:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
+    failed = next((t for t in tasks if t.done() and not t.cancelled() and t.exception()), None)
+    if failed is not None:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise failed.exception()  # type: ignore[misc]
+
+
+async def _acquire_all(limiters: tuple[NamedLimiter, ...], requests: int = 1) -> None:
+    taken: list[NamedLimiter] = []
+    try:
+        for lim in limiters:
+            await lim.acquire(requests=requests)
+            taken.append(lim)
+    except BaseException:
+        for lim in taken:
+            lim.release()
+        raise
+
+
+def _release_all(limiters: tuple[NamedLimiter, ...]) -> None:
+    for lim in limiters:
+        lim.release()
+
+
+async def _hook(node: BaseNode, name: str, *args: Any) -> Any:
+    try:
+        return await getattr(node, name)(*args)
+    except Exception as exc:
+        _note(exc, node, name)
+        raise
+
+
+def _call_hook(node: BaseNode, name: str, *args: Any) -> Any:
+    try:
+        return getattr(node, name)(*args)
+    except Exception as exc:
+        _note(exc, node, name)
+        raise
+
+
+def _note(exc: BaseException, node: BaseNode, hook: str) -> None:
+    if not any(n.startswith("flowkit:") for n in getattr(exc, "__notes__", ())):
+        exc.add_note(f"flowkit: raised in {node.name}.{hook}")
