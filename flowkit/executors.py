@@ -8,6 +8,7 @@ SIGINT, are killed when their chunk is cancelled, and are all stopped when the r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import multiprocessing as mp
 import os
@@ -67,15 +68,18 @@ def portable_outcomes(outcomes: list[Outcome], node_name: str) -> bytes:
                 pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
                 fixed.append((ok, value))
             except Exception as exc:
-                if ok:
-                    fixed.append((False, PicklingError(
-                        f"{node_name}: exec returned {type(value).__name__}, which cannot be "
-                        f"pickled back from the worker ({exc}); return plain data instead"
-                    )))
-                else:
-                    tb = "".join(traceback.format_exception(value))
-                    fixed.append((False, RemoteError(type(value).__name__, str(value), tb)))
+                fixed.append((False, _unpicklable(node_name, ok, value, exc)))
         return pickle.dumps(fixed, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _unpicklable(node_name: str, ok: bool, value: Any, exc: Exception) -> Exception:
+    if ok:
+        return PicklingError(
+            f"{node_name}: exec returned {type(value).__name__}, which cannot be pickled "
+            f"back from the worker ({exc}); return plain data instead"
+        )
+    tb = "".join(traceback.format_exception(value))
+    return RemoteError(type(value).__name__, str(value), tb)
 
 
 class NodePayload:
@@ -228,7 +232,7 @@ class ProcessExecutor:
                     "`if __name__ == '__main__':` guard"
                 ) from None
             healthy = True
-            return pickle.loads(data)  # type: ignore[no-any-return]
+            return pickle.loads(data)
         finally:
             if not healthy:
                 loop.remove_reader(fd)
@@ -260,10 +264,8 @@ class ProcessExecutor:
         self._closed = True
         while self._idle:
             worker = self._idle.popleft()
-            try:
+            with contextlib.suppress(OSError):
                 worker.conn.send_bytes(b"")  # asks the worker to exit
-            except OSError:
-                pass
             worker.proc.join(timeout=2)
             worker.kill()
         for worker in list(self._busy):
@@ -315,7 +317,7 @@ class RayExecutor:
             raise WorkerCrashedError(f"{payload.name}: a Ray worker died: {exc}") from None
         finally:
             self._pending.discard(task)
-        return pickle.loads(data)  # type: ignore[no-any-return]
+        return pickle.loads(data)
 
     def close(self) -> None:
         """Cancel this run's unfinished Ray tasks; the cluster itself stays up for reuse."""

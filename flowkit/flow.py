@@ -78,6 +78,8 @@ class AsyncFlow(Flow, AsyncNode):
         return exec_res
 
     async def run_async(self, shared: Any) -> Any:
+        if self.successors:
+            warnings.warn("Node won't run successors. Use AsyncFlow.", stacklevel=2)
         from flowkit.runner import run_in_current_or_new
 
         return await run_in_current_or_new(self, shared)
@@ -146,9 +148,7 @@ class Parallel(AsyncNode):
                 )
         self.branches = tuple(branches)
         self.branch_names = tuple(names) if names is not None else _unique_names(branches)
-        if len(self.branch_names) != len(branches) or len(set(self.branch_names)) != len(
-            branches
-        ):
+        if len(self.branch_names) != len(branches) or len(set(self.branch_names)) != len(branches):
             raise ConfigError(f"{self.name}: names must be unique, one per branch")
         if into is not None and reducer is not None:
             raise ConfigError(f"{self.name}: give either into= or reducer=, not both")

@@ -28,18 +28,18 @@ class UsageError(FlowkitError, RuntimeError):
     """A node or flow was called the wrong way, e.g. ``run`` on an async flow."""
 
 
-def check_executor(value: object, owner: str) -> str | None:
+def check_executor(value: Any, owner: str) -> str | None:
     if value is not None and value not in EXECUTORS:
         raise ConfigError(
             f"{owner}: unknown executor {value!r}; choose one of {', '.join(EXECUTORS)}"
         )
-    return value  # type: ignore[return-value]
+    return value
 
 
-def check_on_error(value: object, owner: str) -> str:
+def check_on_error(value: Any, owner: str) -> str:
     if value not in ON_ERROR:
         raise ConfigError(f"{owner}: on_error must be 'raise' or 'collect', got {value!r}")
-    return value  # type: ignore[return-value]
+    return value
 
 
 class BaseNode:
@@ -120,7 +120,7 @@ class BaseNode:
         if not isinstance(action, str):
             raise GraphError(
                 f"{self.name}: action must be a string, got {type(action).__name__} "
-                f"{action!r}; write node - \"action\" >> other"
+                f'{action!r}; write node - "action" >> other'
             )
         if not isinstance(node, BaseNode):
             raise GraphError(
@@ -157,7 +157,7 @@ class BaseNode:
             return _ConditionalTransition(self, action)
         raise GraphError(
             f"{self.name}: action must be a string, got {type(action).__name__} {action!r}; "
-            "write node - \"action\" >> other"
+            'write node - "action" >> other'
         )
 
     def __repr__(self) -> str:

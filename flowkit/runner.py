@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import itertools
 import sys
 import time
 import traceback
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -140,12 +142,10 @@ class Runner:
             asyncio.get_running_loop()
         except RuntimeError:
             return asyncio.run(self.run_async(flow, shared))
-        from flowkit.node import UsageError
-
-        raise UsageError(
-            "Runner.run was called inside a running event loop; use "
-            "`await runner.run_async(flow, shared)` there"
-        )
+        # Called from sync code on a running loop (a hook running a sub-flow, a notebook):
+        # block like PocketFlow does, running the flow on its own loop in a helper thread.
+        with ThreadPoolExecutor(1, thread_name_prefix="flowkit-sync-run") as pool:
+            return pool.submit(asyncio.run, self.run_async(flow, shared)).result()
 
     async def run_async(self, flow: BaseNode, shared: Any = None) -> Any:
         """Run ``flow`` (a flow or a single node); returns what its post returns."""
@@ -208,13 +208,13 @@ class _Plan:
                 f"{self.name}: executor={executor!r} runs the node's sync exec(), which "
                 f"{cls.__name__} does not define; implement exec(self, item)"
             )
-        if executor == "async" and self.is_async and not _overrides(cls, "exec_async"):
-            if _overrides(cls, "exec"):
-                raise NotImplementedExecError(
-                    f"{self.name}: an async node runs exec_async(), but {cls.__name__} only "
-                    "defines exec(); rename it to `async def exec_async`, or set "
-                    "executor='thread' (or 'process') to run the sync exec"
-                )
+        async_only = executor == "async" and self.is_async
+        if async_only and not _overrides(cls, "exec_async") and _overrides(cls, "exec"):
+            raise NotImplementedExecError(
+                f"{self.name}: an async node runs exec_async(), but {cls.__name__} only "
+                "defines exec(); rename it to `async def exec_async`, or set "
+                "executor='thread' (or 'process') to run the sync exec"
+            )
         limit = run.runner.node_limits.get(self.name, node.max_concurrency)
         if limit is not None:
             limit = check_limit(limit, f"{self.name}: max_concurrency")
@@ -364,10 +364,12 @@ class _Run:
 
     async def _run_flow(self, flow: Flow, shared: Any) -> Any:
         is_async = isinstance(flow, AsyncFlow)
-        prep_res = (
-            await _hook(flow, "prep_async", shared) if is_async else _call_hook(flow, "prep", shared)
-        )
+        if is_async:
+            prep_res = await _hook(flow, "prep_async", shared)
+        else:
+            prep_res = _call_hook(flow, "prep", shared)
         if isinstance(flow, BatchFlow):
+            prep_res = prep_res or []
             source = _items(prep_res, flow, "params dicts")
             workers = 1
             if isinstance(flow, AsyncParallelBatchFlow):
@@ -450,10 +452,12 @@ class _Run:
         slots, limiters, stats = plan.slots, plan.limiters, plan.stats
         failures = _Failures(self, plan, node)
         it = source._it
+        call: Callable[[Any], Any]
+        retry_call: Callable[[Any, int], Awaitable[Any]]
         if plan.executor == "thread":
             loop, pool, fn = self.loop, self.threads(), node.exec
 
-            def call(item: Any) -> Any:
+            def call(item: Any) -> Awaitable[Any]:
                 return loop.run_in_executor(pool, fn, item)
 
             def retry_call(item: Any, attempt: int) -> Awaitable[Any]:
@@ -461,16 +465,9 @@ class _Run:
 
             awaitable = True
         else:
-            call = node.exec_async if plan.is_async else node.exec  # type: ignore[attr-defined]
+            call = node.exec_async if isinstance(node, AsyncNode) else node.exec
             awaitable = plan.is_async
-
-            async def retry_call(item: Any, attempt: int) -> Any:
-                token = _cur_retry.set(attempt)
-                try:
-                    res = call(item)
-                    return (await res) if awaitable else res
-                finally:
-                    _cur_retry.reset(token)
+            retry_call = functools.partial(_retry_here, call, awaitable)
 
         async def lane(_: int) -> None:
             while True:
@@ -566,7 +563,7 @@ class _Run:
         plan: _Plan,
         index: int,
         item: Any,
-        exc: BaseException,
+        exc: Exception,
         failures: _Failures,
         retry_call: Callable[[Any, int], Awaitable[Any]],
     ) -> Any:
@@ -620,7 +617,7 @@ class _Failures:
         self.run, self.plan, self.node = run, plan, node
         self.count = 0
 
-    def handle(self, index: int, exc: BaseException, attempts: int) -> ErrorRecord:
+    def handle(self, index: int, exc: Exception, attempts: int) -> ErrorRecord:
         plan = self.plan
         plan.stats.failed += 1
         where = f"flowkit: {plan.name} failed on item {index} after {attempts} attempt(s)"
@@ -751,7 +748,10 @@ async def _supervise(workers: int, lane: Callable[[int], Awaitable[None]]) -> No
         await lane(0)
         return
     loop = asyncio.get_running_loop()
-    tasks = [loop.create_task(lane(k)) for k in range(workers)]  # type: ignore[arg-type]
+    tasks: list[asyncio.Task[None]] = [
+        loop.create_task(lane(k))  # type: ignore[arg-type]
+        for k in range(workers)
+    ]
     try:
         await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
     except BaseException:
@@ -765,6 +765,16 @@ async def _supervise(workers: int, lane: Callable[[int], Awaitable[None]]) -> No
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         raise failed.exception()  # type: ignore[misc]
+
+
+async def _retry_here(call: Callable[[Any], Any], awaitable: bool, item: Any, attempt: int) -> Any:
+    """Another try on the event loop, with ``cur_retry`` set for it."""
+    token = _cur_retry.set(attempt)
+    try:
+        res = call(item)
+        return (await res) if awaitable else res
+    finally:
+        _cur_retry.reset(token)
 
 
 async def _acquire_all(limiters: tuple[NamedLimiter, ...], requests: int = 1) -> None:

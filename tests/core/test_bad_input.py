@@ -84,7 +84,7 @@ def test_batch_prep_must_return_an_iterable() -> None:
 
 
 def test_flow_without_start() -> None:
-    with pytest.raises(FlowStructureError, match="Flow has no start node: pass Flow\\(start=node\\)"):
+    with pytest.raises(FlowStructureError, match=r"Flow has no start node: pass Flow\(start="):
         fk.Runner().run(fk.Flow(), {})
     with pytest.raises(GraphError, match="start must be a node"):
         fk.Flow(start="begin")  # type: ignore[arg-type]

@@ -65,6 +65,7 @@ class Both(fk.AsyncParallelBatchNode):
     async def post_async(self, shared, prep_res, exec_res):
         shared["out"] = exec_res
 
+
 class Fails(fk.BatchNode):
     executor = "process"
 
@@ -76,11 +77,13 @@ class Fails(fk.BatchNode):
             raise ValueError("bad item")
         return item
 
+
 class Dies(fk.Node):
     executor = "process"
 
     def exec(self, prep_res):
         os._exit(3)
+
 
 class BadItem(fk.BatchNode):
     executor = "process"
@@ -90,6 +93,7 @@ class BadItem(fk.BatchNode):
 
     def exec(self, item):
         return 1
+
 
 class BadResult(fk.BatchNode):
     executor = "process"

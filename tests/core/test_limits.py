@@ -170,7 +170,7 @@ async def test_rate_limit_spaces_starts_evenly() -> None:
     await runner.run_async(Call(), {})
     starts.sort()
     assert len(starts) == 150
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert min(gaps) == pytest.approx(1.0)
     # No 60 s window, wherever it starts, holds more than 60 starts.
     for i, t in enumerate(starts):
