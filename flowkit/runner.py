@@ -82,6 +82,13 @@ class NodeStats:
     failed: int = 0
     retries: int = 0
     peak_in_flight: int = 0
+    in_flight: int = field(default=0, repr=False)
+
+    def enter(self) -> None:
+        """Count one more exec call in flight."""
+        self.in_flight += 1
+        if self.in_flight > self.peak_in_flight:
+            self.peak_in_flight = self.in_flight
 
 
 @dataclass
@@ -335,8 +342,6 @@ class _Run:
         return self._ray
 
     def close(self) -> None:
-        for plan in self._plans.values():
-            plan.stats.peak_in_flight = max(plan.stats.peak_in_flight, plan.slots.peak)
         self.info.wall_time = time.perf_counter() - self._t0
         if self._threads is not None:
             self._threads.shutdown(wait=False, cancel_futures=True)
@@ -488,6 +493,9 @@ class _Run:
                 try:
                     if limiters:
                         await _acquire_all(limiters)
+                    stats.in_flight += 1
+                    if stats.in_flight > stats.peak_in_flight:
+                        stats.peak_in_flight = stats.in_flight
                     try:
                         res = call(item)
                         if awaitable:
@@ -496,6 +504,7 @@ class _Run:
                     except Exception as exc:
                         failed = exc
                     finally:
+                        stats.in_flight -= 1
                         if limiters:
                             _release_all(limiters)
                 finally:
@@ -538,11 +547,13 @@ class _Run:
                 try:
                     if limiters:
                         await _acquire_all(limiters, len(chunk))
+                    stats.enter()
                     try:
                         t0 = time.perf_counter()
                         outcomes = await backend.run(payload, chunk, [0] * len(chunk))
                         sizer.observe(len(chunk), time.perf_counter() - t0)
                     finally:
+                        stats.in_flight -= 1
                         if limiters:
                             _release_all(limiters)
                 finally:
@@ -581,11 +592,13 @@ class _Run:
             try:
                 if plan.limiters:
                     await _acquire_all(plan.limiters)
+                plan.stats.enter()
                 try:
                     return await retry_call(item, attempt)
                 except Exception as again:
                     exc = again
                 finally:
+                    plan.stats.in_flight -= 1
                     if plan.limiters:
                         _release_all(plan.limiters)
             finally:

@@ -150,6 +150,8 @@ async def test_named_limiter_is_one_budget_for_nested_fan_out() -> None:
     runner = fk.Runner(limits={"remote_api": fk.Limit(max_concurrency=3)})
     await runner.run_async(Prompts(start=fk.AsyncFlow(start=Converse())), shared)
     assert probe.peak == 3
+    assert runner.last_run is not None
+    assert runner.last_run.nodes["Converse"].peak_in_flight == 3
     assert shared["p2"] == [("p2", u) for u in range(4)]
 
 
