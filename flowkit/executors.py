@@ -16,6 +16,7 @@ import pickle
 import signal
 import sys
 import threading
+import time
 import traceback
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
@@ -26,7 +27,7 @@ from typing import Any
 from flowkit.errors import PicklingError, RemoteError, WorkerCrashedError, missing_extra
 from flowkit.node import _cur_retry
 
-Outcome = tuple[bool, Any]  # (True, result) or (False, exception)
+Outcome = tuple[bool, Any, float, float]  # (ok, result or exception, started, ended)
 
 
 def cpu_count() -> int:
@@ -49,11 +50,13 @@ def call_with_retry_index(fn: Callable[[Any], Any], item: Any, attempt: int) -> 
 def run_items(node: Any, items: Sequence[Any], attempts: Sequence[int]) -> list[Outcome]:
     """Run ``node.exec`` on each item, catching each failure separately."""
     out: list[Outcome] = []
+    clock = time.monotonic
     for item, attempt in zip(items, attempts, strict=True):
+        started = clock()
         try:
-            out.append((True, call_with_retry_index(node.exec, item, attempt)))
+            out.append((True, call_with_retry_index(node.exec, item, attempt), started, clock()))
         except Exception as exc:
-            out.append((False, exc))
+            out.append((False, exc, started, clock()))
     return out
 
 
@@ -63,12 +66,12 @@ def portable_outcomes(outcomes: list[Outcome], node_name: str) -> bytes:
         return pickle.dumps(outcomes, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception:
         fixed: list[Outcome] = []
-        for ok, value in outcomes:
+        for ok, value, started, ended in outcomes:
             try:
                 pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-                fixed.append((ok, value))
+                fixed.append((ok, value, started, ended))
             except Exception as exc:
-                fixed.append((False, _unpicklable(node_name, ok, value, exc)))
+                fixed.append((False, _unpicklable(node_name, ok, value, exc), started, ended))
         return pickle.dumps(fixed, protocol=pickle.HIGHEST_PROTOCOL)
 
 

@@ -169,8 +169,8 @@ class NamedLimiter:
         )
         self.waited = 0.0
 
-    async def acquire(self, requests: int = 1, tokens: float = 0.0) -> None:
-        """Take a slot, then wait for the request and token pacers."""
+    async def acquire(self, requests: int = 1, tokens: float = 0.0) -> float:
+        """Take a slot, then wait for the request and token pacers; return seconds waited."""
         clock = time.monotonic
         t0 = clock()
         if self.slots is not None:
@@ -184,7 +184,9 @@ class NamedLimiter:
             if self.slots is not None:
                 self.slots.release()
             raise
-        self.waited += clock() - t0
+        waited = clock() - t0
+        self.waited += waited
+        return waited
 
     def release(self) -> None:
         if self.slots is not None:

@@ -16,7 +16,7 @@ import sys
 import time
 import traceback
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -31,6 +31,7 @@ from flowkit.errors import (
     NotImplementedExecError,
     TooManyErrorsError,
 )
+from flowkit.events import Event, EventKind, Observer, Subscriber
 from flowkit.executors import (
     NodePayload,
     ProcessExecutor,
@@ -82,6 +83,7 @@ class NodeStats:
     failed: int = 0
     retries: int = 0
     peak_in_flight: int = 0
+    limiter_wait: dict[str, float] = field(default_factory=dict)
     in_flight: int = field(default=0, repr=False)
 
     def enter(self) -> None:
@@ -110,7 +112,9 @@ class Runner:
     ``thread_workers`` and ``process_workers`` size the pools (default: min(32, cores + 4)
     threads; one process per core). ``start_method`` picks how worker processes start
     (default "forkserver" on Linux). ``ray_address`` joins a Ray cluster instead of starting
-    a local one. ``max_steps`` bounds the nodes one pass of any flow may run.
+    a local one. ``max_steps`` bounds the nodes one pass of any flow may run. ``on_event``
+    receives every ``flowkit.events.Event`` of the run (a callable or several; an
+    ``Observer`` also hears the run's start and close).
     """
 
     def __init__(
@@ -122,6 +126,7 @@ class Runner:
         start_method: str | None = None,
         ray_address: str | None = None,
         max_steps: int | None = None,
+        on_event: Subscriber | Iterable[Subscriber] | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -141,6 +146,12 @@ class Runner:
         self.ray_address = ray_address
         self.max_steps = None if max_steps is None else check_limit(max_steps, "max_steps")
         self.clock, self.sleep = clock, sleep
+        if on_event is None:
+            self.subscribers: list[Subscriber] = []
+        elif callable(on_event):
+            self.subscribers = [on_event]
+        else:
+            self.subscribers = list(on_event)
         self.last_run: RunInfo | None = None
 
     def run(self, flow: BaseNode, shared: Any = None) -> Any:
@@ -162,11 +173,22 @@ class Runner:
         self.last_run = run.info
         run.validate(flow, check_node_limits=True)
         token = _current_run.set(run)
+        for sub in self.subscribers:
+            if isinstance(sub, Observer):
+                sub.start(run.info.run_id)
+        ok = False
         try:
-            return await run.run_node(flow, shared)
+            run.event("run_start", flow.name, flow.name)
+            result = await run.run_node(flow, shared, "")
+            ok = True
+            return result
         finally:
             _current_run.reset(token)
             run.close()
+            run.event("run_end", flow.name, flow.name, ok=ok)
+            for sub in self.subscribers:
+                if isinstance(sub, Observer):
+                    sub.close()
 
 
 async def run_in_current_or_new(node: BaseNode, shared: Any) -> Any:
@@ -174,7 +196,7 @@ async def run_in_current_or_new(node: BaseNode, shared: Any) -> Any:
     run = _current_run.get()
     if run is not None and run.loop is asyncio.get_running_loop():
         run.validate(node, check_node_limits=False)
-        return await run.run_node(node, shared)
+        return await run.run_node(node, shared, "")
     return await Runner().run_async(node, shared)
 
 
@@ -256,6 +278,20 @@ class _Run:
         self._threads: Any = None
         self._processes: ProcessExecutor | None = None
         self._ray: RayExecutor | None = None
+        self.emit: Subscriber | None = self._broadcast if runner.subscribers else None
+
+    # -- events ---------------------------------------------------------------------------
+
+    def _broadcast(self, event: Event) -> None:
+        for sub in self.runner.subscribers:
+            sub(event)
+
+    def event(
+        self, kind: EventKind, path: str, node: str, index: int = -1, ok: bool = True, **data: Any
+    ) -> None:
+        """Emit an event now, if anyone listens."""
+        if self.emit is not None:
+            self.emit(Event(kind, time.monotonic(), self.info.run_id, path, node, index, ok, data))
 
     # -- set-up ---------------------------------------------------------------------------
 
@@ -352,22 +388,49 @@ class _Run:
 
     # -- walking the graph ----------------------------------------------------------------
 
-    async def run_node(self, node: BaseNode, shared: Any) -> Any:
-        if isinstance(node, Flow):
-            return await self._run_flow(node, shared)
-        if isinstance(node, Parallel):
-            return await self._run_parallel(node, shared)
+    async def run_node(self, node: BaseNode, shared: Any, parent: str) -> Any:
+        """Run one node or flow (prep, exec, post); ``parent`` is the enclosing path."""
+        path = f"{parent}/{node.name}" if parent else node.name
+        if isinstance(node, Flow | Parallel):
+            self.event("node_start", path, node.name, role="flow")
+            ok = False
+            try:
+                if isinstance(node, Flow):
+                    result = await self._run_flow(node, shared, path)
+                else:
+                    result = await self._run_parallel(node, shared, path)
+                ok = True
+                return result
+            finally:
+                self.event("node_end", path, node.name, ok=ok, role="flow")
         plan = self.plan(node)
-        if plan.is_async:
-            assert isinstance(node, AsyncNode)
-            prep_res = await _hook(node, "prep_async", shared)
-            exec_res = await self._exec(plan, node, prep_res)
-            return await _hook(node, "post_async", shared, prep_res, exec_res)
-        prep_res = _call_hook(node, "prep", shared)
-        exec_res = await self._exec(plan, node, prep_res)
-        return _call_hook(node, "post", shared, prep_res, exec_res)
+        if self.emit is not None:
+            self.event(
+                "node_start",
+                path,
+                plan.name,
+                role="node",
+                executor=plan.executor,
+                limit=plan.stats.limit,
+                batch=plan.batch,
+            )
+        ok = False
+        try:
+            if plan.is_async:
+                assert isinstance(node, AsyncNode)
+                prep_res = await _hook(node, "prep_async", shared)
+                exec_res = await self._exec(plan, node, prep_res, path)
+                result = await _hook(node, "post_async", shared, prep_res, exec_res)
+            else:
+                prep_res = _call_hook(node, "prep", shared)
+                exec_res = await self._exec(plan, node, prep_res, path)
+                result = _call_hook(node, "post", shared, prep_res, exec_res)
+            ok = True
+            return result
+        finally:
+            self.event("node_end", path, plan.name, ok=ok, role="node")
 
-    async def _run_flow(self, flow: Flow, shared: Any) -> Any:
+    async def _run_flow(self, flow: Flow, shared: Any, path: str) -> Any:
         is_async = isinstance(flow, AsyncFlow)
         if is_async:
             prep_res = await _hook(flow, "prep_async", shared)
@@ -386,17 +449,17 @@ class _Run:
                         f"{flow.name}: prep must yield params dicts, got "
                         f"{type(params).__name__} {params!r:.80}"
                     )
-                await self._orch(flow, shared, {**flow.params, **params})
+                await self._orch(flow, shared, {**flow.params, **params}, path)
 
             await _drive(source, workers, one)
             exec_res = None
         else:
-            exec_res = await self._orch(flow, shared, None)
+            exec_res = await self._orch(flow, shared, None, path)
         if is_async:
             return await _hook(flow, "post_async", shared, prep_res, exec_res)
         return _call_hook(flow, "post", shared, prep_res, exec_res)
 
-    async def _orch(self, flow: Flow, shared: Any, params: dict[str, Any] | None) -> Any:
+    async def _orch(self, flow: Flow, shared: Any, params: dict[str, Any] | None, path: str) -> Any:
         curr: BaseNode | None = copy.copy(flow.require_start())
         p = params or {**flow.params}
         max_steps = flow.max_steps or self.runner.max_steps
@@ -411,11 +474,11 @@ class _Run:
                     "to run longer"
                 )
             curr.set_params(p)
-            last_action = await self.run_node(curr, shared)
+            last_action = await self.run_node(curr, shared, path)
             curr = copy.copy(flow.get_next_node(curr, last_action))
         return last_action
 
-    async def _run_parallel(self, par: Parallel, shared: Any) -> Any:
+    async def _run_parallel(self, par: Parallel, shared: Any, path: str) -> Any:
         if not isinstance(shared, dict):
             raise ConfigError(f"{par.name}: Parallel needs shared to be a dict")
         prep_res = await _hook(par, "prep_async", shared)
@@ -427,7 +490,7 @@ class _Run:
             views[par.branch_names[i]] = view
             node = copy.copy(node)
             node.set_params({**par.params})
-            await self.run_node(node, view)
+            await self.run_node(node, view, path)
 
         await _drive(iter(par.branches), par.max_concurrency or len(par.branches), branch)
         updates = {
@@ -439,23 +502,49 @@ class _Run:
 
     # -- exec -----------------------------------------------------------------------------
 
-    async def _exec(self, plan: _Plan, node: BaseNode, prep_res: Any) -> Any:
-        if not plan.batch:
-            out = await self._map(plan, node, _Source(iter((prep_res,)), None, 1), 1)
-            return out[0]
-        return await self._map(plan, node, _items(prep_res, node, "items"), plan.workers)
+    def _item_span(
+        self, path: str, name: str, index: int, started: float, ended: float, ok: bool
+    ) -> None:
+        assert self.emit is not None
+        run_id = self.info.run_id
+        self.emit(Event("item_start", started, run_id, path, name, index))
+        self.emit(Event("item_end", ended, run_id, path, name, index, ok))
 
-    async def _map(self, plan: _Plan, node: BaseNode, source: _Source, workers: int) -> list[Any]:
+    async def _acquire_limiters(self, plan: _Plan, path: str, requests: int = 1) -> None:
+        """Acquire the node's named limiters in name order, recording time spent waiting."""
+        taken: list[NamedLimiter] = []
+        try:
+            for lim in plan.limiters:
+                waited = await lim.acquire(requests=requests)
+                taken.append(lim)
+                if waited > 0:
+                    waits = plan.stats.limiter_wait
+                    waits[lim.name] = waits.get(lim.name, 0.0) + waited
+                    self.event("limiter_wait", path, plan.name, limiter=lim.name, seconds=waited)
+        except BaseException:
+            _release_all(tuple(taken))
+            raise
+
+    async def _exec(self, plan: _Plan, node: BaseNode, prep_res: Any, path: str) -> Any:
+        if not plan.batch:
+            out = await self._map(plan, node, _Source(iter((prep_res,)), None, 1), 1, path)
+            return out[0]
+        return await self._map(plan, node, _items(prep_res, node, "items"), plan.workers, path)
+
+    async def _map(
+        self, plan: _Plan, node: BaseNode, source: _Source, workers: int, path: str
+    ) -> list[Any]:
         """Run exec over every item of ``source`` with at most ``workers`` in flight."""
         if source.size is not None:
             if source.size == 0:
                 return []
             workers = min(workers, source.size)
+        failures = _Failures(self, plan, node, path)
         if plan.executor in ("process", "ray"):
-            return await self._map_chunked(plan, node, source, workers)
+            return await self._map_chunked(plan, node, source, workers, failures)
         results: list[Any] = []
         slots, limiters, stats = plan.slots, plan.limiters, plan.stats
-        failures = _Failures(self, plan, node)
+        emit, run_id, name = self.emit, self.info.run_id, plan.name
         it = source._it
         call: Callable[[Any], Any]
         retry_call: Callable[[Any, int], Awaitable[Any]]
@@ -492,10 +581,12 @@ class _Run:
                     await slots.acquire()
                 try:
                     if limiters:
-                        await _acquire_all(limiters)
+                        await self._acquire_limiters(plan, path)
                     stats.in_flight += 1
                     if stats.in_flight > stats.peak_in_flight:
                         stats.peak_in_flight = stats.in_flight
+                    if emit is not None:
+                        emit(Event("item_start", time.monotonic(), run_id, path, name, index))
                     try:
                         res = call(item)
                         if awaitable:
@@ -507,6 +598,18 @@ class _Run:
                         stats.in_flight -= 1
                         if limiters:
                             _release_all(limiters)
+                        if emit is not None:
+                            emit(
+                                Event(
+                                    "item_end",
+                                    time.monotonic(),
+                                    run_id,
+                                    path,
+                                    name,
+                                    index,
+                                    failed is None,
+                                )
+                            )
                 finally:
                     slots.release()
                 if failed is not None:
@@ -518,7 +621,7 @@ class _Run:
         return results
 
     async def _map_chunked(
-        self, plan: _Plan, node: BaseNode, source: _Source, workers: int
+        self, plan: _Plan, node: BaseNode, source: _Source, workers: int, failures: _Failures
     ) -> list[Any]:
         """Like ``_map`` for worker processes and Ray: items travel in adaptive chunks."""
         backend: ProcessExecutor | RayExecutor = (
@@ -526,12 +629,11 @@ class _Run:
         )
         payload = NodePayload(node)
         results: list[Any] = []
-        failures = _Failures(self, plan, node)
         sizer = _ChunkSizer(plan.chunk_size, source.size, workers)
-        slots, limiters, stats = plan.slots, plan.limiters, plan.stats
+        slots, limiters, stats, path = plan.slots, plan.limiters, plan.stats, failures.path
 
         async def retry_call(item: Any, attempt: int) -> Any:
-            [(ok, value)] = await backend.run(payload, [item], [attempt])
+            [(ok, value, _, _)] = await backend.run(payload, [item], [attempt])
             if not ok:
                 raise value
             return value
@@ -546,7 +648,7 @@ class _Run:
                 await slots.acquire()
                 try:
                     if limiters:
-                        await _acquire_all(limiters, len(chunk))
+                        await self._acquire_limiters(plan, path, len(chunk))
                     stats.enter()
                     try:
                         t0 = time.perf_counter()
@@ -558,7 +660,9 @@ class _Run:
                             _release_all(limiters)
                 finally:
                     slots.release()
-                for j, (ok, value) in enumerate(outcomes):
+                for j, (ok, value, started, ended) in enumerate(outcomes):
+                    if self.emit is not None:
+                        self._item_span(path, plan.name, base + j, started, ended, ok)
                     if not ok:
                         value = await self._recover(
                             plan, base + j, chunk[j], value, failures, retry_call
@@ -586,19 +690,35 @@ class _Run:
             if delay is None:
                 break
             plan.stats.retries += 1
+            self.event(
+                "item_retry",
+                failures.path,
+                plan.name,
+                index,
+                False,
+                attempt=attempt,
+                wait=delay,
+                error=f"{type(exc).__name__}: {exc}",
+            )
             if delay > 0:
                 await self.runner.sleep(delay)
             await plan.slots.acquire()
             try:
                 if plan.limiters:
-                    await _acquire_all(plan.limiters)
+                    await self._acquire_limiters(plan, failures.path)
                 plan.stats.enter()
+                t0 = time.monotonic()
+                ok = False
                 try:
-                    return await retry_call(item, attempt)
+                    result = await retry_call(item, attempt)
+                    ok = True
+                    return result
                 except Exception as again:
                     exc = again
                 finally:
                     plan.stats.in_flight -= 1
+                    if self.emit is not None:
+                        self._item_span(failures.path, plan.name, index, t0, time.monotonic(), ok)
                     if plan.limiters:
                         _release_all(plan.limiters)
             finally:
@@ -624,15 +744,26 @@ class _Run:
 class _Failures:
     """Applies a node's on_error policy to items of one batch that failed for good."""
 
-    __slots__ = ("count", "node", "plan", "run")
+    __slots__ = ("count", "node", "path", "plan", "run")
 
-    def __init__(self, run: _Run, plan: _Plan, node: BaseNode) -> None:
-        self.run, self.plan, self.node = run, plan, node
+    def __init__(self, run: _Run, plan: _Plan, node: BaseNode, path: str) -> None:
+        self.run, self.plan, self.node, self.path = run, plan, node, path
         self.count = 0
 
     def handle(self, index: int, exc: Exception, attempts: int) -> ErrorRecord:
         plan = self.plan
         plan.stats.failed += 1
+        self.run.event(
+            "item_error",
+            self.path,
+            plan.name,
+            index,
+            False,
+            attempts=attempts,
+            error_type=type(exc).__name__,
+            message=str(exc),
+            policy=plan.on_error,
+        )
         where = f"flowkit: {plan.name} failed on item {index} after {attempts} attempt(s)"
         if plan.on_error == "raise":
             if where not in getattr(exc, "__notes__", ()):
@@ -788,18 +919,6 @@ async def _retry_here(call: Callable[[Any], Any], awaitable: bool, item: Any, at
         return (await res) if awaitable else res
     finally:
         _cur_retry.reset(token)
-
-
-async def _acquire_all(limiters: tuple[NamedLimiter, ...], requests: int = 1) -> None:
-    taken: list[NamedLimiter] = []
-    try:
-        for lim in limiters:
-            await lim.acquire(requests=requests)
-            taken.append(lim)
-    except BaseException:
-        for lim in taken:
-            lim.release()
-        raise
 
 
 def _release_all(limiters: tuple[NamedLimiter, ...]) -> None:
