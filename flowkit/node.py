@@ -49,6 +49,8 @@ class BaseNode:
     flight across the whole run); ``executor`` ("async", "thread", "process", "ray");
     ``uses`` (named limiters); ``retry`` (a ``flowkit.Retry``); ``on_error`` ("raise" or
     "collect") and ``max_errors``; ``chunk_size`` (items per trip to a worker process).
+    With a store, results are checkpointed unless ``checkpoint = False``; define
+    ``item_key(self, item) -> str`` to choose how items are recognised on resume.
     """
 
     max_concurrency: int | None = None
@@ -58,6 +60,7 @@ class BaseNode:
     on_error: str = "raise"
     max_errors: int | None = None
     chunk_size: int | None = None
+    checkpoint: bool = True
 
     def __init__(
         self,
@@ -70,6 +73,7 @@ class BaseNode:
         on_error: str | None = None,
         max_errors: int | None = None,
         chunk_size: int | None = None,
+        checkpoint: bool | None = None,
     ) -> None:
         self.params: dict[str, Any] = {}
         self.successors: dict[str, BaseNode] = {}
@@ -94,6 +98,8 @@ class BaseNode:
             self.max_errors = check_limit(max_errors, f"{owner}: max_errors")
         if chunk_size is not None:
             self.chunk_size = check_limit(chunk_size, f"{owner}: chunk_size")
+        if checkpoint is not None:
+            self.checkpoint = bool(checkpoint)
 
     @property
     def name(self) -> str:

@@ -12,14 +12,17 @@ import asyncio
 import copy
 import functools
 import itertools
+import os
 import sys
 import time
 import traceback
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -53,6 +56,7 @@ from flowkit.node import (
     check_on_error,
 )
 from flowkit.retry import Retry
+from flowkit.store import ResultCodec, Store, StoreError, StoreWriter, item_key
 
 DEFAULT_PARALLEL_CAP = 1000
 """Items or sub-flows in flight for a parallel node or flow that sets no limit."""
@@ -102,6 +106,8 @@ class RunInfo:
     wall_time: float = 0.0
     nodes: dict[str, NodeStats] = field(default_factory=dict)
     errors: list[ErrorRecord] = field(default_factory=list)
+    resumed: int = 0
+    memory_guard_engaged: int = 0
 
 
 class Runner:
@@ -115,6 +121,11 @@ class Runner:
     a local one. ``max_steps`` bounds the nodes one pass of any flow may run. ``on_event``
     receives every ``flowkit.events.Event`` of the run (a callable or several; an
     ``Observer`` also hears the run's start and close).
+
+    With ``store`` (a SQLite file) every finished exec result is checkpointed under the run id
+    (``run_id``, or a new one); ``resume=RUN_ID`` reruns a flow reusing every stored result,
+    retrying stored failures unless ``skip_failed``. ``max_rss_mb`` stops admitting new items
+    while the process's resident memory is above it.
     """
 
     def __init__(
@@ -127,6 +138,11 @@ class Runner:
         ray_address: str | None = None,
         max_steps: int | None = None,
         on_event: Subscriber | Iterable[Subscriber] | None = None,
+        store: str | Path | None = None,
+        run_id: str | None = None,
+        resume: str | None = None,
+        skip_failed: bool = False,
+        max_rss_mb: float | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -146,6 +162,21 @@ class Runner:
         self.ray_address = ray_address
         self.max_steps = None if max_steps is None else check_limit(max_steps, "max_steps")
         self.clock, self.sleep = clock, sleep
+        if resume is not None and store is None:
+            raise ConfigError("Runner(resume=...) needs a store: pass store='PATH.db' too")
+        if resume is not None and run_id is not None and run_id != resume:
+            raise ConfigError(f"Runner got run_id={run_id!r} and resume={resume!r}; give one")
+        self.store = store
+        self.run_id = resume or run_id
+        self.resume = resume is not None
+        self.skip_failed = skip_failed
+        if max_rss_mb is not None and (
+            not isinstance(max_rss_mb, int | float)
+            or isinstance(max_rss_mb, bool)
+            or max_rss_mb <= 0
+        ):
+            raise ConfigError(f"Runner max_rss_mb must be a positive number, got {max_rss_mb!r}")
+        self.max_rss_mb = max_rss_mb
         if on_event is None:
             self.subscribers: list[Subscriber] = []
         elif callable(on_event):
@@ -172,6 +203,7 @@ class Runner:
         run = _Run(self)
         self.last_run = run.info
         run.validate(flow, check_node_limits=True)
+        run.open_store(flow.name)
         token = _current_run.set(run)
         for sub in self.subscribers:
             if isinstance(sub, Observer):
@@ -184,7 +216,7 @@ class Runner:
             return result
         finally:
             _current_run.reset(token)
-            run.close()
+            run.close(ok)
             run.event("run_end", flow.name, flow.name, ok=ok)
             for sub in self.subscribers:
                 if isinstance(sub, Observer):
@@ -209,7 +241,9 @@ class _Plan:
 
     __slots__ = (
         "batch",
+        "checkpoint",
         "chunk_size",
+        "codec",
         "executor",
         "is_async",
         "limiters",
@@ -263,6 +297,9 @@ class _Plan:
             wait = getattr(node, "wait", 0)
             self.retry = Retry.fixed(attempts, wait) if attempts > 1 else None
         self.stats = run.stats_for(self.name, limit, executor)
+        self.checkpoint = bool(getattr(node, "checkpoint", True))
+        method = getattr(cls, "exec_async" if executor == "async" and self.is_async else "exec")
+        self.codec = ResultCodec.for_method(self.name, method)
 
 
 class _Run:
@@ -271,7 +308,7 @@ class _Run:
     def __init__(self, runner: Runner) -> None:
         self.runner = runner
         self.loop = asyncio.get_running_loop()
-        self.info = RunInfo(run_id=uuid.uuid4().hex[:12], started=time.time())
+        self.info = RunInfo(run_id=runner.run_id or uuid.uuid4().hex[:12], started=time.time())
         self._t0 = time.perf_counter()
         self._plans: dict[int, _Plan] = {}
         self._limiters: dict[str, NamedLimiter] = {}
@@ -279,6 +316,10 @@ class _Run:
         self._processes: ProcessExecutor | None = None
         self._ray: RayExecutor | None = None
         self.emit: Subscriber | None = self._broadcast if runner.subscribers else None
+        self._store: Store | None = None
+        self._writer: StoreWriter | None = None
+        self._stored: dict[tuple[str, str], tuple[bool, str]] = {}
+        self.guard = MemoryGuard(runner.max_rss_mb, self) if runner.max_rss_mb else None
 
     # -- events ---------------------------------------------------------------------------
 
@@ -377,8 +418,33 @@ class _Run:
             self._ray = RayExecutor(self.runner.ray_address)
         return self._ray
 
-    def close(self) -> None:
+    def open_store(self, flow_name: str) -> None:
+        if self.runner.store is None:
+            return
+        self._store = Store(self.runner.store)
+        try:
+            self._stored = self._store.begin(self.info.run_id, flow_name, resume=self.runner.resume)
+        except BaseException:
+            self._store.close()
+            raise
+        self._writer = self._store.writer(self.info.run_id)
+
+    def checkpoint(self, plan: _Plan, node: BaseNode, path: str) -> _Checkpoint | None:
+        if self._writer is None or not plan.checkpoint:
+            return None
+        return _Checkpoint(self, plan, node, path)
+
+    def close(self, ok: bool = False) -> None:
         self.info.wall_time = time.perf_counter() - self._t0
+        if self.guard is not None:
+            self.guard.stop()
+        if self._store is not None:
+            try:
+                if self._writer is not None:
+                    self._writer.close()
+                self._store.finish(self.info.run_id, "done" if ok else "failed")
+            finally:
+                self._store.close()
         if self._threads is not None:
             self._threads.shutdown(wait=False, cancel_futures=True)
         if self._processes is not None:
@@ -545,6 +611,8 @@ class _Run:
         results: list[Any] = []
         slots, limiters, stats = plan.slots, plan.limiters, plan.stats
         emit, run_id, name = self.emit, self.info.run_id, plan.name
+        ck = self.checkpoint(plan, node, path)
+        guard = self.guard
         it = source._it
         call: Callable[[Any], Any]
         retry_call: Callable[[Any, int], Awaitable[Any]]
@@ -564,7 +632,10 @@ class _Run:
             retry_call = functools.partial(_retry_here, call, awaitable)
 
         async def lane(_: int) -> None:
+            key = ""
             while True:
+                if guard is not None and guard.engaged:
+                    await guard.admit()
                 if it is not None:
                     try:
                         item = next(it)
@@ -577,6 +648,12 @@ class _Run:
                     item = pulled[0]
                 index = len(results)
                 results.append(None)
+                if ck is not None:
+                    key = ck.key(item)
+                    stored = ck.restore(key)
+                    if stored is not _MISS:
+                        results[index] = stored
+                        continue
                 if not slots.try_acquire():
                     await slots.acquire()
                 try:
@@ -613,7 +690,11 @@ class _Run:
                 finally:
                     slots.release()
                 if failed is not None:
-                    res = await self._recover(plan, index, item, failed, failures, retry_call)
+                    res = await self._recover_saving(
+                        plan, index, item, failed, failures, retry_call, ck, key
+                    )
+                elif ck is not None:
+                    ck.save(key, index, res)
                 results[index] = res
                 stats.items += 1
 
@@ -638,13 +719,32 @@ class _Run:
                 raise value
             return value
 
+        ck = self.checkpoint(plan, node, failures.path)
+        guard = self.guard
+
         async def lane(_: int) -> None:
             while True:
-                chunk = await source.take(sizer.next())
-                if not chunk:
+                if guard is not None and guard.engaged:
+                    await guard.admit()
+                pulled = await source.take(sizer.next())
+                if not pulled:
                     return
-                base = len(results)
-                results.extend([None] * len(chunk))
+                first = len(results)
+                results.extend([None] * len(pulled))
+                todo = list(range(len(pulled)))
+                keys = [""] * len(pulled)
+                if ck is not None:
+                    todo = []
+                    for j, item in enumerate(pulled):
+                        keys[j] = ck.key(item)
+                        stored = ck.restore(keys[j])
+                        if stored is _MISS:
+                            todo.append(j)
+                        else:
+                            results[first + j] = stored
+                    if not todo:
+                        continue
+                chunk = [pulled[j] for j in todo]
                 await slots.acquire()
                 try:
                     if limiters:
@@ -660,18 +760,44 @@ class _Run:
                             _release_all(limiters)
                 finally:
                     slots.release()
-                for j, (ok, value, started, ended) in enumerate(outcomes):
+                for j, (ok, value, started, ended) in zip(todo, outcomes, strict=True):
+                    index = first + j
                     if self.emit is not None:
-                        self._item_span(path, plan.name, base + j, started, ended, ok)
+                        self._item_span(path, plan.name, index, started, ended, ok)
                     if not ok:
-                        value = await self._recover(
-                            plan, base + j, chunk[j], value, failures, retry_call
+                        value = await self._recover_saving(
+                            plan, index, pulled[j], value, failures, retry_call, ck, keys[j]
                         )
-                    results[base + j] = value
+                    elif ck is not None:
+                        ck.save(keys[j], index, value)
+                    results[index] = value
                 stats.items += len(chunk)
 
         await _supervise(workers, lane)
         return results
+
+    async def _recover_saving(
+        self,
+        plan: _Plan,
+        index: int,
+        item: Any,
+        exc: Exception,
+        failures: _Failures,
+        retry_call: Callable[[Any, int], Awaitable[Any]],
+        ck: _Checkpoint | None,
+        key: str,
+    ) -> Any:
+        """``_recover``, checkpointing the outcome: a result, or the final error's record."""
+        try:
+            res = await self._recover(plan, index, item, exc, failures, retry_call)
+        except Exception:
+            last = failures.last_record
+            if ck is not None and last is not None and last.index == index:
+                ck.save(key, index, last)
+            raise
+        if ck is not None:
+            ck.save(key, index, res)
+        return res
 
     async def _recover(
         self,
@@ -744,11 +870,22 @@ class _Run:
 class _Failures:
     """Applies a node's on_error policy to items of one batch that failed for good."""
 
-    __slots__ = ("count", "node", "path", "plan", "run")
+    __slots__ = ("count", "last_record", "node", "path", "plan", "run")
 
     def __init__(self, run: _Run, plan: _Plan, node: BaseNode, path: str) -> None:
         self.run, self.plan, self.node, self.path = run, plan, node, path
         self.count = 0
+        self.last_record: ErrorRecord | None = None
+
+    def record(self, index: int, exc: BaseException, attempts: int) -> ErrorRecord:
+        return ErrorRecord(
+            node=self.plan.name,
+            index=index,
+            error_type=type(exc).__name__,
+            message=str(exc),
+            traceback="".join(traceback.format_exception(exc)),
+            attempts=attempts,
+        )
 
     def handle(self, index: int, exc: Exception, attempts: int) -> ErrorRecord:
         plan = self.plan
@@ -764,20 +901,13 @@ class _Failures:
             message=str(exc),
             policy=plan.on_error,
         )
+        record = self.last_record = self.record(index, exc, attempts)
         where = f"flowkit: {plan.name} failed on item {index} after {attempts} attempt(s)"
         if plan.on_error == "raise":
             if where not in getattr(exc, "__notes__", ()):
                 exc.add_note(where)
             raise exc
         self.count += 1
-        record = ErrorRecord(
-            node=plan.name,
-            index=index,
-            error_type=type(exc).__name__,
-            message=str(exc),
-            traceback="".join(traceback.format_exception(exc)),
-            attempts=attempts,
-        )
         self.run.info.errors.append(record)
         if plan.max_errors is not None and self.count > plan.max_errors:
             raise TooManyErrorsError(
@@ -786,6 +916,117 @@ class _Failures:
                 f"{type(exc).__name__}: {exc}"
             ) from exc
         return record
+
+
+_MISS = object()
+
+
+class _Checkpoint:
+    """Reads and writes one batch's items in the store."""
+
+    __slots__ = ("codec", "item_key", "params", "path", "run", "stored")
+
+    def __init__(self, run: _Run, plan: _Plan, node: BaseNode, path: str) -> None:
+        self.run, self.path, self.codec = run, path, plan.codec
+        self.stored = run._stored
+        custom = getattr(node, "item_key", None)
+        self.item_key: Callable[[Any], str] | None = custom if callable(custom) else None
+        self.params = node.params
+
+    def key(self, item: Any) -> str:
+        if self.item_key is not None:
+            return str(self.item_key(item))
+        try:
+            return item_key(item, self.params)
+        except (TypeError, ValueError) as exc:
+            raise StoreError(
+                f"{self.path}: cannot make a checkpoint key for item {item!r:.80} ({exc}); "
+                "define item_key(self, item) -> str on the node, or set checkpoint = False"
+            ) from None
+
+    def restore(self, key: str) -> Any:
+        """The stored outcome for ``key``, or ``_MISS`` when the item must run."""
+        hit = self.stored.get((self.path, key))
+        if hit is None:
+            return _MISS
+        ok, text = hit
+        if ok:
+            self.run.info.resumed += 1
+            return self.codec.decode(text)
+        if self.run.runner.skip_failed:
+            self.run.info.resumed += 1
+            return ErrorRecord.model_validate_json(text)
+        return _MISS
+
+    def save(self, key: str, index: int, value: Any) -> None:
+        writer = self.run._writer
+        assert writer is not None
+        if isinstance(value, ErrorRecord):
+            writer.put(self.path, key, index, False, value.model_dump_json())
+        else:
+            writer.put(self.path, key, index, True, self.codec.encode(value))
+
+
+class MemoryGuard:
+    """Backpressure on resident memory: above the ceiling, no new item is admitted.
+
+    A sampler task reads the process's RSS every 50 ms. While it is above the ceiling,
+    workers wait before pulling their next item and work already in flight finishes. If memory
+    stays high with nothing in flight, one waiting item at a time is let through so the run
+    still ends.
+    """
+
+    INTERVAL = 0.05
+
+    def __init__(self, max_rss_mb: float, run: _Run) -> None:
+        self.limit = max_rss_mb * 1024 * 1024
+        self.run = run
+        self.engaged = False
+        self.engagements = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._task = asyncio.get_running_loop().create_task(self._sample())
+
+    async def _sample(self) -> None:
+        while True:
+            rss = current_rss()
+            if rss > self.limit and not self.engaged:
+                self.engaged = True
+                self.engagements += 1
+                self.run.event("memory_guard", "", "", ok=False, rss_mb=rss / 2**20)
+            elif rss <= self.limit and self.engaged:
+                self.engaged = False
+                self.run.event("memory_guard", "", "", ok=True, rss_mb=rss / 2**20)
+                self._wake(len(self._waiters))
+            elif self.engaged and not any(s.in_flight for s in self.run.info.nodes.values()):
+                self._wake(1)
+            await asyncio.sleep(self.INTERVAL)
+
+    def _wake(self, n: int) -> None:
+        while n > 0 and self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                n -= 1
+
+    async def admit(self) -> None:
+        """Wait until a new item may start."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        await fut
+
+    def stop(self) -> None:
+        self._task.cancel()
+        self._wake(len(self._waiters))
+        self.run.info.memory_guard_engaged = self.engagements
+
+
+def current_rss() -> int:
+    """Resident memory of this process in bytes."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * _PAGE
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
 class _ChunkSizer:

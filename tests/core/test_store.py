@@ -1,0 +1,280 @@
+"""Durable runs: results checkpointed in SQLite as they land, resume, crash safety."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+import flowkit as fk
+from flowkit.store import Store, StoreError, UnknownRunError
+
+
+class Score(BaseModel):
+    item: int
+    square: int
+
+
+class Squares(fk.AsyncParallelBatchNode):
+    max_concurrency = 4
+
+    def __init__(self, calls: list[int], fail_on: frozenset[int] = frozenset(), **kw) -> None:
+        super().__init__(**kw)
+        self.calls, self.fail_on = calls, fail_on
+
+    async def prep_async(self, shared):
+        return shared["items"]
+
+    async def exec_async(self, item: int) -> Score:
+        self.calls.append(item)
+        await asyncio.sleep(0)
+        if item in self.fail_on:
+            raise RuntimeError(f"cannot score {item}")
+        return Score(item=item, square=item * item)
+
+    async def post_async(self, shared, prep_res, exec_res):
+        shared["scores"] = exec_res
+
+
+def rows(db: Path) -> list[tuple]:
+    with sqlite3.connect(db) as conn:
+        return conn.execute(
+            "SELECT run_id, node, item_index, ok, value FROM results ORDER BY item_index"
+        ).fetchall()
+
+
+def test_each_result_is_written_under_run_node_path_and_key(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    flow = fk.AsyncFlow(start=Squares([]), name="job")
+    fk.Runner(store=db, run_id="r1").run(flow, {"items": [3, 1, 2]})
+    got = rows(db)
+    assert [(r[0], r[1], r[2], r[3]) for r in got] == [
+        ("r1", "job/Squares", 0, 1),
+        ("r1", "job/Squares", 1, 1),
+        ("r1", "job/Squares", 2, 1),
+    ]
+    assert json.loads(got[0][4]) == {"item": 3, "square": 9}
+
+
+def test_resume_reuses_stored_results_and_ends_like_an_uninterrupted_run(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    items = list(range(20))
+    first: list[int] = []
+    with pytest.raises(RuntimeError, match="cannot score 13"):
+        fk.Runner(store=db, run_id="r").run(
+            Squares(first, frozenset({13}), max_concurrency=1), {"items": items}
+        )
+    assert first == list(range(14))
+    again: list[int] = []
+    shared: dict = {"items": items}
+    runner = fk.Runner(store=db, resume="r")
+    runner.run(Squares(again), shared)
+    assert sorted(again) == list(range(13, 20))  # the failed item is retried, nothing else reruns
+    clean: dict = {"items": items}
+    fk.Runner().run(Squares([]), clean)
+    assert shared == clean
+    assert all(isinstance(s, Score) for s in shared["scores"])
+    assert runner.last_run is not None and runner.last_run.resumed == 13
+
+
+def test_changed_items_run_again(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    fk.Runner(store=db, run_id="r").run(Squares([]), {"items": [1, 2, 3]})
+    calls: list[int] = []
+    fk.Runner(store=db, resume="r").run(Squares(calls), {"items": [1, 2, 30]})
+    assert calls == [30]
+
+
+def test_failed_items_are_retried_on_resume_unless_skipped(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    fk.Runner(store=db, run_id="r").run(
+        Squares([], frozenset({2}), on_error="collect"), {"items": [1, 2, 3]}
+    )
+    assert [r[3] for r in rows(db)] == [1, 0, 1]
+    skipped: list[int] = []
+    shared: dict = {"items": [1, 2, 3]}
+    fk.Runner(store=db, resume="r", skip_failed=True).run(
+        Squares(skipped, on_error="collect"), shared
+    )
+    assert skipped == []
+    assert isinstance(shared["scores"][1], fk.ErrorRecord)
+    retried: list[int] = []
+    fk.Runner(store=db, resume="r").run(Squares(retried), {"items": [1, 2, 3]})
+    assert retried == [2]
+
+
+def test_results_keep_their_annotated_types(tmp_path: Path) -> None:
+    class Pairs(fk.BatchNode):
+        def prep(self, shared):
+            return [1, 2]
+
+        def exec(self, item) -> tuple[int, str]:
+            return (item, str(item))
+
+        def post(self, shared, prep_res, exec_res):
+            shared["out"] = exec_res
+
+    db = tmp_path / "runs.db"
+    fk.Runner(store=db, run_id="r").run(Pairs(), {})
+    shared: dict = {}
+    fk.Runner(store=db, resume="r").run(Pairs(), shared)
+    assert shared["out"] == [(1, "1"), (2, "2")]
+
+
+def test_a_result_that_is_not_json_names_the_node_and_can_opt_out(tmp_path: Path) -> None:
+    class Opaque(fk.Node):
+        def exec(self, prep_res):
+            return object()
+
+    with pytest.raises(StoreError, match="Opaque: exec returned object, which cannot be"):
+        fk.Runner(store=tmp_path / "a.db").run(Opaque(), {})
+    fk.Runner(store=tmp_path / "b.db").run(Opaque(checkpoint=False), {})
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"this is not a database at all" * 100, "not a usable SQLite database"),
+        (None, "did not create"),
+    ],
+)
+def test_corrupt_or_foreign_files_are_refused_and_left_untouched(
+    tmp_path: Path, content: bytes | None, message: str
+) -> None:
+    db = tmp_path / "x.db"
+    if content is None:
+        with sqlite3.connect(db) as conn:
+            conn.execute("CREATE TABLE invoices (id INTEGER)")
+    else:
+        db.write_bytes(content)
+    before = db.read_bytes()
+    with pytest.raises(StoreError, match=message):
+        fk.Runner(store=db).run(Squares([]), {"items": [1]})
+    assert db.read_bytes() == before
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "x.db"
+    Store(db).close()
+    with sqlite3.connect(db) as conn:
+        conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(StoreError, match="schema 99, newer than"):
+        Store(db)
+
+
+def test_runs_and_results_can_be_listed(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    fk.Runner(store=db, run_id="a").run(
+        Squares([], frozenset({2}), on_error="collect"), {"items": [1, 2]}
+    )
+    store = Store(db)
+    [summary] = store.runs()
+    assert (summary.run_id, summary.flow, summary.status, summary.done, summary.failed) == (
+        "a",
+        "Squares",
+        "done",
+        1,
+        1,
+    )
+    results = list(store.results("a", node="Squares"))
+    assert [(r.index, r.ok) for r in results] == [(0, True), (1, False)]
+    assert results[1].value["error_type"] == "RuntimeError"
+    with pytest.raises(UnknownRunError):
+        list(store.results("nope"))
+    with pytest.raises(UnknownRunError, match="runs there: a"):
+        fk.Runner(store=db, resume="nope").run(Squares([]), {"items": [1]})
+
+
+def test_memory_guard_holds_new_items_while_memory_is_high() -> None:
+    in_flight = peak = 0
+
+    class Items(fk.AsyncParallelBatchNode):
+        max_concurrency = 8
+
+        async def prep_async(self, shared):
+            return range(6)
+
+        async def exec_async(self, item):
+            nonlocal in_flight, peak
+            in_flight += 1
+            peak = max(peak, in_flight)
+            await asyncio.sleep(0.01)
+            in_flight -= 1
+
+    events: list = []
+    runner = fk.Runner(max_rss_mb=1, on_event=events.append)  # always above 1 MB
+    runner.run(Items(), {})
+    assert runner.last_run is not None
+    assert runner.last_run.memory_guard_engaged == 1
+    assert [e.kind for e in events].count("memory_guard") == 1
+    assert peak == 1  # admitted one at a time while the guard held
+
+
+CRASHY = textwrap.dedent(
+    """
+    import asyncio, json, random, sys
+    import flowkit as fk
+
+    db, run_id, resume, log_path, out_path = sys.argv[1:6]
+    log = open(log_path, "a", buffering=1)
+
+    class Work(fk.AsyncParallelBatchNode):
+        max_concurrency = 8
+
+        async def prep_async(self, shared):
+            return list(range(6000))
+
+        async def exec_async(self, i) -> list[int]:
+            log.write(f"{i}\\n")
+            await asyncio.sleep(random.uniform(0.001, 0.004))
+            return [i, i * i % 97]
+
+        async def post_async(self, shared, prep_res, exec_res):
+            shared["results"] = exec_res
+
+    shared = {}
+    runner = fk.Runner(store=db, **({"resume": run_id} if resume == "1" else {"run_id": run_id}))
+    runner.run(fk.AsyncFlow(start=Work()), shared)
+    open(out_path, "w").write(json.dumps(shared["results"]))
+    """
+)
+
+
+def test_sigkill_at_random_moments_loses_only_in_flight_items(tmp_path: Path) -> None:
+    script = tmp_path / "job.py"
+    script.write_text(CRASHY)
+    db, log, out = tmp_path / "runs.db", tmp_path / "exec.log", tmp_path / "out.json"
+    rng = random.Random(1234)
+    kills = 0
+    resume = "0"
+    while True:
+        proc = subprocess.Popen(
+            [sys.executable, str(script), str(db), "run", resume, str(log), str(out)]
+        )
+        try:
+            proc.wait(timeout=rng.uniform(0.35, 0.6) if kills < 12 else 120)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            kills += 1
+            with sqlite3.connect(db) as conn:
+                assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+            resume = "1" if db.exists() and Store(db).runs() else "0"
+            continue
+        assert proc.returncode == 0
+        break
+    assert kills >= 10
+    executions = len(log.read_text().split())
+    re_executed = executions - 6000
+    assert json.loads(out.read_text()) == [[i, i * i % 97] for i in range(6000)]
+    # Each kill may lose the items in flight (8) plus those finished since the last commit.
+    assert 0 <= re_executed <= kills * 16, (kills, re_executed)
