@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -231,7 +232,7 @@ CRASHY = textwrap.dedent(
         max_concurrency = 8
 
         async def prep_async(self, shared):
-            return list(range(6000))
+            return list(range(10000))
 
         async def exec_async(self, i) -> list[int]:
             log.write(f"{i}\\n")
@@ -257,24 +258,30 @@ def test_sigkill_at_random_moments_loses_only_in_flight_items(tmp_path: Path) ->
     kills = 0
     resume = "0"
     while True:
+        seen = len(log.read_text().split()) if log.exists() else 0
         proc = subprocess.Popen(
             [sys.executable, str(script), str(db), "run", resume, str(log), str(out)]
         )
-        try:
-            proc.wait(timeout=rng.uniform(0.35, 0.6) if kills < 12 else 120)
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-            kills += 1
-            with sqlite3.connect(db) as conn:
-                assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-            resume = "1" if db.exists() and Store(db).runs() else "0"
-            continue
-        assert proc.returncode == 0
+        if kills < 12:
+            # Kill at a random moment once this launch is executing items.
+            while proc.poll() is None and (
+                not log.exists() or len(log.read_text().split()) == seen
+            ):
+                time.sleep(0.005)
+            time.sleep(rng.uniform(0.0, 0.2))
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
+                kills += 1
+                with sqlite3.connect(db) as conn:
+                    assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+                resume = "1"
+                continue
+        assert proc.wait(timeout=120) == 0
         break
     assert kills >= 10
     executions = len(log.read_text().split())
-    re_executed = executions - 6000
-    assert json.loads(out.read_text()) == [[i, i * i % 97] for i in range(6000)]
+    re_executed = executions - 10000
+    assert json.loads(out.read_text()) == [[i, i * i % 97] for i in range(10000)]
     # Each kill may lose the items in flight (8) plus those finished since the last commit.
     assert 0 <= re_executed <= kills * 16, (kills, re_executed)
