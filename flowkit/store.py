@@ -43,10 +43,20 @@ CREATE TABLE IF NOT EXISTS results (
     item_index INTEGER NOT NULL,
     ok INTEGER NOT NULL,
     value TEXT NOT NULL,
-    written REAL NOT NULL,
-    PRIMARY KEY (run_id, node, item_key)
-) WITHOUT ROWID;
+    written REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS results_by_run ON results (run_id);
 """
+# Results are appended, never updated in place: appends keep writes sequential (a unique
+# index on random item keys costs several times more per row). An item written twice (a
+# failure, then a success on resume) keeps its latest row.
+_LATEST = """SELECT node, item_key, item_index, ok, value FROM results WHERE rowid IN (
+    SELECT MAX(rowid) FROM results WHERE run_id = ? GROUP BY node, item_key)"""
+
+
+_INSERT_GROUP = "INSERT INTO results SELECT " + ", ".join(
+    f"json_extract(value, '$[{i}]')" for i in range(7)
+) + " FROM json_each(?)"
 
 
 class StoreError(FlowkitError):
@@ -75,14 +85,25 @@ def _default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
+_encode_str = json.encoder.encode_basestring_ascii
+_CANONICAL = json.JSONEncoder(default=_default, sort_keys=True, separators=(",", ":"))
+
+
 def dumps(value: Any) -> str:
     """Canonical JSON for a value (pydantic models, dataclasses and arrays included)."""
-    return json.dumps(value, default=_default, sort_keys=True, separators=(",", ":"))
+    return _CANONICAL.encode(value)
 
 
 def item_key(item: Any, params: dict[str, Any] | None = None) -> str:
     """A stable key for an item's content (and the params its node ran with)."""
-    text = dumps(item) if not params else dumps([item, params])
+    if params:
+        text = dumps([item, params])
+    elif type(item) is int:
+        text = str(item)  # the same text JSON gives, without the encoder's set-up cost
+    elif type(item) is str:
+        text = _encode_str(item)
+    else:
+        text = dumps(item)
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
@@ -180,7 +201,8 @@ class Store:
                 )
             self._conn.execute("UPDATE runs SET status = 'running' WHERE run_id = ?", (run_id,))
             rows = self._conn.execute(
-                "SELECT node, item_key, ok, value FROM results WHERE run_id = ?", (run_id,)
+                "SELECT node, item_key, ok, value FROM results WHERE run_id = ? ORDER BY rowid",
+                (run_id,),
             )
             return {(node, key): (bool(ok), value) for node, key, ok, value in rows}
         if row is not None:
@@ -201,22 +223,22 @@ class Store:
 
     def runs(self) -> list[RunSummary]:
         """Every run in the store, newest first, with counts of done and failed items."""
-        rows = self._conn.execute(
-            """SELECT r.run_id, r.flow, r.started, r.finished, r.status,
-                      COALESCE(SUM(x.ok), 0), COALESCE(SUM(1 - x.ok), 0)
-               FROM runs r LEFT JOIN results x ON x.run_id = r.run_id
-               GROUP BY r.run_id ORDER BY r.started DESC"""
-        )
-        return [RunSummary(*row) for row in rows]
+        out = []
+        runs = self._conn.execute("SELECT * FROM runs ORDER BY started DESC").fetchall()
+        for run_id, flow, started, finished, status in runs:
+            oks = [r[3] for r in self._conn.execute(_LATEST, (run_id,))]
+            done = sum(oks)
+            out.append(RunSummary(run_id, flow, started, finished, status, done, len(oks) - done))
+        return out
 
     def results(self, run_id: str, node: str | None = None) -> Iterator[StoredResult]:
         """A run's stored outcomes in (node, index) order; ``node`` filters by name or path."""
         if not self._conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
             raise UnknownRunError(f"run {run_id!r} is not in {self.path}")
-        sql = "SELECT node, item_key, item_index, ok, value FROM results WHERE run_id = ?"
+        sql = f"SELECT * FROM ({_LATEST})"
         args: list[Any] = [run_id]
         if node is not None:
-            sql += " AND (node = ? OR node LIKE ?)"
+            sql += " WHERE node = ? OR node LIKE ?"
             args += [node, f"%/{node}"]
         for n, key, index, ok, value in self._conn.execute(
             sql + " ORDER BY node, item_index", args
@@ -230,7 +252,12 @@ class Store:
 
 
 class StoreWriter:
-    """Queues outcomes from the event loop; one thread commits them in groups."""
+    """Queues outcomes from the event loop; one thread commits them in groups.
+
+    A result is on disk at most ``GATHER`` seconds (plus one commit) after it is queued.
+    """
+
+    GATHER = 0.005
 
     def __init__(self, store: Store, run_id: str) -> None:
         self.store, self.run_id = store, run_id
@@ -246,11 +273,12 @@ class StoreWriter:
 
     def _loop(self) -> None:
         conn = self.store._conn
-        sql = "INSERT OR REPLACE INTO results VALUES (?, ?, ?, ?, ?, ?, ?)"
         while True:
             first = self._queue.get()
             rows = [] if first is None else [first]
             stop = first is None
+            if not stop:
+                time.sleep(self.GATHER)  # let a group form: one commit per few ms, not per row
             while not stop:
                 try:
                     row = self._queue.get_nowait()
@@ -262,9 +290,11 @@ class StoreWriter:
                     rows.append(row)
             if rows:
                 try:
+                    # One statement for the whole group: SQLite unpacks the rows itself, so the
+                    # GIL is released once per group instead of once per row.
                     with conn:
                         conn.execute("BEGIN")
-                        conn.executemany(sql, rows)
+                        conn.execute(_INSERT_GROUP, (json.dumps(rows),))
                 except sqlite3.Error as exc:
                     self._error = exc
             if stop:
