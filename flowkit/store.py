@@ -54,9 +54,10 @@ _LATEST = """SELECT node, item_key, item_index, ok, value FROM results WHERE row
     SELECT MAX(rowid) FROM results WHERE run_id = ? GROUP BY node, item_key)"""
 
 
-_INSERT_GROUP = "INSERT INTO results SELECT " + ", ".join(
-    f"json_extract(value, '$[{i}]')" for i in range(7)
-) + " FROM json_each(?)"
+_INSERT_GROUP = (
+    "INSERT INTO results SELECT ?1, value ->> 0, value ->> 1, value ->> 2, value ->> 3, "
+    "value ->> 4, ?2 FROM json_each(?3)"
+)
 
 
 class StoreError(FlowkitError):
@@ -254,10 +255,9 @@ class Store:
 class StoreWriter:
     """Queues outcomes from the event loop; one thread commits them in groups.
 
-    A result is on disk at most ``GATHER`` seconds (plus one commit) after it is queued.
+    Group commit: whatever queued up while the last commit ran goes into the next one, so a
+    result waits at most about one commit before it is on disk, and groups grow with load.
     """
-
-    GATHER = 0.005
 
     def __init__(self, store: Store, run_id: str) -> None:
         self.store, self.run_id = store, run_id
@@ -269,7 +269,7 @@ class StoreWriter:
     def put(self, node: str, key: str, index: int, ok: bool, value: str) -> None:
         if self._error is not None:
             raise StoreError(f"writing to {self.store.path} failed: {self._error}")
-        self._queue.put((self.run_id, node, key, index, int(ok), value, time.time()))
+        self._queue.put((node, key, index, int(ok), value))
 
     def _loop(self) -> None:
         conn = self.store._conn
@@ -277,8 +277,6 @@ class StoreWriter:
             first = self._queue.get()
             rows = [] if first is None else [first]
             stop = first is None
-            if not stop:
-                time.sleep(self.GATHER)  # let a group form: one commit per few ms, not per row
             while not stop:
                 try:
                     row = self._queue.get_nowait()
@@ -294,7 +292,7 @@ class StoreWriter:
                     # GIL is released once per group instead of once per row.
                     with conn:
                         conn.execute("BEGIN")
-                        conn.execute(_INSERT_GROUP, (json.dumps(rows),))
+                        conn.execute(_INSERT_GROUP, (self.run_id, time.time(), json.dumps(rows)))
                 except sqlite3.Error as exc:
                     self._error = exc
             if stop:

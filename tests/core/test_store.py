@@ -283,5 +283,5 @@ def test_sigkill_at_random_moments_loses_only_in_flight_items(tmp_path: Path) ->
     executions = len(log.read_text().split())
     re_executed = executions - 10000
     assert json.loads(out.read_text()) == [[i, i * i % 97] for i in range(10000)]
-    # Each kill may lose the items in flight (8) plus those finished since the last commit.
+    # Each kill may lose the items in flight (8) plus those finished during the last commit.
     assert 0 <= re_executed <= kills * 16, (kills, re_executed)
