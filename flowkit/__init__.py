@@ -41,4 +41,6 @@ __all__ = [
     "Retry",
     "RunInfo",
     "Runner",
+    "current_limiter",
+    "record_usage",
 ]

@@ -23,6 +23,7 @@ EventKind = Literal[
     "limiter_wait",
     "loop_blocked",
     "memory_guard",
+    "usage",
 ]
 
 

@@ -63,6 +63,30 @@ DEFAULT_PARALLEL_CAP = 1000
 
 _UNLIMITED = sys.maxsize
 _current_run: ContextVar[_Run | None] = ContextVar("flowkit_current_run", default=None)
+_current_node: ContextVar[tuple[_Plan, str] | None] = ContextVar("flowkit_node", default=None)
+
+
+def current_limiter(name: str) -> NamedLimiter | None:
+    """The run's named limiter ``name`` for code inside exec, or None outside a run or when
+    the runner defines no such limiter. Clients (e.g. an LLM client) acquire it per call."""
+    run = _current_run.get()
+    if run is None or name not in run.runner.named_limits:
+        return None
+    return run.limiter(name, "current_limiter")
+
+
+def record_usage(**amounts: float) -> None:
+    """Add amounts (tokens, latency, cost...) to the running node's stats and emit a
+    ``usage`` event; does nothing outside a run."""
+    run, node = _current_run.get(), _current_node.get()
+    if run is None or node is None:
+        return
+    plan, path = node
+    usage = plan.stats.usage
+    for key, value in amounts.items():
+        usage[key] = usage.get(key, 0.0) + value
+    if run.emit is not None:
+        run.emit(Event("usage", time.monotonic(), run.info.run_id, path, plan.name, data=amounts))
 
 
 class ErrorRecord(BaseModel):
@@ -88,6 +112,7 @@ class NodeStats:
     retries: int = 0
     peak_in_flight: int = 0
     limiter_wait: dict[str, float] = field(default_factory=dict)
+    usage: dict[str, float] = field(default_factory=dict)
     in_flight: int = field(default=0, repr=False)
 
     def enter(self) -> None:
@@ -126,6 +151,12 @@ class Runner:
     (``run_id``, or a new one); ``resume=RUN_ID`` reruns a flow reusing every stored result,
     retrying stored failures unless ``skip_failed``. ``max_rss_mb`` stops admitting new items
     while the process's resident memory is above it.
+
+    ``progress`` shows per-node progress on stderr: live bars on a terminal, log lines every
+    few seconds elsewhere (default: on only when stderr is a terminal). ``report="DIR"``
+    writes ``report.json``, ``report.html`` and ``report.png`` there when the run ends.
+    ``detect_blocking`` (seconds, default 0.1; None turns it off) warns once per node whose
+    code blocks the event loop longer than that (see ``flowkit.detector``).
     """
 
     def __init__(
@@ -143,6 +174,9 @@ class Runner:
         resume: str | None = None,
         skip_failed: bool = False,
         max_rss_mb: float | None = None,
+        progress: bool | None = None,
+        report: str | Path | None = None,
+        detect_blocking: float | None = 0.1,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -177,6 +211,16 @@ class Runner:
         ):
             raise ConfigError(f"Runner max_rss_mb must be a positive number, got {max_rss_mb!r}")
         self.max_rss_mb = max_rss_mb
+        self.progress = bool(sys.stderr and sys.stderr.isatty()) if progress is None else progress
+        self.report = report
+        if detect_blocking and (
+            not isinstance(detect_blocking, int | float) or detect_blocking < 0
+        ):
+            raise ConfigError(
+                f"Runner detect_blocking must be a number of seconds or None, got "
+                f"{detect_blocking!r}"
+            )
+        self.detect_blocking = float(detect_blocking) if detect_blocking else None
         if on_event is None:
             self.subscribers: list[Subscriber] = []
         elif callable(on_event):
@@ -204,10 +248,34 @@ class Runner:
         self.last_run = run.info
         run.validate(flow, check_node_limits=True)
         run.open_store(flow.name)
+        subscribers = list(self.subscribers)
+        if self.progress:
+            from flowkit.progress import Progress
+
+            subscribers.append(Progress())
+        if self.report is not None:
+            from flowkit.report import ReportWriter
+
+            subscribers.append(ReportWriter(self.report, info=run.info))
+        if len(subscribers) > len(self.subscribers):
+
+            def fan_out(event: Event) -> None:
+                for sub in subscribers:
+                    sub(event)
+
+            run.emit = fan_out
+        observers = [sub for sub in subscribers if isinstance(sub, Observer)]
+        if self.detect_blocking:
+            from flowkit.detector import BlockDetector
+
+            detector = BlockDetector.for_run(
+                flow, self.detect_blocking, start_method=self.start_method, emit=run.emit
+            )
+            if detector is not None:  # closed first, so its last findings reach the others
+                observers.insert(0, detector)
         token = _current_run.set(run)
-        for sub in self.subscribers:
-            if isinstance(sub, Observer):
-                sub.start(run.info.run_id)
+        for observer in observers:
+            observer.start(run.info.run_id)
         ok = False
         try:
             run.event("run_start", flow.name, flow.name)
@@ -218,9 +286,8 @@ class Runner:
             _current_run.reset(token)
             run.close(ok)
             run.event("run_end", flow.name, flow.name, ok=ok)
-            for sub in self.subscribers:
-                if isinstance(sub, Observer):
-                    sub.close()
+            for observer in observers:
+                observer.close()
 
 
 async def run_in_current_or_new(node: BaseNode, shared: Any) -> Any:
@@ -481,6 +548,7 @@ class _Run:
                 batch=plan.batch,
             )
         ok = False
+        token = _current_node.set((plan, path))
         try:
             if plan.is_async:
                 assert isinstance(node, AsyncNode)
@@ -494,6 +562,7 @@ class _Run:
             ok = True
             return result
         finally:
+            _current_node.reset(token)
             self.event("node_end", path, plan.name, ok=ok, role="node")
 
     async def _run_flow(self, flow: Flow, shared: Any, path: str) -> Any:
@@ -633,7 +702,11 @@ class _Run:
 
         async def lane(_: int) -> None:
             key = ""
+            done = 0
             while True:
+                done += 1
+                if not done & 255:
+                    await asyncio.sleep(0)  # let other tasks run even when exec never suspends
                 if guard is not None and guard.engaged:
                     await guard.admit()
                 if it is not None:

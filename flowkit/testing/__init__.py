@@ -14,7 +14,7 @@ From a shell: ``python -m flowkit.testing.server --port 8000 --latency-ms 50``.
 
 from flowkit.testing.completions import Responder, default_responder
 from flowkit.testing.config import Fault, ServerConfig
-from flowkit.testing.server import LLMServer
+from flowkit.testing.llm_server import LLMServer
 from flowkit.testing.stats import RequestRecord, StatsSnapshot
 
 __all__ = [

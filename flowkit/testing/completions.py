@@ -83,9 +83,8 @@ def sample_for_schema(schema: dict[str, Any], text: str, root: dict[str, Any] | 
         return {name: sample_for_schema(sub, text, root) for name, sub in properties.items()}
     if kind == "array":
         return [sample_for_schema(schema.get("items", {}), text, root)]
-    return {"string": text, "integer": len(text), "number": float(len(text)), "boolean": True}.get(
-        kind
-    )
+    scalars = {"string": text, "integer": len(text), "number": float(len(text)), "boolean": True}
+    return scalars.get(kind)
 
 
 def chat_completion(body: dict[str, Any], text: str, *, id: str, created: int) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from flowkit.testing.config import ServerConfig
-from flowkit.testing.server import LLMServer
+from flowkit.testing.llm_server import LLMServer
 
 
 def pytest_configure(config: pytest.Config) -> None:

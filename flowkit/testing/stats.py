@@ -27,7 +27,8 @@ class RequestRecord(BaseModel):
     end_time: float | None = None
     status: int | None = None
     reason: str | None = None
-    """Why it got no normal answer: an injected fault or 'rpm' / 'max_in_flight'."""
+    """The injected fault ('429', '500', 'stall', 'malformed') or refusing limit ('rpm',
+    'max_in_flight'); None for a plain answer."""
 
     @property
     def duration_s(self) -> float | None:
