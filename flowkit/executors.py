@@ -47,10 +47,17 @@ def call_with_retry_index(fn: Callable[[Any], Any], item: Any, attempt: int) -> 
         _cur_retry.reset(token)
 
 
-def run_items(node: Any, items: Sequence[Any], attempts: Sequence[int]) -> list[Outcome]:
-    """Run ``node.exec`` on each item, catching each failure separately."""
+def run_items(node: Any, items: Sequence[Any], attempts: Sequence[int] | None) -> list[Outcome]:
+    """Run ``node.exec`` on each item, catching each failure separately; with ``attempts``
+    None, run ``node.exec_batch`` once on all items (one outcome holding the result list)."""
     out: list[Outcome] = []
     clock = time.monotonic
+    if attempts is None:
+        started = clock()
+        try:
+            return [(True, node.exec_batch(list(items)), started, clock())]
+        except Exception as exc:
+            return [(False, exc, started, clock())]
     for item, attempt in zip(items, attempts, strict=True):
         started = clock()
         try:
@@ -196,9 +203,10 @@ class ProcessExecutor:
                 break
 
     async def run(
-        self, payload: NodePayload, items: Sequence[Any], attempts: Sequence[int]
+        self, payload: NodePayload, items: Sequence[Any], attempts: Sequence[int] | None
     ) -> list[Outcome]:
-        """Run ``payload``'s exec over ``items`` in one worker and return per-item outcomes."""
+        """Run ``payload``'s exec over ``items`` in one worker and return per-item outcomes
+        (``attempts`` None: one exec_batch call, one outcome)."""
         msg = self._encode(payload, items, attempts, with_node=False)
         worker = await self._checkout()
         loop = asyncio.get_running_loop()
@@ -243,12 +251,12 @@ class ProcessExecutor:
 
     @staticmethod
     def _encode(
-        payload: NodePayload, items: Sequence[Any], attempts: Sequence[int], with_node: bool
+        payload: NodePayload, items: Sequence[Any], attempts: Sequence[int] | None, with_node: bool
     ) -> bytes:
         node_data = payload.data if with_node else None
         try:
             return pickle.dumps(
-                (payload.key, node_data, list(attempts), list(items)),
+                (payload.key, node_data, attempts, list(items)),
                 protocol=pickle.HIGHEST_PROTOCOL,
             )
         except Exception as exc:
@@ -276,7 +284,7 @@ class ProcessExecutor:
         self._busy.clear()
 
 
-def _ray_run_items(node: Any, items: list[Any], attempts: list[int]) -> bytes:
+def _ray_run_items(node: Any, items: list[Any], attempts: list[int] | None) -> bytes:
     return portable_outcomes(run_items(node, items, attempts), node.name)
 
 
@@ -304,12 +312,12 @@ class RayExecutor:
         self._pending: set[Any] = set()
 
     async def run(
-        self, payload: NodePayload, items: Sequence[Any], attempts: Sequence[int]
+        self, payload: NodePayload, items: Sequence[Any], attempts: Sequence[int] | None
     ) -> list[Outcome]:
         ref = self._refs.get(payload.key)
         if ref is None:
             ref = self._refs[payload.key] = self._ray.put(pickle.loads(payload.data))
-        task = self._remote.remote(ref, list(items), list(attempts))
+        task = self._remote.remote(ref, list(items), None if attempts is None else list(attempts))
         self._pending.add(task)
         try:
             data = await task

@@ -27,6 +27,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from flowkit.batching import Batcher
 from flowkit.errors import BatchInputError as _BatchInputError
 from flowkit.errors import (
     ConfigError,
@@ -299,6 +300,10 @@ async def run_in_current_or_new(node: BaseNode, shared: Any) -> Any:
     return await Runner().run_async(node, shared)
 
 
+def _batched(node: BaseNode) -> bool:
+    return hasattr(node, "exec_batch") or hasattr(node, "exec_batch_async")
+
+
 def _overrides(cls: type, method: str) -> bool:
     return getattr(cls, method) is not getattr(BaseNode if method == "exec" else AsyncNode, method)
 
@@ -308,6 +313,7 @@ class _Plan:
 
     __slots__ = (
         "batch",
+        "batcher",
         "checkpoint",
         "chunk_size",
         "codec",
@@ -317,6 +323,7 @@ class _Plan:
         "max_errors",
         "name",
         "on_error",
+        "path",
         "retry",
         "slots",
         "stats",
@@ -333,7 +340,7 @@ class _Plan:
         self.on_error = check_on_error(node.on_error, self.name)
         self.max_errors = node.max_errors
         self.chunk_size = node.chunk_size
-        if executor != "async" and not _overrides(cls, "exec"):
+        if executor != "async" and not _overrides(cls, "exec") and not _batched(node):
             raise NotImplementedExecError(
                 f"{self.name}: executor={executor!r} runs the node's sync exec(), which "
                 f"{cls.__name__} does not define; implement exec(self, item)"
@@ -364,7 +371,12 @@ class _Plan:
             wait = getattr(node, "wait", 0)
             self.retry = Retry.fixed(attempts, wait) if attempts > 1 else None
         self.stats = run.stats_for(self.name, limit, executor)
+        self.path = self.name
         self.checkpoint = bool(getattr(node, "checkpoint", True))
+        self.batcher = run.batcher(self, node) if _batched(node) else None
+        if self.batcher is not None:
+            per_call = limit or (pool_size if executor != "async" else DEFAULT_PARALLEL_CAP)
+            self.workers = min(DEFAULT_PARALLEL_CAP, self.batcher.size * per_call)
         method = getattr(cls, "exec_async" if executor == "async" and self.is_async else "exec")
         self.codec = ResultCodec.for_method(self.name, method)
 
@@ -387,6 +399,7 @@ class _Run:
         self._writer: StoreWriter | None = None
         self._stored: dict[tuple[str, str], tuple[bool, str]] = {}
         self.guard = MemoryGuard(runner.max_rss_mb, self) if runner.max_rss_mb else None
+        self._batchers: list[Batcher] = []
 
     # -- events ---------------------------------------------------------------------------
 
@@ -457,6 +470,70 @@ class _Run:
             )
         return lim
 
+    def batcher(self, plan: _Plan, node: BaseNode) -> Batcher:
+        """A micro-batcher for a node that defines exec_batch or exec_batch_async."""
+        size = check_limit(getattr(node, "batch_size", 32), f"{plan.name}: batch_size")
+        wait_ms = getattr(node, "batch_wait_ms", 5.0)
+        if isinstance(wait_ms, bool) or not isinstance(wait_ms, int | float) or wait_ms < 0:
+            raise ConfigError(f"{plan.name}: batch_wait_ms must be a number >= 0, got {wait_ms!r}")
+        cls = type(node)
+        if plan.executor != "async" and not hasattr(cls, "exec_batch"):
+            raise NotImplementedExecError(
+                f"{plan.name}: executor={plan.executor!r} runs the node's sync exec_batch(), "
+                f"which {cls.__name__} does not define; implement exec_batch(self, items)"
+            )
+        payloads: dict[int, tuple[BaseNode, NodePayload]] = {}
+
+        async def call(target: Any, items: list[Any]) -> list[Any]:
+            await plan.slots.acquire()
+            try:
+                if plan.limiters:
+                    await self._acquire_limiters(plan, plan.path, len(items))
+                plan.stats.enter()
+                started, ok = time.monotonic(), False
+                try:
+                    if plan.executor == "async":
+                        if hasattr(cls, "exec_batch_async"):
+                            result = await target.exec_batch_async(items)
+                        else:
+                            result = target.exec_batch(items)
+                    elif plan.executor == "thread":
+                        result = await self.loop.run_in_executor(
+                            self.threads(), target.exec_batch, items
+                        )
+                    else:
+                        held = payloads.get(id(target))
+                        if held is None:
+                            held = payloads[id(target)] = (target, NodePayload(target))
+                        backend = self.processes() if plan.executor == "process" else self.ray()
+                        [(done, result, started, _)] = await backend.run(held[1], items, None)
+                        if not done:
+                            raise result
+                    ok = True
+                    return result
+                finally:
+                    plan.stats.in_flight -= 1
+                    if self.emit is not None:
+                        ended = time.monotonic()
+                        for _ in items:
+                            self._item_span(plan.path, plan.name, -1, started, ended, ok)
+                    if plan.limiters:
+                        _release_all(plan.limiters)
+            finally:
+                plan.slots.release()
+
+        def next_wait(attempt: int, exc: Exception) -> float | None:
+            if plan.retry is None:
+                return None
+            delay = plan.retry.next_wait(attempt, exc)
+            if delay is not None:
+                plan.stats.retries += 1
+            return delay
+
+        batcher = Batcher(plan.name, size, wait_ms / 1000, call, next_wait, self.runner.sleep)
+        self._batchers.append(batcher)
+        return batcher
+
     def stats_for(self, name: str, limit: int | None, executor: str) -> NodeStats:
         stats = self.info.nodes.get(name)
         if stats is None:
@@ -505,6 +582,8 @@ class _Run:
         self.info.wall_time = time.perf_counter() - self._t0
         if self.guard is not None:
             self.guard.stop()
+        for batcher in self._batchers:
+            batcher.close()
         if self._store is not None:
             try:
                 if self._writer is not None:
@@ -537,6 +616,7 @@ class _Run:
             finally:
                 self.event("node_end", path, node.name, ok=ok, role="flow")
         plan = self.plan(node)
+        plan.path = path
         if self.emit is not None:
             self.event(
                 "node_start",
@@ -675,6 +755,8 @@ class _Run:
                 return []
             workers = min(workers, source.size)
         failures = _Failures(self, plan, node, path)
+        if plan.batcher is not None:
+            return await self._map_batched(plan, node, source, workers, failures)
         if plan.executor in ("process", "ray"):
             return await self._map_chunked(plan, node, source, workers, failures)
         results: list[Any] = []
@@ -849,6 +931,49 @@ class _Run:
         await _supervise(workers, lane)
         return results
 
+    async def _map_batched(
+        self, plan: _Plan, node: BaseNode, source: _Source, workers: int, failures: _Failures
+    ) -> list[Any]:
+        """Like ``_map`` for nodes with exec_batch: items go through the node's batcher."""
+        batcher = plan.batcher
+        assert batcher is not None
+        results: list[Any] = []
+        ck = self.checkpoint(plan, node, failures.path)
+        stats = plan.stats
+
+        async def lane(_: int) -> None:
+            while True:
+                pulled = await source.take(1)
+                if not pulled:
+                    return
+                item = pulled[0]
+                index = len(results)
+                results.append(None)
+                key = ""
+                if ck is not None:
+                    key = ck.key(item)
+                    stored = ck.restore(key)
+                    if stored is not _MISS:
+                        results[index] = stored
+                        continue
+                try:
+                    res = await batcher.submit(node, item)
+                except Exception as exc:
+                    try:
+                        res = await self._give_up(plan, index, item, exc, failures, 1)
+                    except Exception:
+                        last = failures.last_record
+                        if ck is not None and last is not None and last.index == index:
+                            ck.save(key, index, last)
+                        raise
+                if ck is not None:
+                    ck.save(key, index, res)
+                results[index] = res
+                stats.items += 1
+
+        await _supervise(workers, lane)
+        return results
+
     async def _recover_saving(
         self,
         plan: _Plan,
@@ -923,6 +1048,12 @@ class _Run:
             finally:
                 plan.slots.release()
             attempt += 1
+        return await self._give_up(plan, index, item, exc, failures, attempt)
+
+    async def _give_up(
+        self, plan: _Plan, index: int, item: Any, exc: Exception, failures: _Failures, attempt: int
+    ) -> Any:
+        """No tries left: the node's fallback, else its on_error policy."""
         node = failures.node
         token = _cur_retry.set(attempt - 1)
         try:

@@ -1,0 +1,136 @@
+"""Micro-batching: single items from every caller of a node become batched exec calls.
+
+A node that defines ``exec_batch(items)`` or ``exec_batch_async(items)`` gets one ``Batcher``
+for the whole run. Callers (the items of a batch node, or single items from many concurrent
+branches of a parallel flow) submit items and await their own result; the batcher sends a
+batch when ``batch_size`` items are waiting or ``batch_wait_ms`` after the first one arrived.
+A failing batch is retried per the node's policy, then split in halves until the bad items
+are isolated, so their neighbours still succeed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from flowkit.errors import FlowkitError
+
+BatchCall = Callable[[Any, list[Any]], Awaitable[list[Any]]]
+"""Runs one batch on the node's executor, under its limits: ``(node, items) -> results``."""
+
+
+class BatchResultError(FlowkitError):
+    """exec_batch returned something other than one result per item."""
+
+
+class Batcher:
+    """Collects items for one node and runs them ``batch_size`` at a time."""
+
+    def __init__(
+        self,
+        name: str,
+        batch_size: int,
+        wait_s: float,
+        call: BatchCall,
+        next_wait: Callable[[int, Exception], float | None],
+        sleep: Callable[[float], Awaitable[None]],
+    ) -> None:
+        self.name, self.size, self.wait_s = name, batch_size, wait_s
+        self._call, self._next_wait, self._sleep = call, next_wait, sleep
+        self._pending: list[tuple[Any, Any, asyncio.Future[Any]]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.batches = 0
+
+    async def submit(self, node: Any, item: Any) -> Any:
+        """Queue ``item`` (to run on ``node``) and wait for its own result."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        entry = (node, item, fut)
+        self._pending.append(entry)
+        if len(self._pending) >= self.size:
+            self._flush(full_only=True)
+        elif self._timer is None:
+            self._timer = loop.call_later(self.wait_s, self._on_timer)
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            if entry in self._pending:
+                self._pending.remove(entry)
+            raise
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._flush(full_only=False)
+
+    def _flush(self, *, full_only: bool) -> None:
+        while self._pending and (len(self._pending) >= self.size or not full_only):
+            batch, self._pending = self._pending[: self.size], self._pending[self.size :]
+            task = asyncio.get_running_loop().create_task(self._run(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        if self._pending and self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.wait_s, self._on_timer)
+
+    async def _run(self, batch: list[tuple[Any, Any, asyncio.Future[Any]]]) -> None:
+        live = [entry for entry in batch if not entry[2].done()]
+        if not live:
+            return
+        node = live[0][0]
+        items = [item for _, item, _ in live]
+        attempt = 1
+        try:
+            await self._attempts(node, items, live, attempt)
+        except asyncio.CancelledError:
+            for _, _, fut in live:
+                fut.cancel()
+            raise
+
+    async def _attempts(
+        self,
+        node: Any,
+        items: list[Any],
+        live: list[tuple[Any, Any, asyncio.Future[Any]]],
+        attempt: int,
+    ) -> None:
+        while True:
+            try:
+                self.batches += 1
+                results = await self._call(node, items)
+                if not isinstance(results, list | tuple) or len(results) != len(items):
+                    got = len(results) if isinstance(results, list | tuple) else type(results)
+                    raise BatchResultError(
+                        f"{self.name}: exec_batch returned {got} results for {len(items)} "
+                        "items; return one result per item, in order"
+                    )
+                break
+            except BatchResultError as exc:  # a broken contract: splitting would hide it
+                for _, _, fut in live:
+                    if not fut.done():
+                        fut.set_exception(exc)
+                return
+            except Exception as exc:
+                delay = self._next_wait(attempt, exc)
+                if delay is not None:
+                    attempt += 1
+                    await self._sleep(delay)
+                    continue
+                if len(live) == 1:
+                    fut = live[0][2]
+                    if not fut.done():
+                        fut.set_exception(exc)
+                    return
+                half = len(live) // 2  # isolate the bad item(s); neighbours still succeed
+                await asyncio.gather(self._run(live[:half]), self._run(live[half:]))
+                return
+        for (_, _, fut), result in zip(live, results, strict=True):
+            if not fut.done():
+                fut.set_result(result)
+
+    def close(self) -> None:
+        """Cancel batches still running (the run is over)."""
+        if self._timer is not None:
+            self._timer.cancel()
+        for task in list(self._tasks):
+            task.cancel()
