@@ -53,6 +53,10 @@ class TooManyErrorsError(FlowkitError):
     """A node with ``on_error="collect"`` failed on more items than its ``max_errors``."""
 
 
+class FlowkitWarning(UserWarning):
+    """Something in a run works against its parallelism, e.g. an exec that blocks the loop."""
+
+
 class MissingExtraError(FlowkitError, ImportError):
     """An optional dependency is missing; the message names the extra to install."""
 

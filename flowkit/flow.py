@@ -63,6 +63,12 @@ class Flow(BaseNode):
     def post(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
         return exec_res
 
+    def to_mermaid(self) -> str:
+        """This flow as a Mermaid flowchart (``flowkit.graph.to_mermaid``)."""
+        from flowkit.graph import to_mermaid
+
+        return to_mermaid(self)
+
 
 class BatchFlow(Flow):
     """Runs the flow once per params dict that prep returns, one after another."""
