@@ -65,7 +65,7 @@ def best_of(repeats: int, fn: Any) -> float:
 
 def part_a(n: int, repeats: int) -> dict[str, Any]:
     times = {
-        "flowkit": best_of(repeats, lambda: fk.Runner().run(FkNoop(), {"n": n})),
+        "flowkit": best_of(repeats, lambda: fk.Runner(progress=False).run(FkNoop(), {"n": n})),
         "asyncio+semaphore": best_of(repeats, lambda: asyncio.run(raw_semaphore(n))),
         "pocketflow": best_of(repeats, lambda: asyncio.run(PfNoop().run_async({"n": n}))),
     }
@@ -89,7 +89,7 @@ class Sleeper(fk.AsyncParallelBatchNode):
 
 def part_b(n: int) -> dict[str, Any]:
     t0 = time.perf_counter()
-    fk.Runner().run(Sleeper(), {"n": n})
+    fk.Runner(progress=False).run(Sleeper(), {"n": n})
     wall = time.perf_counter() - t0
     ideal = n / 200 * 0.02
     return {"items": n, "wall_s": wall, "ideal_s": ideal, "efficiency": ideal / wall}
@@ -103,7 +103,7 @@ from core import FkNoop, PfNoop
 import flowkit as fk
 n = {n}
 if {which!r} == "flowkit":
-    fk.Runner().run(FkNoop(max_concurrency=100), {{"n": n}})
+    fk.Runner(progress=False).run(FkNoop(max_concurrency=100), {{"n": n}})
 else:
     asyncio.run(PfNoop().run_async({{"n": n}}))
 """
@@ -148,7 +148,7 @@ def part_d(n: int, with_ray: bool) -> dict[str, Any]:
     CpuNode(loop).exec(0)
     per_call = time.perf_counter() - t0
     times: dict[str, float] = {}
-    runner = fk.Runner()
+    runner = fk.Runner(progress=False)
     for executor in (None, "thread", "process", *(["ray"] if with_ray else [])):
         if executor == "ray":
             runner.run(CpuNode(loop, executor="ray"), {"n": 2})  # start the cluster first

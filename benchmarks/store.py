@@ -58,10 +58,10 @@ def main() -> None:
     out: dict[str, Any] = {"items": n}
     with tempfile.TemporaryDirectory() as tmp:
         for label, io in (("no-op", 0.0), ("io 1ms", 0.001)):
-            plain = timed(fk.Runner(), Small(io), n)
+            plain = timed(fk.Runner(progress=False), Small(io), n)
             db = Path(tmp) / f"{label.replace(' ', '_')}.db"
-            stored = timed(fk.Runner(store=db, run_id="bench"), Small(io), n)
-            resume = timed(fk.Runner(store=db, resume="bench"), Small(io), n)
+            stored = timed(fk.Runner(progress=False, store=db, run_id="bench"), Small(io), n)
+            resume = timed(fk.Runner(progress=False, store=db, resume="bench"), Small(io), n)
             out[label] = {
                 "no_store_s": plain,
                 "store_s": stored,

@@ -16,6 +16,7 @@ EventKind = Literal[
     "run_end",
     "node_start",
     "node_end",
+    "batch_start",
     "item_start",
     "item_end",
     "item_retry",

@@ -742,9 +742,12 @@ class _Run:
 
     async def _exec(self, plan: _Plan, node: BaseNode, prep_res: Any, path: str) -> Any:
         if not plan.batch:
-            out = await self._map(plan, node, _Source(iter((prep_res,)), None, 1), 1, path)
-            return out[0]
-        return await self._map(plan, node, _items(prep_res, node, "items"), plan.workers, path)
+            source = _Source(iter((prep_res,)), None, 1)
+        else:
+            source = _items(prep_res, node, "items")
+        self.event("batch_start", path, plan.name, items=source.size)
+        out = await self._map(plan, node, source, plan.workers if plan.batch else 1, path)
+        return out if plan.batch else out[0]
 
     async def _map(
         self, plan: _Plan, node: BaseNode, source: _Source, workers: int, path: str
@@ -817,6 +820,7 @@ class _Run:
                     stats.in_flight += 1
                     if stats.in_flight > stats.peak_in_flight:
                         stats.peak_in_flight = stats.in_flight
+                    failed = None
                     if emit is not None:
                         emit(Event("item_start", time.monotonic(), run_id, path, name, index))
                     try:

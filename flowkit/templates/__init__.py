@@ -1,0 +1,1 @@
+"""Templates for flowkit's generated files (the run report's HTML page)."""
