@@ -9,13 +9,16 @@ importable. Everything printed about errors goes through ``flowkit.redact``.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import csv
 import dataclasses
 import importlib
 import json
 import os
 import sys
 import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +29,10 @@ from flowkit.limits import Limit
 from flowkit.node import EXECUTORS, BaseNode
 from flowkit.redact import redact
 from flowkit.runner import RunInfo, Runner
+from flowkit.store import Store, StoreError
 
 OK, FAILED, USAGE = 0, 1, 2
+DEFAULT_STORE = os.path.join(".flowkit", "runs.db")
 
 
 class UsageError(Exception):
@@ -102,7 +107,36 @@ def _parser(registry: Registry, command: FlowCommand | None) -> argparse.Argumen
     )
     report.add_argument("directory", metavar="DIR")
     report.set_defaults(handler=_report)
+
+    runs = sub.add_parser(
+        "runs",
+        help="list the runs in a checkpoint store",
+        description="List the runs in a store: id, flow, started, status, items done/failed.",
+    )
+    _store_option(runs)
+    runs.set_defaults(handler=_runs)
+
+    export = sub.add_parser(
+        "export",
+        help="export a run's stored results",
+        description="Write a run's stored results and error records as JSON lines or CSV.",
+    )
+    export.add_argument("run_id", metavar="RUN_ID")
+    export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    export.add_argument("--node", metavar="NAME", help="only this node (name or path)")
+    export.add_argument("--output", metavar="FILE", help="write here instead of stdout")
+    _store_option(export)
+    export.set_defaults(handler=_export)
     return parser
+
+
+def _store_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--store",
+        metavar="PATH",
+        default=DEFAULT_STORE,
+        help=f"the SQLite checkpoint store (default: {DEFAULT_STORE})",
+    )
 
 
 def _generic_run_options(parser: argparse.ArgumentParser) -> None:
@@ -131,6 +165,23 @@ def _generic_run_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--report", metavar="DIR", help="write report.json/.html/.png into DIR")
     parser.add_argument("--no-progress", action="store_true", help="print no progress")
+    _store_option(parser)
+    parser.add_argument("--no-store", action="store_true", help="checkpoint nothing")
+    parser.add_argument("--run-id", metavar="ID", help="the id of this run (default: new)")
+    parser.add_argument(
+        "--resume",
+        metavar="RUN_ID",
+        help="rerun, reusing every result RUN_ID stored (failed items run again)",
+    )
+    parser.add_argument(
+        "--skip-failed", action="store_true", help="with --resume: keep stored failures"
+    )
+    parser.add_argument(
+        "--max-rss-mb",
+        type=float,
+        metavar="MB",
+        help="admit no new items while resident memory is above MB",
+    )
 
 
 def _limit(text: str) -> tuple[str | None, int]:
@@ -194,7 +245,23 @@ def _run(args: argparse.Namespace, registry: Registry, command: FlowCommand | No
     limits = _limits(flow, limits, [(name, n) for name, n in args.limit if name is not None])
     for name, kind in args.executor:
         set_executor(flow, name, kind)
-    runner = Runner(limits=limits, progress=not args.no_progress, report=args.report)
+    store = None if args.no_store else args.store
+    if args.resume is not None:
+        if store is None:
+            raise UsageError("--resume needs a store; drop --no-store")
+        _known_run(store, args.resume)
+    if args.max_rss_mb is not None and args.max_rss_mb <= 0:
+        raise UsageError("--max-rss-mb must be a positive number")
+    runner = Runner(
+        limits=limits,
+        progress=not args.no_progress,
+        report=args.report,
+        store=store,
+        run_id=args.run_id,
+        resume=args.resume,
+        skip_failed=args.skip_failed,
+        max_rss_mb=args.max_rss_mb,
+    )
     try:
         runner.run(flow, shared)
     except Exception as exc:
@@ -206,6 +273,11 @@ def _run(args: argparse.Namespace, registry: Registry, command: FlowCommand | No
             redact(f"flowkit: {flow.name} failed{took}: {type(exc).__name__}: {exc}"),
             file=sys.stderr,
         )
+        if info is not None and store is not None:
+            print(
+                f"flowkit: finished items are stored; resume with --resume {info.run_id}",
+                file=sys.stderr,
+            )
         return FAILED
     assert runner.last_run is not None
     print(_result_line(flow.name, runner.last_run, args.report))
@@ -265,6 +337,61 @@ def _report(args: argparse.Namespace, registry: Registry, command: FlowCommand |
             console.print(f"[yellow]{node.name}[/]: {finding}", highlight=False)
     console.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
     return OK
+
+
+def _runs(args: argparse.Namespace, registry: Registry, command: FlowCommand | None) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("run", "flow", "started", "status", "done", "failed")
+    with _open_store(args.store) as store:
+        for run in store.runs():
+            started = datetime.fromtimestamp(run.started).strftime("%Y-%m-%d %H:%M:%S")
+            table.add_row(
+                run.run_id, run.flow, started, run.status, f"{run.done:,}", f"{run.failed:,}"
+            )
+    Console(width=None if sys.stdout.isatty() else 120).print(table)
+    return OK
+
+
+def _export(args: argparse.Namespace, registry: Registry, command: FlowCommand | None) -> int:
+    _known_run(args.store, args.run_id)
+    out = open(args.output, "w", newline="") if args.output else sys.stdout  # noqa: SIM115
+    try:
+        with _open_store(args.store) as store:
+            rows = store.results(args.run_id, node=args.node)
+            if args.format == "jsonl":
+                for r in rows:
+                    out.write(json.dumps(dataclasses.asdict(r)) + "\n")
+            else:
+                writer = csv.writer(out)
+                writer.writerow(["node", "item_key", "index", "ok", "value"])
+                for r in rows:
+                    writer.writerow([r.node, r.item_key, r.index, int(r.ok), json.dumps(r.value)])
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    return OK
+
+
+@contextlib.contextmanager
+def _open_store(path: str) -> Iterator[Store]:
+    if not Path(path).exists():
+        raise UsageError(f"no store at {path}; pass --store PATH")
+    try:
+        store = Store(path)
+    except StoreError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _known_run(path: str, run_id: str) -> None:
+    with _open_store(path) as store:
+        if not any(r.run_id == run_id for r in store.runs()):
+            raise UsageError(f"run {run_id!r} is not in {path} (see `flowkit runs`)")
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -370,8 +497,10 @@ def _result_line(flow: str, info: RunInfo, report: str | None) -> str:
     retries = sum(n.retries for n in nodes)
     line = (
         f"ok {flow} in {info.wall_time:.2f} s: {items:,} item{'' if items == 1 else 's'}, "
-        f"{failed:,} failed, {retries:,} retries"
+        f"{failed:,} failed, {retries:,} retries; run {info.run_id}"
     )
+    if info.resumed:
+        line += f" ({info.resumed:,} reused from the store)"
     if report:
         line += f"; report: {Path(report) / 'report.html'}"
     return line
