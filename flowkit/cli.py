@@ -22,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from flowkit.commands import CommandLoadError, FlowCommand, Registry
+from flowkit.commands import CommandLoadError, FlowCommand, Registry, UsageError
 from flowkit.errors import FlowkitError
 from flowkit.graph import build_graph, to_mermaid
 from flowkit.limits import Limit
@@ -35,8 +35,6 @@ OK, FAILED, USAGE = 0, 1, 2
 DEFAULT_STORE = os.path.join(".flowkit", "runs.db")
 
 
-class UsageError(Exception):
-    """Bad command-line input; main prints it and exits with status 2."""
 
 
 def main(argv: Sequence[str] | None = None, commands: Iterable[FlowCommand] | None = None) -> int:
@@ -160,8 +158,9 @@ def _generic_run_options(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         type=_executor,
-        metavar="NODE=KIND",
-        help=f"run that node's exec on KIND ({', '.join(EXECUTORS)}); repeatable",
+        metavar="NODE=KIND|KIND",
+        help=f"run that node's exec on KIND ({', '.join(EXECUTORS)}); repeatable; a bare KIND "
+        "is passed to the flow (e.g. batt's sequential|thread|process|ray)",
     )
     parser.add_argument("--report", metavar="DIR", help="write report.json/.html/.png into DIR")
     parser.add_argument("--no-progress", action="store_true", help="print no progress")
@@ -193,8 +192,10 @@ def _limit(text: str) -> tuple[str | None, int]:
     return (name if eq else None), int(number)
 
 
-def _executor(text: str) -> tuple[str, str]:
+def _executor(text: str) -> tuple[str | None, str]:
     name, eq, kind = text.rpartition("=")
+    if not eq and text in (*EXECUTORS, "sequential"):
+        return None, text  # a bare KIND: for the bundled flow to use
     if not eq or not name or kind not in EXECUTORS:
         raise argparse.ArgumentTypeError(
             f"expected NODE=KIND with KIND one of {', '.join(EXECUTORS)}, got {text!r}"
@@ -232,6 +233,10 @@ def _named_command(argv: list[str], registry: Registry) -> FlowCommand | None:
 def _run(args: argparse.Namespace, registry: Registry, command: FlowCommand | None) -> int:
     bare = [n for name, n in args.limit if name is None]
     args.limit_items = bare[-1] if bare else None
+    kinds = [kind for name, kind in args.executor if name is None]
+    args.executor_kind = kinds[-1] if kinds else None
+    if args.executor_kind is not None and command is None:
+        raise UsageError("a bare --executor KIND is for bundled flows; write NODE=KIND")
     shared: Any = {}
     limits: dict[str, int | Limit] = {}
     if command is not None:
@@ -244,7 +249,8 @@ def _run(args: argparse.Namespace, registry: Registry, command: FlowCommand | No
         shared = extra if shared is None else {**shared, **extra}
     limits = _limits(flow, limits, [(name, n) for name, n in args.limit if name is not None])
     for name, kind in args.executor:
-        set_executor(flow, name, kind)
+        if name is not None:
+            set_executor(flow, name, kind)
     store = None if args.no_store else args.store
     if args.resume is not None:
         if store is None:
@@ -253,6 +259,7 @@ def _run(args: argparse.Namespace, registry: Registry, command: FlowCommand | No
     if args.max_rss_mb is not None and args.max_rss_mb <= 0:
         raise UsageError("--max-rss-mb must be a positive number")
     runner = Runner(
+        **(command.runner_options(args) if command is not None else {}),
         limits=limits,
         progress=not args.no_progress,
         report=args.report,

@@ -30,7 +30,8 @@ class FlowCommand(ABC):
     ``flowkit run`` already offers ``--shared``, ``--limit``, ``--executor``, ``--report`` and
     ``--no-progress``; a bare ``--limit N`` lands in ``args.limit_items`` (None when absent)
     for the command to use, e.g. "only the first N tasks", and ``--limit LIMITER=N`` caps
-    the concurrency of a limiter from ``limits``.
+    the concurrency of a limiter from ``limits``; a bare ``--executor KIND`` lands in
+    ``args.executor_kind``.
     """
 
     name: str = ""
@@ -45,6 +46,10 @@ class FlowCommand(ABC):
     def build(self, args: argparse.Namespace) -> tuple[BaseNode, Any]:
         """Return the flow to run and its initial ``shared`` store."""
 
+    def runner_options(self, args: argparse.Namespace) -> dict[str, Any]:
+        """Extra ``Runner`` keywords for this flow (e.g. ``ray_address``)."""
+        return {}
+
     def limits(self, args: argparse.Namespace) -> dict[str, Limit]:
         """The named limiters the flow's nodes use (an API's rate limits, say)."""
         return {}
@@ -53,6 +58,10 @@ class FlowCommand(ABC):
         """After a run that did not raise: print the summary, write outputs, return the exit
         code (0 ok, 1 failed)."""
         return 0
+
+
+class UsageError(FlowkitError):
+    """Bad command-line input (a flow command may raise it too): exit status 2."""
 
 
 class CommandLoadError(FlowkitError):
