@@ -592,7 +592,10 @@ class _Run:
             finally:
                 self._store.close()
         if self._threads is not None:
-            self._threads.shutdown(wait=False, cancel_futures=True)
+            # After a clean run the threads are idle: wait for them, so no stray thread makes
+            # a later process pool fall back from fork to forkserver. After a failure or a
+            # cancel a thread may be stuck in a blocking call: don't wait for it.
+            self._threads.shutdown(wait=ok, cancel_futures=True)
         if self._processes is not None:
             self._processes.close()
         if self._ray is not None:
