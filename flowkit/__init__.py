@@ -19,7 +19,14 @@ from flowkit.node import (
     Node,
 )
 from flowkit.retry import Retry
-from flowkit.runner import ErrorRecord, NodeStats, RunInfo, Runner
+from flowkit.runner import (
+    ErrorRecord,
+    NodeStats,
+    RunInfo,
+    Runner,
+    current_limiter,
+    record_usage,
+)
 
 __all__ = [
     "AsyncBatchFlow",

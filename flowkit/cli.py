@@ -455,6 +455,7 @@ def _limits(
     nodes = [g.node for g in build_graph(flow).nodes if not g.is_container]
     node_names = {node.name for node in nodes}
     limiter_names = {name for node in nodes for name in node.uses}
+    limiter_names |= {name for name, value in limits.items() if isinstance(value, Limit)}
     out = dict(limits)
     for name, n in caps:
         if name in node_names:

@@ -1,0 +1,236 @@
+"""``LLMClient``: chat completions with the run's limits, retries and usage built in.
+
+Every try of a call takes the runner's named limiter (``settings.limiter``) when the run
+defines one: a concurrency slot, a request under the rpm pacer and an estimate of its
+tokens under the tpm pacer, corrected by the reply's real usage. Failures worth retrying
+(429, 5xx, timeouts, connection errors) are retried per ``settings.retry``, the slot
+released while waiting. Tokens, latency and calls go to the running node's stats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import weakref
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from flowkit.runner import current_limiter, record_usage
+from nodes.llm.errors import LLMCallError, StructuredOutputError, TruncatedReplyError
+from nodes.llm.provider import ChatRequest, OpenAIProvider, Provider, Reply, Simulate
+from nodes.llm.settings import LLMSettings
+from nodes.llm.simulated import SimulatedProvider
+
+Message = Mapping[str, str]
+"""A chat message: ``{"role": "user", "content": "..."}``."""
+Prompt = str | Sequence[Message]
+"""A user message's text, or the whole conversation."""
+M = TypeVar("M", bound=BaseModel)
+
+
+class LLMClient:
+    """Calls the configured LLM; ``name`` (a node's name) prefixes every error it raises.
+
+    Inside a run, each call adds ``prompt_tokens``, ``completion_tokens``, ``latency_s`` and
+    ``calls`` to the node's ``usage`` stats, plus ``llm_retries`` and ``limiter_wait_s`` when
+    it retried or waited. Cheap to create and safe to share: the HTTP client behind it is
+    built lazily, once per event loop and settings, and closed when that loop shuts down.
+    """
+
+    def __init__(self, settings: LLMSettings | None = None, *, name: str = "llm") -> None:
+        self.settings = settings if settings is not None else LLMSettings()
+        self.settings.check()
+        self.name = name
+        self._retry = self.settings.retry
+
+    async def chat(
+        self,
+        prompt: Prompt,
+        *,
+        system: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        simulate: Simulate | None = None,
+    ) -> str:
+        """The model's reply to ``prompt``.
+
+        ``simulate`` supplies the reply text when the provider is the simulated one (e.g. a
+        fake translation); real providers ignore it.
+        """
+        request = self._request(prompt, system, max_tokens, temperature, None)
+        return (await self._complete(request, simulate)).text
+
+    async def parse(
+        self,
+        prompt: Prompt,
+        schema: type[M],
+        *,
+        system: str | None = None,
+        max_tokens: int | None = None,
+        temperature: float | None = None,
+        simulate: Simulate | None = None,
+    ) -> M:
+        """The reply validated into ``schema``; a reply that fails validation is re-asked
+        with the error, up to ``settings.max_reasks`` times, then StructuredOutputError."""
+        request = self._request(prompt, system, max_tokens, temperature, _json_format(schema))
+        tries = self.settings.max_reasks + 1
+        for _ in range(tries):
+            reply = await self._complete(request, simulate)
+            try:
+                return schema.model_validate_json(reply.text)
+            except ValidationError as exc:
+                error = exc
+            request = request.followed_by(
+                {"role": "assistant", "content": reply.text},
+                {"role": "user", "content": _reask(schema, error)},
+            )
+        raise self._failed(
+            StructuredOutputError(
+                f"model {request.model}: the reply did not validate as {schema.__name__}; "
+                f"last error: {error}"
+            ),
+            tries,
+        )
+
+    def _request(
+        self,
+        prompt: Prompt,
+        system: str | None,
+        max_tokens: int | None,
+        temperature: float | None,
+        response_format: Mapping[str, object] | None,
+    ) -> ChatRequest:
+        messages: list[Message] = [{"role": "system", "content": system}] if system else []
+        if isinstance(prompt, str):
+            messages.append({"role": "user", "content": prompt})
+        else:
+            messages.extend(prompt)
+        settings = self.settings
+        return ChatRequest(
+            model=settings.model,
+            messages=tuple(messages),
+            max_tokens=max_tokens if max_tokens is not None else settings.max_tokens,
+            temperature=temperature if temperature is not None else settings.temperature,
+            response_format=response_format,
+        )
+
+    async def _complete(self, request: ChatRequest, simulate: Simulate | None) -> Reply:
+        """One call: limiter, provider, retries, usage."""
+        provider = await _provider(self.settings)
+        limiter = current_limiter(self.settings.limiter)
+        estimate = request.estimated_tokens()
+        attempt = 1
+        while True:
+            if limiter is not None:
+                waited = await limiter.acquire(tokens=estimate)
+                if waited > 0:
+                    record_usage(limiter_wait_s=waited)
+            started = time.monotonic()
+            failure: LLMCallError | None = None
+            try:
+                reply = await provider.complete(request, simulate)
+            except LLMCallError as exc:
+                failure = exc
+            finally:
+                if limiter is not None:
+                    limiter.release()
+            latency = time.monotonic() - started
+            if failure is None:
+                break
+            if limiter is not None:
+                limiter.adjust_tokens(-estimate)  # a failed try spent no tokens
+            delay = self._retry.next_wait(attempt, failure)
+            if delay is None:
+                raise self._failed(failure, attempt)
+            record_usage(llm_retries=1)
+            await asyncio.sleep(delay)
+            attempt += 1
+        if limiter is not None:
+            limiter.adjust_tokens(reply.prompt_tokens + reply.completion_tokens - estimate)
+        record_usage(
+            prompt_tokens=reply.prompt_tokens,
+            completion_tokens=reply.completion_tokens,
+            latency_s=latency,
+            calls=1,
+        )
+        if reply.truncated:
+            raise self._failed(
+                TruncatedReplyError(
+                    f"model {request.model}: the reply stopped at max_tokens="
+                    f"{request.max_tokens}; raise max_tokens or send less text"
+                ),
+                attempt,
+            )
+        return reply
+
+    def _failed(self, error: LLMCallError, attempts: int) -> LLMCallError:
+        error.owner, error.attempts = self.name, attempts
+        return error
+
+
+def _json_format(schema: type[BaseModel]) -> dict[str, object]:
+    """A ``response_format`` asking for JSON that follows ``schema``."""
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", schema.__name__)[:64]
+    return {
+        "type": "json_schema",
+        "json_schema": {"name": name, "schema": schema.model_json_schema()},
+    }
+
+
+def _reask(schema: type[BaseModel], error: ValidationError) -> str:
+    return (
+        f"Your reply is not valid {schema.__name__} JSON:\n{error}\n"
+        "Reply again with only the JSON object, following the schema exactly."
+    )
+
+
+class _LoopProviders:
+    """The providers of one event loop.
+
+    A started async generator holds them: asyncio closes such generators before it closes
+    the loop (``asyncio.run``, ``asyncio.Runner``), which closes the providers' connections
+    on the loop that opened them.
+    """
+
+    def __init__(self) -> None:
+        self.providers: dict[LLMSettings, Provider] = {}
+        self.creating = asyncio.Lock()
+        self._keeper = self._keep()
+
+    async def start(self) -> None:
+        await anext(self._keeper)
+
+    async def _keep(self) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            for provider in self.providers.values():
+                await provider.aclose()
+
+
+_loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopProviders] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def _provider(settings: LLMSettings) -> Provider:
+    """The running loop's provider for ``settings``, created on first use."""
+    loop = asyncio.get_running_loop()
+    pool = _loops.get(loop)
+    if pool is None:
+        pool = _loops[loop] = _LoopProviders()
+        await pool.start()
+    provider = pool.providers.get(settings)
+    if provider is None:
+        async with pool.creating:
+            provider = pool.providers.get(settings)
+            if provider is None:
+                provider = pool.providers[settings] = (
+                    SimulatedProvider(settings)
+                    if settings.provider == "simulated"
+                    else await asyncio.to_thread(OpenAIProvider, settings)
+                )
+    return provider
