@@ -16,12 +16,13 @@ import threading
 import time
 import warnings
 from collections import Counter, deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import FrameType
 
 from flowkit.errors import FlowkitWarning
 from flowkit.events import Event, Observer, Subscriber
-from flowkit.graph import build_graph
+from flowkit.graph import build_graph, is_parallel
 from flowkit.node import AsyncNode, BaseNode
 
 
@@ -75,16 +76,24 @@ class BlockDetector(Observer):
         *,
         start_method: str | None,
         emit: Subscriber | None,
+        limits: Mapping[str, int] | None = None,
     ) -> BlockDetector | None:
         """A detector for a run of ``root``, or None where it would not help or would hurt.
 
-        Not for flows without async nodes (nothing else could have run meanwhile), nor for runs
-        whose process workers may still start with fork (a watchdog thread would force the
-        slower forkserver; pass ``Runner(start_method=...)`` to have both).
+        Not for flows without async nodes, nor for flows whose every parallel construct is
+        limited to one at a time (``limits`` holds the runner's overrides by node name): in
+        both, nothing else could have run meanwhile. Nor for runs whose process workers may
+        still start with fork (a watchdog thread would force the slower forkserver; pass
+        ``Runner(start_method=...)`` to have both).
         """
         graph = build_graph(root)
         nodes = [g.node for g in graph.nodes]
         if not any(isinstance(n, AsyncNode) for n in nodes):
+            return None
+        limits = limits or {}
+        if not any(
+            is_parallel(n) and limits.get(n.name, n.max_concurrency) != 1 for n in nodes
+        ):
             return None
         if start_method is None and any(n.executor == "process" for n in nodes):
             return None

@@ -270,7 +270,11 @@ class Runner:
             from flowkit.detector import BlockDetector
 
             detector = BlockDetector.for_run(
-                flow, self.detect_blocking, start_method=self.start_method, emit=run.emit
+                flow,
+                self.detect_blocking,
+                start_method=self.start_method,
+                emit=run.emit,
+                limits=self.node_limits,
             )
             if detector is not None:  # closed first, so its last findings reach the others
                 observers.insert(0, detector)

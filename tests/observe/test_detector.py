@@ -146,6 +146,18 @@ def test_no_watchdog_where_blocking_cannot_matter() -> None:
     assert BlockDetector.for_run(with_processes, 0.1, start_method="spawn", emit=None)
 
 
+async def test_silent_where_everything_runs_one_at_a_time(
+    recwarn: pytest.WarningsRecorder,
+) -> None:
+    one_by_one = fk.AsyncFlow(start=Sleepy(max_concurrency=1))
+    assert await run_recording(one_by_one) == []
+    overridden = fk.AsyncFlow(start=Sleepy())
+    assert await run_recording(overridden, limits={"Sleepy": 1}) == []
+    assert not [w for w in recwarn if issubclass(w.category, FlowkitWarning)]
+    with pytest.warns(FlowkitWarning, match=r"Sleepy\.exec_async"):
+        assert await run_recording(fk.AsyncFlow(start=Sleepy(max_concurrency=2)))
+
+
 def test_a_bad_threshold_is_refused() -> None:
     with pytest.raises(fk.FlowkitError, match="detect_blocking"):
         fk.Runner(detect_blocking=-1)
