@@ -110,6 +110,19 @@ class NodePayload:
         self.key = hashlib.blake2b(self.data, digest_size=16).digest()
 
 
+WORKER_CACHE = 64
+"""Nodes a worker keeps, least recently used first out; the parent mirrors the order."""
+
+
+def _remember(cache: OrderedDict[bytes, Any], key: bytes, value: Any) -> None:
+    """Record a use of ``key`` the same way in a worker and in its parent's mirror."""
+    if value is not None:
+        cache[key] = value
+        if len(cache) > WORKER_CACHE:
+            cache.popitem(last=False)
+    cache.move_to_end(key)
+
+
 def _worker_main(conn: Connection) -> None:
     """Worker process loop: receive (key, node pickle or None, attempts, items), reply."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -122,12 +135,8 @@ def _worker_main(conn: Connection) -> None:
         if not msg:  # the pool is closing
             return
         key, node_data, attempts, items = pickle.loads(msg)
-        if node_data is not None:
-            cache[key] = pickle.loads(node_data)
-            if len(cache) > 64:
-                cache.popitem(last=False)
+        _remember(cache, key, None if node_data is None else pickle.loads(node_data))
         node = cache[key]
-        cache.move_to_end(key)
         conn.send_bytes(portable_outcomes(run_items(node, items, attempts), node.name))
 
 
@@ -152,7 +161,7 @@ class _Worker:
         self.proc.start()
         child.close()
         self.conn: Connection = parent
-        self.known: set[bytes] = set()
+        self.known: OrderedDict[bytes, bool] = OrderedDict()  # mirrors the worker's cache
 
     def kill(self) -> None:
         if self.proc.is_alive():
@@ -226,9 +235,11 @@ class ProcessExecutor:
 
         healthy = False
         try:
-            if payload.key not in worker.known:
+            if payload.key in worker.known:
+                _remember(worker.known, payload.key, None)
+            else:
                 msg = self._encode(payload, items, attempts, with_node=True)
-                worker.known.add(payload.key)
+                _remember(worker.known, payload.key, True)
             worker.conn.send_bytes(msg)
             loop.add_reader(fd, readable)
             try:

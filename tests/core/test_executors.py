@@ -139,6 +139,29 @@ def test_node_travels_once_per_worker_not_per_item(tmp_path: Path) -> None:
     assert {str(r["pid"]) for r in shared["out"]} == set(unpickled_in)
 
 
+class Times(fk.Node):
+    def __init__(self, factor: int) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def exec(self, item):
+        return item * self.factor
+
+
+async def test_a_node_the_worker_evicted_is_sent_again() -> None:
+    from flowkit.executors import WORKER_CACHE, NodePayload, ProcessExecutor
+
+    pool = ProcessExecutor(1)
+    payloads = [NodePayload(Times(k)) for k in range(WORKER_CACHE + 2)]
+    try:
+        for round_ in range(2):  # the second round needs the nodes the first one pushed out
+            for k, payload in enumerate(payloads):
+                [(ok, value, _, _)] = await pool.run(payload, [round_ + 1], [0])
+                assert ok and value == (round_ + 1) * k
+    finally:
+        pool.close()
+
+
 def test_async_parallel_batch_node_runs_its_sync_exec_in_processes() -> None:
     shared: dict = {}
     fk.Runner().run(Both(), shared)
