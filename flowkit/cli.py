@@ -310,12 +310,7 @@ def _list(args: argparse.Namespace, registry: Registry, command: FlowCommand | N
 
 def _graph(args: argparse.Namespace, registry: Registry, command: FlowCommand | None) -> int:
     if args.target in registry:
-        named = registry.get(args.target)
-        defaults = argparse.ArgumentParser(prog=f"flowkit graph {args.target}")
-        named.add_arguments(defaults)
-        options = defaults.parse_args([])
-        options.limit_items = None
-        flow, _ = named.build(options)
+        flow = registry.get(args.target).graph()
     else:
         flow = load_target(args.target)
     print(to_mermaid(flow), end="")

@@ -46,6 +46,22 @@ class FlowCommand(ABC):
     def build(self, args: argparse.Namespace) -> tuple[BaseNode, Any]:
         """Return the flow to run and its initial ``shared`` store."""
 
+    def graph(self) -> BaseNode:
+        """The flow as ``flowkit graph NAME`` draws it; by default ``build`` with every option
+        at its default. Override it when ``build`` needs options or loads data."""
+        parser = argparse.ArgumentParser(prog=f"flowkit graph {self.name}")
+        self.add_arguments(parser)
+        try:
+            options = parser.parse_args([])
+        except SystemExit:
+            raise UsageError(
+                f"flowkit graph {self.name}: the flow needs options to be built; its command "
+                "should override FlowCommand.graph()"
+            ) from None
+        options.limit_items = None
+        options.executor_kind = None
+        return self.build(options)[0]
+
     def runner_options(self, args: argparse.Namespace) -> dict[str, Any]:
         """Extra ``Runner`` keywords for this flow (e.g. ``ray_address``)."""
         return {}

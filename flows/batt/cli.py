@@ -55,6 +55,9 @@ class BattCommand(FlowCommand):
         group.add_argument("--vectorized", action="store_true", help="the NumPy mega-batch path")
         group.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster")
 
+    def graph(self) -> BaseNode:
+        return build_flow()
+
     def runner_options(self, args: argparse.Namespace) -> dict[str, Any]:
         return {"ray_address": args.ray_address} if args.ray_address else {}
 

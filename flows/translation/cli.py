@@ -83,6 +83,9 @@ class TranslationCommand(FlowCommand):
         shared = {"source": args.input, "languages": args.languages, "output": args.output}
         return flow, shared
 
+    def graph(self) -> BaseNode:
+        return translation_flow(LLMSettings(provider="simulated"))
+
     def limits(self, args: argparse.Namespace) -> dict[str, fk.Limit]:
         limit = fk.Limit(max_concurrency=args.max_concurrency, rpm=args.rpm)
         return {DEFAULT_LIMITER: limit}

@@ -281,6 +281,30 @@ def test_graph_of_a_named_flow(capsys: pytest.CaptureFixture[str]) -> None:
     assert "Numbers" in capsys.readouterr().out
 
 
+def test_graph_of_a_flow_that_needs_options(capsys: pytest.CaptureFixture[str]) -> None:
+    class NeedsInput(Squares):
+        def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+            parser.add_argument("--input", required=True)
+
+    assert main(["graph", "squares"], [NeedsInput()]) == 2
+    assert "should override FlowCommand.graph()" in capsys.readouterr().err
+
+    class Drawable(NeedsInput):
+        def graph(self) -> fk.BaseNode:
+            return fk.AsyncFlow(start=Numbers(), name="squares")
+
+    assert main(["graph", "squares"], [Drawable()]) == 0
+    assert "Numbers" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", ["translation", "batt"])
+def test_bundled_flows_draw_without_options(tmp_path: Path, name: str) -> None:
+    done = flowkit(tmp_path, "graph", name)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("flowchart TD")
+    assert {"translation": "TranslateChunks", "batt": "ScoreSamples"}[name] in done.stdout
+
+
 # -- secrets ------------------------------------------------------------------------------------
 
 FAKE_KEY = "sk-test-FAKE1234567890abcdefXYZ"
