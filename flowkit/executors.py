@@ -170,6 +170,32 @@ class _Worker:
         self.conn.close()
 
 
+async def exchange(conn: Connection, msg: bytes) -> bytes:
+    """Send ``msg`` to a worker and wait for its reply without blocking the event loop;
+    EOFError or OSError when the worker is gone."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[bytes] = loop.create_future()
+    fd = conn.fileno()
+
+    def readable() -> None:
+        loop.remove_reader(fd)
+        try:
+            data = conn.recv_bytes()
+        except (EOFError, OSError) as exc:
+            if not done.done():
+                done.set_exception(exc)
+            return
+        if not done.done():
+            done.set_result(data)
+
+    conn.send_bytes(msg)
+    loop.add_reader(fd, readable)
+    try:
+        return await done
+    finally:
+        loop.remove_reader(fd)
+
+
 class ProcessExecutor:
     """A pool of worker processes driven from the event loop."""
 
@@ -218,21 +244,6 @@ class ProcessExecutor:
         (``attempts`` None: one exec_batch call, one outcome)."""
         msg = self._encode(payload, items, attempts, with_node=False)
         worker = await self._checkout()
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[bytes] = loop.create_future()
-        fd = worker.conn.fileno()
-
-        def readable() -> None:
-            loop.remove_reader(fd)
-            try:
-                data = worker.conn.recv_bytes()
-            except (EOFError, OSError) as exc:
-                if not done.done():
-                    done.set_exception(exc)
-                return
-            if not done.done():
-                done.set_result(data)
-
         healthy = False
         try:
             if payload.key in worker.known:
@@ -240,10 +251,8 @@ class ProcessExecutor:
             else:
                 msg = self._encode(payload, items, attempts, with_node=True)
                 _remember(worker.known, payload.key, True)
-            worker.conn.send_bytes(msg)
-            loop.add_reader(fd, readable)
             try:
-                data = await done
+                data = await exchange(worker.conn, msg)
             except (EOFError, OSError):
                 worker.proc.join(timeout=1)
                 code = worker.proc.exitcode
@@ -256,8 +265,6 @@ class ProcessExecutor:
             healthy = True
             return pickle.loads(data)
         finally:
-            if not healthy:
-                loop.remove_reader(fd)
             self._checkin(worker, healthy)
 
     @staticmethod

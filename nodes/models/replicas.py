@@ -36,7 +36,7 @@ from typing import Any
 
 from flowkit.batching import BatchResultError
 from flowkit.errors import ConfigError, FlowkitError, PicklingError, WorkerCrashedError
-from flowkit.executors import Outcome, cpu_count, portable_outcomes
+from flowkit.executors import Outcome, cpu_count, exchange, portable_outcomes
 from flowkit.limits import check_limit
 
 BatchFn = Callable[[list[Any]], list[Any]]
@@ -115,27 +115,7 @@ class _Replica:
 
     async def call(self, msg: bytes) -> bytes:
         """Send one batch and wait, without blocking the event loop, for the reply."""
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[bytes] = loop.create_future()
-        fd = self.conn.fileno()
-
-        def readable() -> None:
-            loop.remove_reader(fd)
-            try:
-                data = self.conn.recv_bytes()
-            except (EOFError, OSError) as exc:
-                if not done.done():
-                    done.set_exception(exc)
-                return
-            if not done.done():
-                done.set_result(data)
-
-        self.conn.send_bytes(msg)
-        loop.add_reader(fd, readable)
-        try:
-            return await done
-        finally:
-            loop.remove_reader(fd)
+        return await exchange(self.conn, msg)
 
     def stop(self, timeout: float) -> None:
         """Ask the worker to exit; kill it if it has not within ``timeout`` seconds."""
