@@ -25,15 +25,15 @@ machine's run sits beside the CPU one.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
 import sys
 import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
+
+from _results import write_results
 
 import flowkit as fk
 from flowkit.executors import cpu_count
@@ -218,10 +218,7 @@ def main() -> None:
         print(f"    {k:<20} {v:8.1f} prompts/s")
     print(f"    batch 32 vs 1: {c['speedup_32_vs_1']:.1f}x")
 
-    path = Path(args.json)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2))
-    print(f"wrote {path}")
+    write_results(args.json, results)
 
 
 if __name__ == "__main__":

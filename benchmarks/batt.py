@@ -9,10 +9,10 @@ tasks take a while: about (sequential time) x (2 + 4 / cores).
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 from typing import Any
+
+from _results import write_results
 
 import flowkit as fk
 from flowkit.executors import cpu_count
@@ -80,10 +80,7 @@ def main() -> None:
             for m, r in results.items()
         },
     }
-    path = Path(args.json)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2))
-    print(f"wrote {path}")
+    write_results(args.json, out)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pocketflow as pf
+from _results import write_results
 
 import flowkit as fk
 from flowkit.executors import cpu_count
@@ -204,10 +204,7 @@ def main() -> None:
         print(f"    {k:<12} {v:7.2f} s   speedup {d['speedup'][k]:.2f}x")
     print(f"    processes: {d['process_speedup_per_core']:.2f} x core count  (target >= 0.85)")
 
-    path = Path(args.json)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2))
-    print(f"wrote {path}")
+    write_results(args.json, results)
 
 
 if __name__ == "__main__":

@@ -15,11 +15,11 @@ every figure to JSON (default benchmarks/results/llm.json).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
+
+from _results import write_results
 
 import flowkit as fk
 from flowkit.testing import LLMServer, ServerConfig
@@ -96,10 +96,7 @@ def main() -> None:
             f"{r['status_counts'].get(429, 0):>5} {r['failed']:>6}"
         )
     results = {"python": sys.version.split()[0], **runs}
-    path = Path(args.json)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2))
-    print(f"wrote {path}")
+    write_results(args.json, results)
 
 
 if __name__ == "__main__":

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from _results import write_results
 
 import flowkit as fk
 
@@ -77,10 +78,7 @@ def main() -> None:
             f"{r['overhead']:9.0%} {r['resume_all_stored_s']:10.2f} s"
         )
     print("targets: overhead <= 25 % on a real workload; resume of 100 000 stored < 5 s")
-    path = Path(args.json)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(out, indent=2))
-    print(f"wrote {path}")
+    write_results(args.json, out)
 
 
 if __name__ == "__main__":

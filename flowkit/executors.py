@@ -123,16 +123,34 @@ def _remember(cache: OrderedDict[bytes, Any], key: bytes, value: Any) -> None:
     cache.move_to_end(key)
 
 
+def next_message(conn: Connection) -> bytes | None:
+    """In a worker: the parent's next message, or None once the parent closes the pool."""
+    try:
+        msg = conn.recv_bytes()
+    except (EOFError, OSError):
+        return None
+    return msg or None  # an empty message asks the worker to exit
+
+
+def start_worker(
+    ctx: Any, target: Callable[..., None], *args: Any, name: str | None = None
+) -> tuple[Any, Connection]:
+    """Start a daemon worker process running ``target(conn, *args)``; its process and the
+    parent's end of the pipe."""
+    parent, child = ctx.Pipe(duplex=True)
+    proc = ctx.Process(target=target, args=(child, *args), daemon=True, name=name)
+    proc.start()
+    child.close()
+    return proc, parent
+
+
 def _worker_main(conn: Connection) -> None:
     """Worker process loop: receive (key, node pickle or None, attempts, items), reply."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     cache: OrderedDict[bytes, Any] = OrderedDict()
     while True:
-        try:
-            msg = conn.recv_bytes()
-        except (EOFError, OSError):
-            return
-        if not msg:  # the pool is closing
+        msg = next_message(conn)
+        if msg is None:
             return
         key, node_data, attempts, items = pickle.loads(msg)
         _remember(cache, key, None if node_data is None else pickle.loads(node_data))
@@ -155,12 +173,7 @@ class _Worker:
     __slots__ = ("conn", "known", "proc")
 
     def __init__(self, start_method: str | None) -> None:
-        ctx = _context(start_method)
-        parent, child = ctx.Pipe(duplex=True)
-        self.proc = ctx.Process(target=_worker_main, args=(child,), daemon=True)
-        self.proc.start()
-        child.close()
-        self.conn: Connection = parent
+        self.proc, self.conn = start_worker(_context(start_method), _worker_main)
         self.known: OrderedDict[bytes, bool] = OrderedDict()  # mirrors the worker's cache
 
     def kill(self) -> None:

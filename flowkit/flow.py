@@ -12,7 +12,7 @@ from typing import Any
 
 from flowkit.errors import ConfigError, FlowStructureError, GraphError
 from flowkit.limits import check_limit
-from flowkit.node import AsyncNode, BaseNode, UsageError
+from flowkit.node import AsyncNode, BaseNode
 
 
 class Flow(BaseNode):
@@ -83,18 +83,9 @@ class AsyncFlow(Flow, AsyncNode):
     async def post_async(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
         return exec_res
 
-    async def run_async(self, shared: Any) -> Any:
-        if self.successors:
-            warnings.warn("Node won't run successors. Use AsyncFlow.", stacklevel=2)
-        from flowkit.runner import run_in_current_or_new
-
-        return await run_in_current_or_new(self, shared)
-
-    def run(self, shared: Any) -> Any:
-        raise UsageError(
-            f"{self.name} is async: use `await flow.run_async(shared)` or "
-            "`flowkit.Runner().run(flow, shared)`"
-        )
+    _noun = "flow"
+    run_async = AsyncNode.run_async  # not Flow's: through the runner, on the event loop
+    run = AsyncNode.run
 
 
 class AsyncBatchFlow(AsyncFlow, BatchFlow):

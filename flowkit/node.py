@@ -217,10 +217,12 @@ class AsyncNode(Node):
 
         return await run_in_current_or_new(self, shared)
 
+    _noun = "node"
+
     def run(self, shared: Any) -> Any:
         raise UsageError(
-            f"{self.name} is async: use `await node.run_async(shared)` or "
-            "`flowkit.Runner().run(node, shared)`"
+            f"{self.name} is async: use `await {self._noun}.run_async(shared)` or "
+            f"`flowkit.Runner().run({self._noun}, shared)`"
         )
 
 

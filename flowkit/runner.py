@@ -973,9 +973,8 @@ class _Run:
                     try:
                         res = await self._give_up(plan, index, item, exc, failures, 1)
                     except Exception:
-                        last = failures.last_record
-                        if ck is not None and last is not None and last.index == index:
-                            ck.save(key, index, last)
+                        if ck is not None:
+                            ck.save_failure(key, index, failures)
                         raise
                 if ck is not None:
                     ck.save(key, index, res)
@@ -1000,9 +999,8 @@ class _Run:
         try:
             res = await self._recover(plan, index, item, exc, failures, retry_call)
         except Exception:
-            last = failures.last_record
-            if ck is not None and last is not None and last.index == index:
-                ck.save(key, index, last)
+            if ck is not None:
+                ck.save_failure(key, index, failures)
             raise
         if ck is not None:
             ck.save(key, index, res)
@@ -1172,6 +1170,12 @@ class _Checkpoint:
             self.run.info.resumed += 1
             return ErrorRecord.model_validate_json(text)
         return _MISS
+
+    def save_failure(self, key: str, index: int, failures: _Failures) -> None:
+        """Store the error record of the item that is making the batch raise."""
+        last = failures.last_record
+        if last is not None and last.index == index:
+            self.save(key, index, last)
 
     def save(self, key: str, index: int, value: Any) -> None:
         writer = self.run._writer

@@ -36,7 +36,14 @@ from typing import Any
 
 from flowkit.batching import BatchResultError
 from flowkit.errors import ConfigError, FlowkitError, PicklingError, WorkerCrashedError
-from flowkit.executors import Outcome, cpu_count, exchange, portable_outcomes
+from flowkit.executors import (
+    Outcome,
+    cpu_count,
+    exchange,
+    next_message,
+    portable_outcomes,
+    start_worker,
+)
 from flowkit.limits import check_limit
 
 BatchFn = Callable[[list[Any]], list[Any]]
@@ -72,11 +79,8 @@ def _replica_main(
         exc.add_note(f"flowkit: raised while building the replica for {device!r}")
         load_error = exc
     while True:
-        try:
-            msg = conn.recv_bytes()
-        except (EOFError, OSError):
-            return
-        if not msg:  # the pool is closing
+        msg = next_message(conn)
+        if msg is None:
             return
         started = time.monotonic()
         outcome: Outcome
@@ -102,16 +106,15 @@ class _Replica:
             index = int(gpu.group(1))
             parent_visible = os.environ.get("CUDA_VISIBLE_DEVICES")
             visible = parent_visible.split(",")[index] if parent_visible else str(index)
-        parent, child = ctx.Pipe(duplex=True)
-        self.proc = ctx.Process(
-            target=_replica_main,
-            args=(child, factory, device, visible, None if visible else threads),
-            daemon=True,
+        self.proc, self.conn = start_worker(
+            ctx,
+            _replica_main,
+            factory,
+            device,
+            visible,
+            None if visible else threads,
             name=f"flowkit-replica-{device}",
         )
-        self.proc.start()
-        child.close()
-        self.conn: Connection = parent
 
     async def call(self, msg: bytes) -> bytes:
         """Send one batch and wait, without blocking the event loop, for the reply."""
