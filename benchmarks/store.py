@@ -1,7 +1,8 @@
 """Checkpoint store benchmarks: the cost of writing every result, and the time to resume.
 
-Run by hand: ``python benchmarks/store.py [--items N] [--json PATH]``. Prints a table and
-writes JSON (default benchmarks/results/store.json).
+Run by hand: ``python benchmarks/store.py [--items N] [--repeats R] [--json PATH]``. Prints a
+table and writes JSON (default benchmarks/results/store.json). Each figure is the median of R
+runs, with and without a store taking turns; the overhead is the median of the paired ratios.
 
 Two workloads of N small results (default 100 000), each with and without a store:
 - "no-op": exec returns at once, so the figure is pure bookkeeping per item;
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -53,24 +55,34 @@ def timed(runner: fk.Runner, node: fk.BaseNode, n: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--json", default="benchmarks/results/store.json")
     args = parser.parse_args()
     n = args.items
-    out: dict[str, Any] = {"items": n}
+    out: dict[str, Any] = {"items": n, "repeats": args.repeats}
     with tempfile.TemporaryDirectory() as tmp:
         for label, io in (("no-op", 0.0), ("io 1ms", 0.001)):
-            plain = timed(fk.Runner(progress=False), Small(io), n)
-            db = Path(tmp) / f"{label.replace(' ', '_')}.db"
-            stored = timed(fk.Runner(progress=False, store=db, run_id="bench"), Small(io), n)
-            resume = timed(fk.Runner(progress=False, store=db, resume="bench"), Small(io), n)
+            plain, stored, resume = [], [], []
+            for k in range(args.repeats):  # interleaved, so drifts in machine load hit both
+                db = Path(tmp) / f"{label.replace(' ', '_')}_{k}.db"
+                plain.append(timed(fk.Runner(progress=False), Small(io), n))
+                stored.append(
+                    timed(fk.Runner(progress=False, store=db, run_id="bench"), Small(io), n)
+                )
+                resume.append(
+                    timed(fk.Runner(progress=False, store=db, resume="bench"), Small(io), n)
+                )
             out[label] = {
-                "no_store_s": plain,
-                "store_s": stored,
-                "overhead": stored / plain - 1,
-                "resume_all_stored_s": resume,
-                "db_mb": db.stat().st_size / 2**20,
+                "no_store_s": statistics.median(plain),
+                "store_s": statistics.median(stored),
+                "overhead": statistics.median(
+                    s / p - 1 for s, p in zip(stored, plain, strict=True)
+                ),
+                "resume_all_stored_s": statistics.median(resume),
+                "runs": {"no_store_s": plain, "store_s": stored, "resume_s": resume},
             }
-    print(f"{n} small results          no store    store   overhead   resume (all stored)")
+    print(f"{n} small results, median of {args.repeats} interleaved runs")
+    print("                           no store    store   overhead   resume (all stored)")
     for label in ("no-op", "io 1ms"):
         r = out[label]
         print(

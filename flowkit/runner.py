@@ -9,6 +9,7 @@ limit, not the item count, and an item that succeeds first time pays for nothing
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import functools
 import itertools
@@ -57,7 +58,15 @@ from flowkit.node import (
     check_on_error,
 )
 from flowkit.retry import Retry
-from flowkit.store import ResultCodec, Store, StoreError, StoreWriter, item_key
+from flowkit.store import (
+    SMALL_INT,
+    ResultCodec,
+    Store,
+    StoreError,
+    StoreWriter,
+    dumps,
+    item_key,
+)
 
 DEFAULT_PARALLEL_CAP = 1000
 """Items or sub-flows in flight for a parallel node or flow that sets no limit."""
@@ -248,7 +257,7 @@ class Runner:
         run = _Run(self)
         self.last_run = run.info
         run.validate(flow, check_node_limits=True)
-        run.open_store(flow.name)
+        await run.open_store(flow.name)
         subscribers = list(self.subscribers)
         if self.progress:
             from flowkit.progress import Progress
@@ -289,7 +298,7 @@ class Runner:
             return result
         finally:
             _current_run.reset(token)
-            run.close(ok)
+            await run.close(ok)
             run.event("run_end", flow.name, flow.name, ok=ok)
             for observer in observers:
                 observer.close()
@@ -566,23 +575,23 @@ class _Run:
             self._ray = RayExecutor(self.runner.ray_address)
         return self._ray
 
-    def open_store(self, flow_name: str) -> None:
+    async def open_store(self, flow_name: str) -> None:
         if self.runner.store is None:
             return
         self._store = Store(self.runner.store)
         try:
             self._stored = self._store.begin(self.info.run_id, flow_name, resume=self.runner.resume)
+            self._writer = await self._store.writer(self.info.run_id)
         except BaseException:
             self._store.close()
             raise
-        self._writer = self._store.writer(self.info.run_id)
 
     def checkpoint(self, plan: _Plan, node: BaseNode, path: str) -> _Checkpoint | None:
         if self._writer is None or not plan.checkpoint:
             return None
         return _Checkpoint(self, plan, node, path)
 
-    def close(self, ok: bool = False) -> None:
+    async def close(self, ok: bool = False) -> None:
         self.info.wall_time = time.perf_counter() - self._t0
         if self.guard is not None:
             self.guard.stop()
@@ -591,7 +600,7 @@ class _Run:
         if self._store is not None:
             try:
                 if self._writer is not None:
-                    self._writer.close()
+                    await self._writer.close()
                 self._store.finish(self.info.run_id, "done" if ok else "failed")
             finally:
                 self._store.close()
@@ -773,6 +782,10 @@ class _Run:
         slots, limiters, stats = plan.slots, plan.limiters, plan.stats
         emit, run_id, name = self.emit, self.info.run_id, plan.name
         ck = self.checkpoint(plan, node, path)
+        # The checkpoint's methods, bound once: this loop runs once per item.
+        key_of = ck.key if ck is not None else None
+        restore = ck.restore if ck is not None and ck.stored else None
+        save = ck.save if ck is not None else None
         guard = self.guard
         it = source._it
         call: Callable[[Any], Any]
@@ -813,12 +826,13 @@ class _Run:
                     item = pulled[0]
                 index = len(results)
                 results.append(None)
-                if ck is not None:
-                    key = ck.key(item)
-                    stored = ck.restore(key)
-                    if stored is not _MISS:
-                        results[index] = stored
-                        continue
+                if key_of is not None:
+                    key = key_of(item)
+                    if restore is not None:
+                        stored = restore(key)
+                        if stored is not _MISS:
+                            results[index] = stored
+                            continue
                 if not slots.try_acquire():
                     await slots.acquire()
                 try:
@@ -859,12 +873,12 @@ class _Run:
                     res = await self._recover_saving(
                         plan, index, item, failed, failures, retry_call, ck, key
                     )
-                elif ck is not None:
-                    ck.save(key, index, res)
+                elif save is not None:
+                    save(key, index, res)
                 results[index] = res
                 stats.items += 1
 
-        await _supervise(workers, lane)
+        await _supervise(workers, lane, ck)
         return results
 
     async def _map_chunked(
@@ -939,7 +953,7 @@ class _Run:
                     results[index] = value
                 stats.items += len(chunk)
 
-        await _supervise(workers, lane)
+        await _supervise(workers, lane, ck)
         return results
 
     async def _map_batched(
@@ -977,11 +991,11 @@ class _Run:
                             ck.save_failure(key, index, failures)
                         raise
                 if ck is not None:
-                    ck.save(key, index, res)
+                    ck.save_outcome(key, index, res)
                 results[index] = res
                 stats.items += 1
 
-        await _supervise(workers, lane)
+        await _supervise(workers, lane, ck)
         return results
 
     async def _recover_saving(
@@ -1003,7 +1017,7 @@ class _Run:
                 ck.save_failure(key, index, failures)
             raise
         if ck is not None:
-            ck.save(key, index, res)
+            ck.save_outcome(key, index, res)
         return res
 
     async def _recover(
@@ -1135,9 +1149,30 @@ _MISS = object()
 
 
 class _Checkpoint:
-    """Reads and writes one batch's items in the store."""
+    """Reads and writes one batch's items in the store.
 
-    __slots__ = ("codec", "item_key", "params", "path", "run", "stored")
+    Results saved during one pass of the event loop are encoded together and handed to the
+    writer as one group at the end of that pass (``flush``), before anything else can see or
+    change them; the batch flushes once more when it ends, so ``post`` never runs ahead of the
+    store. When exec keeps the loop busy, a group is handed over once its first result has
+    waited ``FLUSH_AFTER`` seconds.
+    """
+
+    FLUSH_AFTER = 0.02
+
+    __slots__ = (
+        "by_content",
+        "codec",
+        "error",
+        "item_key",
+        "loop",
+        "params",
+        "path",
+        "pending",
+        "run",
+        "since",
+        "stored",
+    )
 
     def __init__(self, run: _Run, plan: _Plan, node: BaseNode, path: str) -> None:
         self.run, self.path, self.codec = run, path, plan.codec
@@ -1145,8 +1180,15 @@ class _Checkpoint:
         custom = getattr(node, "item_key", None)
         self.item_key: Callable[[Any], str] | None = custom if callable(custom) else None
         self.params = node.params
+        self.by_content = self.item_key is None and not self.params
+        self.loop = run.loop
+        self.pending: list[tuple[str, int, Any]] = []
+        self.since = 0.0
+        self.error: StoreError | None = None
 
     def key(self, item: Any) -> str:
+        if self.by_content and type(item) is int and -SMALL_INT < item < SMALL_INT:
+            return str(item)  # what item_key gives, without its calls
         if self.item_key is not None:
             return str(self.item_key(item))
         try:
@@ -1159,13 +1201,19 @@ class _Checkpoint:
 
     def restore(self, key: str) -> Any:
         """The stored outcome for ``key``, or ``_MISS`` when the item must run."""
+        if not self.stored:
+            return _MISS
         hit = self.stored.get((self.path, key))
         if hit is None:
             return _MISS
         ok, text = hit
         if ok:
+            try:
+                value = self.codec.decode(text)
+            except ValueError:  # stored by an exec with another return type: run it again
+                return _MISS
             self.run.info.resumed += 1
-            return self.codec.decode(text)
+            return value
         if self.run.runner.skip_failed:
             self.run.info.resumed += 1
             return ErrorRecord.model_validate_json(text)
@@ -1175,15 +1223,55 @@ class _Checkpoint:
         """Store the error record of the item that is making the batch raise."""
         last = failures.last_record
         if last is not None and last.index == index:
-            self.save(key, index, last)
+            self.save_record(key, index, last)
+
+    def save_outcome(self, key: str, index: int, value: Any) -> None:
+        """Store what an item ended with after its failure was handled: a record or a value."""
+        if isinstance(value, ErrorRecord):
+            self.save_record(key, index, value)
+        else:
+            self.save(key, index, value)
+
+    def save_record(self, key: str, index: int, record: ErrorRecord) -> None:
+        self._writer().put(self.path, False, dumps([[key, index, record.model_dump(mode="json")]]))
 
     def save(self, key: str, index: int, value: Any) -> None:
+        """Store exec's result; it is encoded with the others saved in this pass of the loop."""
+        if self.error is not None:
+            raise self.error
+        pending = self.pending
+        pending.append((key, index, value))
+        if len(pending) == 1:
+            self.since = time.monotonic()
+            self.loop.call_soon(self._flush_soon)
+        elif time.monotonic() - self.since > self.FLUSH_AFTER:
+            self.flush()
+
+    def _flush_soon(self) -> None:
+        try:
+            self.flush()
+        except StoreError as exc:  # raised to the run by the next save, or by close
+            self.error = exc
+
+    def flush(self) -> None:
+        """Hand every pending result to the writer as one group."""
+        if self.pending:
+            rows, self.pending = self.pending, []
+            text, error = self.codec.encode_rows(rows)
+            self._writer().put(self.path, True, text)
+            if error is not None:
+                raise error
+
+    def close(self) -> None:
+        """End of the batch: flush, and raise any error met while encoding."""
+        self.flush()
+        if self.error is not None:
+            raise self.error
+
+    def _writer(self) -> StoreWriter:
         writer = self.run._writer
         assert writer is not None
-        if isinstance(value, ErrorRecord):
-            writer.put(self.path, key, index, False, value.model_dump_json())
-        else:
-            writer.put(self.path, key, index, True, self.codec.encode(value))
+        return writer
 
 
 class MemoryGuard:
@@ -1346,8 +1434,26 @@ async def _drive(
     await _supervise(workers, lane)
 
 
-async def _supervise(workers: int, lane: Callable[[int], Awaitable[None]]) -> None:
-    """Run ``workers`` lanes; the first failure cancels the others and is raised."""
+async def _supervise(
+    workers: int, lane: Callable[[int], Awaitable[None]], ck: _Checkpoint | None = None
+) -> None:
+    """Run ``workers`` lanes; the first failure cancels the others and is raised.
+
+    With a checkpoint, every result saved is handed to the store before this returns or
+    raises.
+    """
+    try:
+        await _run_lanes(workers, lane)
+    except BaseException:
+        if ck is not None:
+            with contextlib.suppress(StoreError):  # the lanes' own error is the one to raise
+                ck.flush()
+        raise
+    if ck is not None:
+        ck.close()
+
+
+async def _run_lanes(workers: int, lane: Callable[[int], Awaitable[None]]) -> None:
     if workers <= 1:
         await lane(0)
         return

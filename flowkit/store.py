@@ -1,26 +1,30 @@
 """Durable runs: every finished exec result written to SQLite as it lands.
 
-One writer thread owns the connection for writes and commits whatever has queued up in one
-transaction (group commit), so the event loop never waits on the disk and a SIGKILL loses at
-most the results of the last few milliseconds. WAL mode keeps the file consistent through any
-crash. Values are JSON text, never pickle: opening a store cannot run code.
+A writer process owns the writes and commits whatever has arrived in one transaction (group
+commit), so the event loop never waits on the disk and a SIGKILL loses at most the results of
+the last few milliseconds. WAL mode keeps the file consistent through any crash. Values are
+JSON text, never pickle: opening a store cannot run code.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
-import queue
+import os
 import sqlite3
-import threading
+import subprocess
+import sys
 import time
 import typing
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel, ConfigDict, TypeAdapter
 
 from flowkit.errors import FlowkitError
 
@@ -52,12 +56,6 @@ CREATE INDEX IF NOT EXISTS results_by_run ON results (run_id);
 # failure, then a success on resume) keeps its latest row.
 _LATEST = """SELECT node, item_key, item_index, ok, value FROM results WHERE rowid IN (
     SELECT MAX(rowid) FROM results WHERE run_id = ? GROUP BY node, item_key)"""
-
-
-_INSERT_GROUP = (
-    "INSERT INTO results SELECT ?1, value ->> 0, value ->> 1, value ->> 2, value ->> 3, "
-    "value ->> 4, ?2 FROM json_each(?3)"
-)
 
 
 class StoreError(FlowkitError):
@@ -95,12 +93,21 @@ def dumps(value: Any) -> str:
     return _CANONICAL.encode(value)
 
 
+SMALL_INT = 1 << 63
+
+
 def item_key(item: Any, params: dict[str, Any] | None = None) -> str:
-    """A stable key for an item's content (and the params its node ran with)."""
+    """A stable key for an item's content (and the params its node ran with).
+
+    An int below 2**63 is its own key (its decimal text, never 32 characters long, so it
+    cannot meet a hashed key); any other content is hashed to 32 hex characters.
+    """
     if params:
         text = dumps([item, params])
     elif type(item) is int:
-        text = str(item)  # the same text JSON gives, without the encoder's set-up cost
+        if -SMALL_INT < item < SMALL_INT:
+            return str(item)
+        text = str(item)
     elif type(item) is str:
         text = _encode_str(item)
     else:
@@ -248,65 +255,104 @@ class Store:
 
     # -- writing --------------------------------------------------------------------------
 
-    def writer(self, run_id: str) -> StoreWriter:
-        return StoreWriter(self, run_id)
+    async def writer(self, run_id: str) -> StoreWriter:
+        """Start the writer process for ``run_id``'s results."""
+        return await StoreWriter.start(self, run_id)
+
+
+# Write ends of writer pipes open in this process. A child forked from it (a process worker)
+# must not keep one open, or its writer would never see the end of its input.
+_OPEN_PIPES: set[int] = set()
+
+
+def _close_pipes_in_child() -> None:
+    for fd in _OPEN_PIPES:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _OPEN_PIPES.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_pipes_in_child)
+
+
+class _Pipe(asyncio.BaseProtocol):
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        _OPEN_PIPES.add(fd)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        _OPEN_PIPES.discard(self.fd)  # the transport closes the fd right after this
 
 
 class StoreWriter:
-    """Queues outcomes from the event loop; one thread commits them in groups.
+    """Hands groups of encoded rows to a writer process, which commits them to SQLite.
 
-    Group commit: whatever queued up while the last commit ran goes into the next one, so a
-    result waits at most about one commit before it is on disk, and groups grow with load.
+    The process (``flowkit/_store_writer.py``) commits whatever has arrived when its last
+    commit ends, so results reach the disk within about one commit however busy the event
+    loop is: a writer thread in this process would wait for the loop's GIL instead. Writes to
+    its pipe never block the loop. If this process dies, the writer still commits every
+    group it was sent.
     """
 
-    def __init__(self, store: Store, run_id: str) -> None:
-        self.store, self.run_id = store, run_id
-        self._queue: queue.SimpleQueue[tuple[Any, ...] | None] = queue.SimpleQueue()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._loop, name="flowkit-store", daemon=True)
-        self._thread.start()
+    def __init__(
+        self, store: Store, proc: subprocess.Popen[bytes], transport: asyncio.WriteTransport
+    ) -> None:
+        self.store, self._proc, self._transport = store, proc, transport
+        self._nodes: dict[str, bytes] = {}
 
-    def put(self, node: str, key: str, index: int, ok: bool, value: str) -> None:
-        if self._error is not None:
-            raise StoreError(f"writing to {self.store.path} failed: {self._error}")
-        self._queue.put((node, key, index, int(ok), value))
+    @classmethod
+    async def start(cls, store: Store, run_id: str) -> StoreWriter:
+        script = Path(__file__).with_name("_store_writer.py")
+        proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", str(script), str(store.path), run_id],
+            stdin=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,  # Ctrl-C stops the run, not the commit of its results
+        )
+        assert proc.stdin is not None
+        loop = asyncio.get_running_loop()
+        fd = proc.stdin.fileno()
+        transport, _ = await loop.connect_write_pipe(lambda: _Pipe(fd), proc.stdin)
+        return cls(store, proc, transport)
 
-    def _loop(self) -> None:
-        conn = self.store._conn
-        while True:
-            first = self._queue.get()
-            rows = [] if first is None else [first]
-            stop = first is None
-            while not stop:
-                try:
-                    row = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if row is None:
-                    stop = True
-                else:
-                    rows.append(row)
-            if rows:
-                try:
-                    # One statement for the whole group: SQLite unpacks the rows itself, so the
-                    # GIL is released once per group instead of once per row.
-                    with conn:
-                        conn.execute("BEGIN")
-                        conn.execute(_INSERT_GROUP, (self.run_id, time.time(), json.dumps(rows)))
-                except sqlite3.Error as exc:
-                    self._error = exc
-            if stop:
-                return
+    def put(self, node: str, ok: bool, rows: str) -> None:
+        """Send ``rows``, a JSON array of ``[item_key, item_index, value]`` for ``node``."""
+        if self._transport.is_closing():
+            raise self._failure()
+        name = self._nodes.get(node)
+        if name is None:
+            name = self._nodes[node] = json.dumps(node).encode()
+        self._transport.write(b"%d\t%s\t%s\n" % (ok, name, rows.encode()))
 
-    def close(self) -> None:
-        """Write everything queued, then stop the thread."""
-        self._queue.put(None)
-        self._thread.join()
-        if self._error is not None:
-            raise StoreError(f"writing to {self.store.path} failed: {self._error}")
+    async def close(self) -> None:
+        """Wait until everything sent is committed and the writer has exited."""
+        transport = self._transport
+        transport.close()  # sends what is still buffered, then end of input
+        while not transport.is_closing() or transport.get_write_buffer_size():
+            await asyncio.sleep(0.001)
+        while self._proc.poll() is None:
+            await asyncio.sleep(0.002)
+        if self._proc.returncode:
+            raise self._failure()
+
+    def _failure(self) -> StoreError:
+        """The error for a writer that stopped taking rows, with what it said."""
+        try:
+            code: int | None = self._proc.wait(timeout=5)  # it closed its end: it is exiting
+        except subprocess.TimeoutExpired:
+            code = None
+        err = b""
+        if code is not None and self._proc.stderr is not None:
+            err = self._proc.stderr.read()
+        detail = err.decode(errors="replace").strip() or f"writer process exit code {code}"
+        return StoreError(f"writing to {self.store.path} failed: {detail}")
 
 
 _MISSING = object()
+
+
+_ROW_CONFIG = ConfigDict(ser_json_inf_nan="constants", ser_json_bytes="hex")
 
 
 class ResultCodec:
@@ -314,14 +360,18 @@ class ResultCodec:
 
     With an annotation (a pydantic model, ``list[int]``, ``tuple[str, float]``...) a resumed
     result comes back as the same type; without one it comes back as plain JSON data.
+    NaN and infinities are kept; bytes are stored as hex.
     """
 
     def __init__(self, node_name: str, annotation: Any = _MISSING) -> None:
         self.node_name = node_name
         self.adapter: TypeAdapter[Any] | None = None
+        self._annotation: Any = Any
+        self._rows: TypeAdapter[Any] | None = None
         if annotation is not _MISSING and annotation is not Any:
             try:
                 self.adapter = TypeAdapter(annotation)
+                self._annotation = annotation
             except Exception:  # an annotation pydantic cannot validate: store plain JSON
                 self.adapter = None
 
@@ -333,23 +383,61 @@ class ResultCodec:
             hints = {}
         return cls(node_name, hints.get("return", _MISSING))
 
-    def encode(self, value: Any) -> str:
+    def encode_rows(self, rows: list[tuple[str, int, Any]]) -> tuple[str, StoreError | None]:
+        """``[[item_key, item_index, value], ...]`` as JSON for a group of results.
+
+        One encoder call for the whole group. If some value cannot be encoded, the others are
+        still returned, with the error for the first that could not.
+        """
+        if self._rows is None:
+            self._rows = _rows_adapter(self._annotation)
         try:
-            if self.adapter is not None:
+            return _dump(self._rows, rows), None
+        except Exception:  # find the values that do not fit, keep the rest
+            parts, error = [], None
+            for row in rows:
                 try:
-                    return self.adapter.dump_json(value).decode()
-                except Exception:
-                    pass  # e.g. a fallback value of another type: store it as plain JSON
-            return dumps(value)
-        except (TypeError, ValueError) as exc:
-            raise StoreError(
-                f"{self.node_name}: exec returned {type(value).__name__}, which cannot be "
-                f"checkpointed as JSON ({exc}). Return JSON-friendly data or a pydantic model, "
-                "or set checkpoint = False on the node"
-            ) from None
+                    parts.append(self._encode_row(row))
+                except StoreError as exc:
+                    error = error or exc
+            return f"[{','.join(parts)}]", error
+
+    def _encode_row(self, row: tuple[str, int, Any]) -> str:
+        assert self._rows is not None
+        for adapter in (self._rows, _plain_rows()):  # a value of another type: plain JSON
+            try:
+                return _dump(adapter, [row])[1:-1]
+            except Exception as exc:
+                error = exc
+        value = row[2]
+        raise StoreError(
+            f"{self.node_name}: exec returned {type(value).__name__} for item {row[1]}, which "
+            f"cannot be checkpointed as JSON ({error}). Return JSON-friendly data or a pydantic "
+            "model, or set checkpoint = False on the node"
+        )
 
     def decode(self, text: str) -> Any:
+        """The stored value; ``ValueError`` if it no longer fits exec's annotation."""
         data = json.loads(text)
         if self.adapter is not None:
             return self.adapter.validate_python(data)
         return data
+
+
+def _rows_adapter(annotation: Any) -> TypeAdapter[Any]:
+    if annotation is Any:
+        return _plain_rows()
+    try:
+        row = tuple.__class_getitem__((str, int, annotation))
+        return TypeAdapter(list[row], config=_ROW_CONFIG)  # type: ignore[valid-type]
+    except Exception:
+        return _plain_rows()
+
+
+@functools.cache
+def _plain_rows() -> TypeAdapter[Any]:
+    return TypeAdapter(list[tuple[str, int, Any]], config=_ROW_CONFIG)
+
+
+def _dump(adapter: TypeAdapter[Any], rows: list[tuple[str, int, Any]]) -> str:
+    return adapter.dump_json(rows, warnings=False, fallback=_default).decode()

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+import os
 import random
+import re
 import signal
 import sqlite3
 import subprocess
@@ -131,12 +134,222 @@ def test_results_keep_their_annotated_types(tmp_path: Path) -> None:
     assert shared["out"] == [(1, "1"), (2, "2")]
 
 
+class Odd(fk.BatchNode):
+    """Results JSON has no plain spelling for: NaN, infinities, bytes, sets."""
+
+    def prep(self, shared):
+        return [0, 1, 2]
+
+    def exec(self, item):
+        values = [math.nan, math.inf, -math.inf]
+        return {"x": values[item], "raw": bytes([item, 255]), "tags": {"b", "a"}}
+
+    def post(self, shared, prep_res, exec_res):
+        shared["out"] = exec_res
+
+
+class Floats(Odd):
+    def exec(self, item) -> dict[str, float]:
+        return {"x": [math.nan, math.inf, -math.inf][item], "y": 0.5}
+
+
+def test_nan_infinities_bytes_and_sets_are_stored_and_restored(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+    for node, run_id in ((Odd(), "plain"), (Floats(), "typed")):
+        fk.Runner(store=db, run_id=run_id).run(node, {})
+        calls: list[int] = []
+        node.exec = lambda item, calls=calls: calls.append(item)  # type: ignore[method-assign]
+        shared: dict = {}
+        fk.Runner(store=db, resume=run_id).run(node, shared)
+        assert calls == []  # every result came back from the store
+        xs = [r["x"] for r in shared["out"]]
+        assert math.isnan(xs[0]) and xs[1:] == [math.inf, -math.inf]
+        if run_id == "plain":
+            assert [r["raw"] for r in shared["out"]] == ["00ff", "01ff", "02ff"]  # hex
+            assert sorted(shared["out"][0]["tags"]) == ["a", "b"]
+
+
+def test_a_stored_result_that_no_longer_fits_the_annotation_runs_again(tmp_path: Path) -> None:
+    class V1(fk.BatchNode):
+        name = "Scores"
+
+        def prep(self, shared):
+            return [1, 2]
+
+        def exec(self, item) -> str:
+            return f"score {item}"
+
+        def post(self, shared, prep_res, exec_res):
+            shared["out"] = exec_res
+
+    class V2(V1):
+        name = "Scores"
+
+        def exec(self, item) -> int:
+            return item * 10
+
+    db = tmp_path / "runs.db"
+    fk.Runner(store=db, run_id="r").run(V1(), {})
+    shared: dict = {}
+    fk.Runner(store=db, resume="r").run(V2(), shared)
+    assert shared["out"] == [10, 20]
+
+
+def test_results_reach_the_disk_while_exec_keeps_the_event_loop_busy(tmp_path: Path) -> None:
+    """exec blocks the loop (25 ms of work, never awaiting); earlier results still land."""
+    db = tmp_path / "runs.db"
+
+    def committed() -> int:
+        with sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True) as conn:
+            return conn.execute("SELECT count(*) FROM results").fetchone()[0]
+
+    seen: list[int] = []
+
+    class Busy(fk.AsyncParallelBatchNode):
+        max_concurrency = 1
+
+        async def prep_async(self, shared):
+            return list(range(10))
+
+        async def exec_async(self, item: int) -> int:
+            if item == 9:  # wait, still blocking the loop, for items 0-7 to be on disk
+                deadline = time.monotonic() + 20
+                while committed() < 8 and time.monotonic() < deadline:
+                    time.sleep(0.01)
+            else:
+                time.sleep(0.025)
+            seen.append(committed())
+            return item
+
+    fk.Runner(store=db, run_id="r").run(Busy(), {})
+    assert seen[9] >= 8, seen
+    assert committed() == 10
+
+
+def writer_pids() -> list[int]:
+    """This process's checkpoint writer processes, found by their command line."""
+    pids = []
+    for path in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            cmd = path.read_bytes().split(b"\0")
+            stat = (path.parent / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == os.getpid() and any(part.endswith(b"_store_writer.py") for part in cmd):
+            pids.append(int(path.parent.name))
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_a_writer_that_dies_fails_the_run_with_the_store_named(tmp_path: Path) -> None:
+    db = tmp_path / "runs.db"
+
+    class KillsWriter(fk.AsyncParallelBatchNode):
+        async def prep_async(self, shared):
+            return list(range(50))
+
+        async def exec_async(self, item: int) -> int:
+            if item == 10:
+                [pid] = writer_pids()
+                os.kill(pid, signal.SIGKILL)
+            await asyncio.sleep(0.002)
+            return item
+
+    with pytest.raises(StoreError, match=f"writing to {re.escape(str(db))} failed"):
+        fk.Runner(store=db, run_id="r").run(KillsWriter(), {})
+    assert writer_pids() == []
+
+
+CTRL_C = textwrap.dedent(
+    """
+    import asyncio, sys
+    import flowkit as fk
+
+    db, log_path = sys.argv[1:3]
+    log = open(log_path, "a", buffering=1)
+
+    class Work(fk.AsyncParallelBatchNode):
+        max_concurrency = 4
+
+        async def prep_async(self, shared):
+            return list(range(100000))
+
+        async def exec_async(self, i) -> int:
+            await asyncio.sleep(0.002)
+            log.write(f"{i}\\n")
+            return i
+
+    fk.Runner(store=db, run_id="r").run(Work(), {})
+    """
+)
+
+
+def test_ctrl_c_keeps_every_finished_result(tmp_path: Path) -> None:
+    """Ctrl-C signals the whole process group: the run stops, the writer must not."""
+    script, db, log = tmp_path / "job.py", tmp_path / "runs.db", tmp_path / "done.log"
+    script.write_text(CTRL_C)
+    proc = subprocess.Popen(
+        [sys.executable, str(script), str(db), str(log)],
+        start_new_session=True,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while (not log.exists() or len(log.read_text().split()) < 300) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode != 0
+    assert "KeyboardInterrupt" in err and "StoreError" not in err, err
+    done = {int(i) for i in log.read_text().split()}
+    assert len(done) >= 300
+    assert {r[2] for r in rows(db)} == done
+
+
+FORKED = textwrap.dedent(
+    """
+    import sys
+    import flowkit as fk
+
+    class Square(fk.BatchNode):
+        executor = "process"
+
+        def prep(self, shared):
+            return list(range(40))
+
+        def exec(self, item) -> int:
+            return item * item
+
+        def post(self, shared, prep_res, exec_res):
+            shared["out"] = exec_res
+
+    shared = {}
+    fk.Runner(store=sys.argv[1], run_id="r", process_workers=2, start_method="fork").run(
+        Square(), shared
+    )
+    assert shared["out"] == [i * i for i in range(40)]
+    """
+)
+
+
+def test_forked_process_workers_do_not_hold_the_writer_open(tmp_path: Path) -> None:
+    """Workers forked during a run inherit its pipe to the writer unless flowkit closes it."""
+    script, db = tmp_path / "job.py", tmp_path / "runs.db"
+    script.write_text(FORKED)
+    done = subprocess.run([sys.executable, str(script), str(db)], timeout=60)
+    assert done.returncode == 0
+    assert sorted(r[2] for r in rows(db)) == list(range(40))
+
+
 def test_a_result_that_is_not_json_names_the_node_and_can_opt_out(tmp_path: Path) -> None:
     class Opaque(fk.Node):
         def exec(self, prep_res):
             return object()
 
-    with pytest.raises(StoreError, match="Opaque: exec returned object, which cannot be"):
+    with pytest.raises(
+        StoreError, match="Opaque: exec returned object for item 0, which cannot be"
+    ):
         fk.Runner(store=tmp_path / "a.db").run(Opaque(), {})
     fk.Runner(store=tmp_path / "b.db").run(Opaque(checkpoint=False), {})
 
