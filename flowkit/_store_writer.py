@@ -27,7 +27,7 @@ INSERT = (
     "FROM json_each(?5)"
 )
 INSERT_TEXT = INSERT.replace("value -> 2", "value ->> 2")
-PAUSE = 0.002  # seconds between commits
+PAUSE = float(os.environ.get("PAUSE", "0.002"))
 
 
 def statements(lines: list[bytes], run_id: str) -> list[tuple[str, tuple[object, ...]]]:

@@ -59,7 +59,6 @@ from flowkit.node import (
 )
 from flowkit.retry import Retry
 from flowkit.store import (
-    SMALL_INT,
     ResultCodec,
     Store,
     StoreError,
@@ -1187,8 +1186,10 @@ class _Checkpoint:
         self.error: StoreError | None = None
 
     def key(self, item: Any) -> str:
-        if self.by_content and type(item) is int and -SMALL_INT < item < SMALL_INT:
-            return str(item)  # what item_key gives, without its calls
+        if self.by_content and type(item) is int:
+            key = str(item)
+            if len(key) < 32:
+                return key  # what item_key gives, without its calls
         if self.item_key is not None:
             return str(self.item_key(item))
         try:

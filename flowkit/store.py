@@ -93,21 +93,18 @@ def dumps(value: Any) -> str:
     return _CANONICAL.encode(value)
 
 
-SMALL_INT = 1 << 63
-
-
 def item_key(item: Any, params: dict[str, Any] | None = None) -> str:
     """A stable key for an item's content (and the params its node ran with).
 
-    An int below 2**63 is its own key (its decimal text, never 32 characters long, so it
-    cannot meet a hashed key); any other content is hashed to 32 hex characters.
+    An int of fewer than 32 characters is its own key (its decimal text, so it cannot meet a
+    hashed key); any other content is hashed to 32 hex characters.
     """
     if params:
         text = dumps([item, params])
     elif type(item) is int:
-        if -SMALL_INT < item < SMALL_INT:
-            return str(item)
         text = str(item)
+        if len(text) < 32:
+            return text
     elif type(item) is str:
         text = _encode_str(item)
     else:

@@ -90,6 +90,23 @@ def test_resume_reuses_stored_results_and_ends_like_an_uninterrupted_run(tmp_pat
     assert runner.last_run is not None and runner.last_run.resumed == 13
 
 
+def test_int_items_are_their_own_key_and_other_content_is_hashed(tmp_path: Path) -> None:
+    class Echo(fk.BatchNode):
+        def prep(self, shared):
+            return [7, "7", 10**40, [7]]
+
+        def exec(self, item):
+            return 1
+
+    db = tmp_path / "runs.db"
+    fk.Runner(store=db, run_id="r").run(Echo(), {})
+    with sqlite3.connect(db) as conn:
+        keys = [k for (k,) in conn.execute("SELECT item_key FROM results ORDER BY item_index")]
+    assert keys[0] == "7"
+    assert all(re.fullmatch("[0-9a-f]{32}", k) for k in keys[1:])
+    assert len(set(keys)) == 4
+
+
 def test_changed_items_run_again(tmp_path: Path) -> None:
     db = tmp_path / "runs.db"
     fk.Runner(store=db, run_id="r").run(Squares([]), {"items": [1, 2, 3]})
