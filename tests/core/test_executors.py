@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,14 +18,6 @@ def spin(seconds: float) -> None:
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
         pass
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 class CpuWork(fk.BatchNode):
@@ -117,7 +110,7 @@ def overlapping(rows: list[dict]) -> bool:
     )
 
 
-def test_cpu_bound_exec_runs_in_other_processes_at_once() -> None:
+def test_cpu_bound_exec_runs_in_other_processes_at_once(alive: Callable[[int], bool]) -> None:
     shared: dict = {"n": 16}
     runner = fk.Runner(process_workers=2)
     runner.run(CpuWork(), shared)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -196,15 +197,9 @@ async def wait_for_files(folder: Path, n: int) -> list[int]:
     raise AssertionError(f"workers did not start: {list(folder.iterdir())}")
 
 
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
-async def test_cancelling_a_run_kills_busy_worker_processes(tmp_path: Path) -> None:
+async def test_cancelling_a_run_kills_busy_worker_processes(
+    tmp_path: Path, alive: Callable[[int], bool]
+) -> None:
     task = asyncio.create_task(
         fk.Runner(process_workers=2).run_async(Sleeper(), {"dir": str(tmp_path)})
     )
@@ -230,7 +225,9 @@ SCRIPT = textwrap.dedent(
 )
 
 
-async def test_ctrl_c_leaves_no_child_processes(tmp_path: Path) -> None:
+async def test_ctrl_c_leaves_no_child_processes(
+    tmp_path: Path, alive: Callable[[int], bool]
+) -> None:
     folder = tmp_path / "pids"
     folder.mkdir()
     script = tmp_path / "job.py"

@@ -11,6 +11,7 @@ import functools
 import os
 import pickle
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -37,14 +38,6 @@ def _tag(device: str, items: list[Any]) -> list[Any]:
 def tagger(device: str) -> Any:
     """A replica factory: the batch function reports where each item ran."""
     return functools.partial(_tag, device)
-
-
-def alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 async def test_workers_start_only_when_batches_need_them() -> None:
@@ -79,7 +72,9 @@ async def test_a_failing_batch_raises_in_its_caller_and_the_replica_keeps_servin
         assert pool.pids == before
 
 
-async def test_a_replica_that_dies_fails_its_batch_and_is_replaced() -> None:
+async def test_a_replica_that_dies_fails_its_batch_and_is_replaced(
+    alive: Callable[[int], bool],
+) -> None:
     async with ReplicaPool(tagger, replicas=1) as pool:
         await pool.run(["first"])
         [dead] = pool.pids
@@ -90,7 +85,7 @@ async def test_a_replica_that_dies_fails_its_batch_and_is_replaced() -> None:
         assert pid != dead and pool.pids == [pid]
 
 
-async def test_a_cancelled_batch_kills_its_replica() -> None:
+async def test_a_cancelled_batch_kills_its_replica(alive: Callable[[int], bool]) -> None:
     async with ReplicaPool(tagger, replicas=1) as pool:
         task = asyncio.create_task(pool.run(["hang"]))
         await asyncio.sleep(0)  # the task starts the replica, sends the batch, waits
@@ -102,7 +97,9 @@ async def test_a_cancelled_batch_kills_its_replica() -> None:
         assert (await pool.run(["next"]))[0][4] == "next"
 
 
-async def test_closing_stops_every_replica_and_fails_batches_in_flight() -> None:
+async def test_closing_stops_every_replica_and_fails_batches_in_flight(
+    alive: Callable[[int], bool],
+) -> None:
     pool = ReplicaPool(tagger, replicas=2)
     await asyncio.gather(pool.run(["warm"]), pool.run(["up"]))
     busy = asyncio.create_task(pool.run(["hang"]))  # one replica busy, one idle
