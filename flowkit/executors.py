@@ -25,6 +25,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from flowkit.errors import PicklingError, RemoteError, WorkerCrashedError, missing_extra
+from flowkit.limits import Slots
 from flowkit.node import _cur_retry
 
 Outcome = tuple[bool, Any, float, float]  # (ok, result or exception, started, ended)
@@ -217,7 +218,7 @@ class ProcessExecutor:
         self._start_method = start_method
         self._idle: deque[_Worker] = deque()
         self._busy: set[_Worker] = set()
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._slots = Slots(workers)  # one per worker that may be busy at once
         self._closed = False
 
     @property
@@ -226,15 +227,12 @@ class ProcessExecutor:
         return [w.proc.pid for w in (*self._idle, *self._busy) if w.proc.pid is not None]
 
     async def _checkout(self) -> _Worker:
-        while not self._idle and len(self._busy) >= self.size:
-            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiters.append(fut)
-            try:
-                await fut
-            finally:
-                if fut in self._waiters:
-                    self._waiters.remove(fut)
-        worker = self._idle.popleft() if self._idle else _Worker(self._start_method)
+        await self._slots.acquire()
+        try:
+            worker = self._idle.popleft() if self._idle else _Worker(self._start_method)
+        except BaseException:
+            self._slots.release()
+            raise
         self._busy.add(worker)
         return worker
 
@@ -244,11 +242,7 @@ class ProcessExecutor:
             self._idle.append(worker)
         else:
             worker.kill()
-        while self._waiters:
-            fut = self._waiters.popleft()
-            if not fut.done():
-                fut.set_result(None)
-                break
+        self._slots.release()
 
     async def run(
         self, payload: NodePayload, items: Sequence[Any], attempts: Sequence[int] | None

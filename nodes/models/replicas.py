@@ -18,7 +18,6 @@ A model too big for one device does not belong here: see ``nodes/models/README.m
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import multiprocessing as mp
 import os
@@ -44,7 +43,7 @@ from flowkit.executors import (
     portable_outcomes,
     start_worker,
 )
-from flowkit.limits import check_limit
+from flowkit.limits import Slots, check_limit
 
 BatchFn = Callable[[list[Any]], list[Any]]
 """A replica's batch function: one result per item, in order."""
@@ -186,7 +185,7 @@ class ReplicaPool:
         self._ctx = mp.get_context(start_method)
         self._workers: list[_Replica | None] = [None] * self.size
         self._idle: deque[int] = deque()
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._slots = Slots(self.size)  # one per replica that may be busy at once
         self._closed = False
         self._finalizer = weakref.finalize(self, _stop_all, self._workers)
 
@@ -240,24 +239,20 @@ class ReplicaPool:
 
     async def _checkout(self) -> int:
         """A replica for the next batch: an idle one, else a new one, else the next freed."""
-        while True:
+        await self._slots.acquire()
+        try:
             if self._closed:
                 raise PoolClosedError("ReplicaPool was closed while a batch waited")
             if self._idle:
                 return self._idle.popleft()
-            if None in self._workers:
-                slot = self._workers.index(None)
-                self._workers[slot] = _Replica(
-                    self._ctx, self._factory, self.devices[slot], self.threads_per_replica
-                )
-                return slot
-            fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiters.append(fut)
-            try:
-                await fut
-            finally:
-                if fut in self._waiters:
-                    self._waiters.remove(fut)
+            slot = self._workers.index(None)  # fewer busy than slots: one is idle or empty
+            self._workers[slot] = _Replica(
+                self._ctx, self._factory, self.devices[slot], self.threads_per_replica
+            )
+            return slot
+        except BaseException:
+            self._slots.release()
+            raise
 
     def _checkin(self, slot: int, healthy: bool) -> None:
         worker = self._workers[slot]
@@ -266,11 +261,7 @@ class ReplicaPool:
         elif worker is not None:  # died, or was cancelled mid-batch: its state is unknown
             worker.kill()
             self._workers[slot] = None
-        while self._waiters:
-            fut = self._waiters.popleft()
-            if not fut.done():
-                fut.set_result(None)
-                break
+        self._slots.release()
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop the replicas: idle ones finish cleanly, busy ones are killed; waits for all."""
@@ -285,9 +276,8 @@ class ReplicaPool:
             if worker is not None and worker.proc.is_alive():
                 worker.proc.kill()
                 worker.proc.join(timeout)
-        for fut in self._waiters:
-            if not fut.done():
-                fut.set_result(None)
+        # Batches still waiting get a slot as the killed ones give theirs back, see the pool
+        # closed and raise PoolClosedError.
 
     def __enter__(self) -> ReplicaPool:
         return self
