@@ -58,14 +58,7 @@ from flowkit.node import (
     check_on_error,
 )
 from flowkit.retry import Retry
-from flowkit.store import (
-    ResultCodec,
-    Store,
-    StoreError,
-    StoreWriter,
-    dumps,
-    item_key,
-)
+from flowkit.store import ResultCodec, Store, StoreError, StoreWriter, dumps, item_key
 
 DEFAULT_PARALLEL_CAP = 1000
 """Items or sub-flows in flight for a parallel node or flow that sets no limit."""
@@ -1160,7 +1153,6 @@ class _Checkpoint:
     FLUSH_AFTER = 0.02
 
     __slots__ = (
-        "by_content",
         "codec",
         "error",
         "item_key",
@@ -1179,17 +1171,12 @@ class _Checkpoint:
         custom = getattr(node, "item_key", None)
         self.item_key: Callable[[Any], str] | None = custom if callable(custom) else None
         self.params = node.params
-        self.by_content = self.item_key is None and not self.params
         self.loop = run.loop
         self.pending: list[tuple[str, int, Any]] = []
         self.since = 0.0
         self.error: StoreError | None = None
 
     def key(self, item: Any) -> str:
-        if self.by_content and type(item) is int:
-            key = str(item)
-            if len(key) < 32:
-                return key  # what item_key gives, without its calls
         if self.item_key is not None:
             return str(self.item_key(item))
         try:
@@ -1234,7 +1221,8 @@ class _Checkpoint:
             self.save(key, index, value)
 
     def save_record(self, key: str, index: int, record: ErrorRecord) -> None:
-        self._writer().put(self.path, False, dumps([[key, index, record.model_dump(mode="json")]]))
+        row = [key, index, record.model_dump(mode="json")]
+        self._writer().put(self.path, False, dumps([row]).encode())
 
     def save(self, key: str, index: int, value: Any) -> None:
         """Store exec's result; it is encoded with the others saved in this pass of the loop."""

@@ -276,10 +276,13 @@ if hasattr(os, "register_at_fork"):
 class _Pipe(asyncio.BaseProtocol):
     def __init__(self, fd: int) -> None:
         self.fd = fd
+        self.closed = asyncio.get_running_loop().create_future()
         _OPEN_PIPES.add(fd)
 
     def connection_lost(self, exc: Exception | None) -> None:
         _OPEN_PIPES.discard(self.fd)  # the transport closes the fd right after this
+        if not self.closed.done():
+            self.closed.set_result(None)
 
 
 class StoreWriter:
@@ -293,9 +296,13 @@ class StoreWriter:
     """
 
     def __init__(
-        self, store: Store, proc: subprocess.Popen[bytes], transport: asyncio.WriteTransport
+        self,
+        store: Store,
+        proc: subprocess.Popen[bytes],
+        transport: asyncio.WriteTransport,
+        pipe: _Pipe,
     ) -> None:
-        self.store, self._proc, self._transport = store, proc, transport
+        self.store, self._proc, self._transport, self._pipe = store, proc, transport, pipe
         self._nodes: dict[str, bytes] = {}
 
     @classmethod
@@ -310,24 +317,22 @@ class StoreWriter:
         assert proc.stdin is not None
         loop = asyncio.get_running_loop()
         fd = proc.stdin.fileno()
-        transport, _ = await loop.connect_write_pipe(lambda: _Pipe(fd), proc.stdin)
-        return cls(store, proc, transport)
+        transport, pipe = await loop.connect_write_pipe(lambda: _Pipe(fd), proc.stdin)
+        return cls(store, proc, transport, pipe)
 
-    def put(self, node: str, ok: bool, rows: str) -> None:
+    def put(self, node: str, ok: bool, rows: bytes) -> None:
         """Send ``rows``, a JSON array of ``[item_key, item_index, value]`` for ``node``."""
         if self._transport.is_closing():
             raise self._failure()
         name = self._nodes.get(node)
         if name is None:
             name = self._nodes[node] = json.dumps(node).encode()
-        self._transport.write(b"%d\t%s\t%s\n" % (ok, name, rows.encode()))
+        self._transport.write(b"%d\t%s\t%s\n" % (ok, name, rows))
 
     async def close(self) -> None:
         """Wait until everything sent is committed and the writer has exited."""
-        transport = self._transport
-        transport.close()  # sends what is still buffered, then end of input
-        while not transport.is_closing() or transport.get_write_buffer_size():
-            await asyncio.sleep(0.001)
+        self._transport.close()  # sends what is still buffered, then end of input
+        await self._pipe.closed
         while self._proc.poll() is None:
             await asyncio.sleep(0.002)
         if self._proc.returncode:
@@ -380,7 +385,7 @@ class ResultCodec:
             hints = {}
         return cls(node_name, hints.get("return", _MISSING))
 
-    def encode_rows(self, rows: list[tuple[str, int, Any]]) -> tuple[str, StoreError | None]:
+    def encode_rows(self, rows: list[tuple[str, int, Any]]) -> tuple[bytes, StoreError | None]:
         """``[[item_key, item_index, value], ...]`` as JSON for a group of results.
 
         One encoder call for the whole group. If some value cannot be encoded, the others are
@@ -397,13 +402,13 @@ class ResultCodec:
                     parts.append(self._encode_row(row))
                 except StoreError as exc:
                     error = error or exc
-            return f"[{','.join(parts)}]", error
+            return f"[{','.join(parts)}]".encode(), error
 
     def _encode_row(self, row: tuple[str, int, Any]) -> str:
         assert self._rows is not None
         for adapter in (self._rows, _plain_rows()):  # a value of another type: plain JSON
             try:
-                return _dump(adapter, [row])[1:-1]
+                return _dump(adapter, [row])[1:-1].decode()
             except Exception as exc:
                 error = exc
         value = row[2]
@@ -436,5 +441,5 @@ def _plain_rows() -> TypeAdapter[Any]:
     return TypeAdapter(list[tuple[str, int, Any]], config=_ROW_CONFIG)
 
 
-def _dump(adapter: TypeAdapter[Any], rows: list[tuple[str, int, Any]]) -> str:
-    return adapter.dump_json(rows, warnings=False, fallback=_default).decode()
+def _dump(adapter: TypeAdapter[Any], rows: list[tuple[str, int, Any]]) -> bytes:
+    return adapter.dump_json(rows, warnings=False, fallback=_default)
