@@ -1,0 +1,504 @@
+"""The MedMCQA privacy experiment as one flowkit graph, parallel at four levels.
+
+``QuestionsFlow`` fans out over the questions (an AsyncParallelBatchFlow pulling them
+lazily). Each question's flow is a ``Parallel`` of the scenario branches: 1 (local), 2
+(local + remote CoT), 4 (remote) and the private branch, itself a ``Parallel`` of the three
+sanitisers, each a parallel batch over the ε values. Every LLM call draws on the ``local``
+or ``remote`` limiter, shared by every question, scenario, mechanism and ε at once: those
+limits, not the graph's shape, decide how much runs.
+
+One cell (a scenario x mechanism x ε of one question) is one item: it is checkpointed on
+its own, and a failure becomes an error record in ``results.jsonl`` and the table while
+the other cells go on. The node classes are the building blocks to subclass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+import flowkit as fk
+from flowkit.errors import FlowkitError
+from flowkit.testing.completions import estimate_tokens
+from flows.medmcqa.data import Question
+from flows.medmcqa.privacy import (
+    BANDS,
+    Embedder,
+    HashedEmbedder,
+    InferDPT,
+    PhraseDP,
+    SanTextPlus,
+    clean_candidates,
+)
+from flows.medmcqa.prompts import (
+    ANSWER_SYSTEM,
+    COT_SYSTEM,
+    PARAPHRASE_SYSTEM,
+    Paraphrases,
+    answer_prompt,
+    cot_prompt,
+    parse_answer,
+)
+from flows.medmcqa.simulate import Role, SimulatedModels
+from flows.medmcqa.table import MECHANISMS, SCENARIOS, AccuracyTable, Cell, ResultSink
+from nodes.llm import LLMClient, LLMSettings
+
+DEFAULT_EPSILONS = (1.0, 2.0, 3.0)
+DEFAULT_LIMITS = {"local": fk.Limit(max_concurrency=8), "remote": fk.Limit(max_concurrency=16)}
+"""The limits ``run_experiment`` uses when given no runner."""
+Mechanism = PhraseDP | InferDPT | SanTextPlus
+
+
+class ExperimentError(FlowkitError, ValueError):
+    """Options the experiment cannot run with (an unknown scenario, a bad ε)."""
+
+
+class NoCandidatesError(FlowkitError, RuntimeError):
+    """PhraseDP had no paraphrase to choose from for a question."""
+
+
+def check_scenarios(scenarios: Iterable[str]) -> tuple[str, ...]:
+    """The scenarios in table order, each once; refuses unknown names."""
+    chosen = {s.strip() for s in scenarios if s.strip()}
+    unknown = chosen - set(SCENARIOS)
+    if unknown or not chosen:
+        raise ExperimentError(
+            f"unknown scenario(s) {', '.join(sorted(unknown)) or '(none given)'}: choose from "
+            f"{', '.join(SCENARIOS)}"
+        )
+    return tuple(s for s in SCENARIOS if s in chosen)
+
+
+def check_epsilons(epsilons: Iterable[float]) -> tuple[float, ...]:
+    """The ε values, sorted, each once; each must be a positive finite number."""
+    values = sorted({float(e) for e in epsilons})
+    if not values or not all(0 < e < float("inf") for e in values):
+        raise ExperimentError(f"ε values must be positive numbers, got {values or 'none'}")
+    return tuple(values)
+
+
+@dataclass
+class Experiment:
+    """Everything the nodes share: the two models, the embedder, the grid and the seed.
+
+    ``local`` and ``remote`` are LLM settings whose ``limiter`` names the runner's budget
+    (``local`` and ``remote`` by default). ``simulator`` supplies reply text when a provider
+    is the simulated one. Mechanisms are built once per (scenario, ε) and shared by every
+    question; each cell draws from its own generator, seeded by the seed, question,
+    scenario and ε, so a rerun sanitises identically.
+    """
+
+    local: LLMSettings
+    remote: LLMSettings
+    embedder: Embedder
+    epsilons: tuple[float, ...] = DEFAULT_EPSILONS
+    scenarios: tuple[str, ...] = SCENARIOS
+    seed: int = 0
+    simulator: SimulatedModels = field(default_factory=SimulatedModels)
+    paraphrases_per_band: int = 3
+    _mechanisms: dict[tuple[str, float], Mechanism] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        self.scenarios = check_scenarios(self.scenarios)
+        self.epsilons = check_epsilons(self.epsilons)
+        for settings in (self.local, self.remote):
+            settings.check()
+
+    @property
+    def cells_per_question(self) -> int:
+        private = sum(s in MECHANISMS for s in self.scenarios)
+        return len(self.scenarios) - private + private * len(self.epsilons)
+
+    def settings(self, role: Role) -> LLMSettings:
+        return self.local if role == "local" else self.remote
+
+    def mechanism(self, scenario: str, epsilon: float) -> Mechanism:
+        """The sanitiser of a private scenario at ε, built on first use (thread-safe)."""
+        key = (scenario, epsilon)
+        with self._lock:
+            found = self._mechanisms.get(key)
+            if found is None:
+                kind = MECHANISMS[scenario]
+                if kind == "phrasedp":
+                    found = PhraseDP(self.embedder, epsilon, rng=self.seed)
+                elif kind == "inferdpt":
+                    found = InferDPT(self.embedder.token_space(), epsilon, rng=self.seed)
+                else:
+                    found = SanTextPlus(self.embedder.token_space(), epsilon, rng=self.seed)
+                self._mechanisms[key] = found
+            return found
+
+    def rng(self, job: Job) -> np.random.Generator:
+        """The generator of one cell."""
+        digest = hashlib.blake2b(job.question_id.encode(), digest_size=8).digest()
+        eps = round((job.epsilon or 0.0) * 1000)
+        return np.random.default_rng(
+            [self.seed, int.from_bytes(digest, "little"), SCENARIOS.index(job.scenario), eps]
+        )
+
+
+class Job(NamedTuple):
+    """One cell to compute; PhraseDP's carry the question's paraphrase candidates."""
+
+    question_id: str
+    scenario: str
+    epsilon: float | None = None
+    candidates: tuple[str, ...] = ()
+
+
+@dataclass
+class Tally:
+    """Calls and (estimated) tokens of one cell."""
+
+    calls: int = 0
+    tokens: int = 0
+
+
+class ExperimentNode(fk.AsyncParallelBatchNode):
+    """A parallel batch node with the experiment, its two LLM clients and the question."""
+
+    on_error = "collect"
+
+    def __init__(self, experiment: Experiment, **options: Any) -> None:
+        super().__init__(**options)
+        self.experiment = experiment
+        self._clients: dict[str, LLMClient] = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_clients": {}}
+
+    def client(self, role: Role) -> LLMClient:
+        """The LLM client of ``role``; its errors name this node."""
+        found = self._clients.get(role)
+        if found is None or found.name != self.name:
+            found = self._clients[role] = LLMClient(self.experiment.settings(role), name=self.name)
+        return found
+
+    def question(self) -> Question:
+        """The question this copy of the node works on (from the flow's params)."""
+        return Question.model_validate(self.params["question"])
+
+    async def ask(
+        self, role: Role, tally: Tally, prompt: str, system: str, simulate: Callable[[], str]
+    ) -> str:
+        """One chat call on ``role``'s model, counted in ``tally``."""
+        reply = await self.client(role).chat(prompt, system=system, simulate=simulate)
+        tally.calls += 1
+        tally.tokens += estimate_tokens(system) + estimate_tokens(prompt) + estimate_tokens(reply)
+        return reply
+
+
+class CellNode(ExperimentNode):
+    """Computes cells: one item per cell, each ending as a ``Cell`` in ``shared["sink"]``."""
+
+    scenario = ""
+
+    def jobs(self, question: Question, shared: dict[str, Any]) -> list[Job]:
+        """The cells of this node for one question (one, unless it runs per ε)."""
+        return [Job(question.id, self.scenario)]
+
+    async def prep_async(self, shared: dict[str, Any]) -> list[Job]:
+        return self.jobs(self.question(), shared)
+
+    def item_key(self, job: Job) -> str:
+        return f"{job.question_id}/{job.scenario}/{job.epsilon}"
+
+    async def exec_async(self, job: Job) -> Cell:
+        question, tally = self.question(), Tally()
+        started = time.perf_counter()
+        cell = await self.run_cell(question, job, tally)
+        return cell.model_copy(
+            update={
+                "calls": tally.calls,
+                "tokens": tally.tokens,
+                "seconds": round(time.perf_counter() - started, 4),
+            }
+        )
+
+    async def run_cell(self, question: Question, job: Job, tally: Tally) -> Cell:
+        """Compute one cell; override in subclasses."""
+        raise NotImplementedError
+
+    def scored(self, question: Question, job: Job, reply: str, **fields: Any) -> Cell:
+        """The cell for a final reply: its letter and whether it is correct."""
+        letter = parse_answer(reply)
+        return Cell(
+            question_id=question.id,
+            scenario=job.scenario,
+            mechanism=MECHANISMS.get(job.scenario),
+            epsilon=job.epsilon,
+            answer=letter,
+            correct=letter == question.letter,
+            **fields,
+        )
+
+    async def post_async(self, shared: dict[str, Any], jobs: list[Job], results: list[Any]) -> None:
+        sink: ResultSink = shared["sink"]
+        for job, result in zip(jobs, results, strict=True):
+            if isinstance(result, fk.ErrorRecord):
+                result = Cell(
+                    question_id=job.question_id,
+                    scenario=job.scenario,
+                    mechanism=MECHANISMS.get(job.scenario),
+                    epsilon=job.epsilon,
+                    error=f"{result.error_type}: {result.message}",
+                )
+            sink.add(result)
+
+
+class LocalAnswer(CellNode):
+    """Scenario 1: the local model answers alone."""
+
+    scenario = "1"
+
+    async def run_cell(self, question: Question, job: Job, tally: Tally) -> Cell:
+        sim = self.experiment.simulator
+        reply = await self.ask(
+            "local",
+            tally,
+            answer_prompt(question),
+            ANSWER_SYSTEM,
+            lambda: sim.answer("local", question),
+        )
+        return self.scored(question, job, reply)
+
+
+class RemoteAnswer(CellNode):
+    """Scenario 4: the remote model answers alone."""
+
+    scenario = "4"
+
+    async def run_cell(self, question: Question, job: Job, tally: Tally) -> Cell:
+        sim = self.experiment.simulator
+        reply = await self.ask(
+            "remote",
+            tally,
+            answer_prompt(question),
+            ANSWER_SYSTEM,
+            lambda: sim.answer("remote", question),
+        )
+        return self.scored(question, job, reply)
+
+
+class CoTAnswer(CellNode):
+    """Scenario 2 and the base of 3.x: the remote model writes a CoT for a text (here the
+    original question), and the local model answers the original using it."""
+
+    scenario = "2"
+
+    async def cot_then_answer(
+        self, question: Question, job: Job, tally: Tally, text: str, sanitised: str | None
+    ) -> Cell:
+        sim = self.experiment.simulator
+        cot = await self.ask(
+            "remote", tally, cot_prompt(text), COT_SYSTEM, lambda: sim.cot(question, text)
+        )
+        reply = await self.ask(
+            "local",
+            tally,
+            answer_prompt(question, cot),
+            ANSWER_SYSTEM,
+            lambda: sim.answer("local", question, cot),
+        )
+        return self.scored(question, job, reply, sanitised=sanitised, cot=cot)
+
+    async def run_cell(self, question: Question, job: Job, tally: Tally) -> Cell:
+        return await self.cot_then_answer(question, job, tally, question.question, None)
+
+
+class PrivateCells(CoTAnswer):
+    """Scenario 3.x for a word-level sanitiser: one cell per ε, all at once. The sanitiser
+    runs in a thread (it is NumPy work), then the remote CoT sees only its output."""
+
+    def __init__(self, experiment: Experiment, scenario: str, **options: Any) -> None:
+        options.setdefault("name", MECHANISMS[scenario])
+        super().__init__(experiment, **options)
+        self.scenario = scenario
+
+    def jobs(self, question: Question, shared: dict[str, Any]) -> list[Job]:
+        return [Job(question.id, self.scenario, eps) for eps in self.experiment.epsilons]
+
+    async def sanitise(self, question: Question, job: Job) -> str:
+        """The text the remote model sees; runs in a thread, as building the mechanism (the
+        first time) and sanitising are NumPy work."""
+        return await asyncio.to_thread(self.sanitise_sync, question, job)
+
+    def sanitise_sync(self, question: Question, job: Job) -> str:
+        assert job.epsilon is not None
+        mechanism = self.experiment.mechanism(job.scenario, job.epsilon)
+        assert isinstance(mechanism, InferDPT | SanTextPlus)
+        return mechanism.sanitise(question.question, self.experiment.rng(job))
+
+    async def run_cell(self, question: Question, job: Job, tally: Tally) -> Cell:
+        sanitised = await self.sanitise(question, job)
+        return await self.cot_then_answer(question, job, tally, sanitised, sanitised)
+
+
+class PhraseDPCells(PrivateCells):
+    """Scenario 3.0: per ε, choose one of the question's paraphrases with the exponential
+    mechanism (``shared["candidates"]``, written by ``Paraphrase``)."""
+
+    def __init__(self, experiment: Experiment, **options: Any) -> None:
+        super().__init__(experiment, "3.0", **options)
+
+    def jobs(self, question: Question, shared: dict[str, Any]) -> list[Job]:
+        candidates = tuple(shared.get("candidates", ()))
+        return [job._replace(candidates=candidates) for job in super().jobs(question, shared)]
+
+    def sanitise_sync(self, question: Question, job: Job) -> str:
+        if not job.candidates:
+            raise NoCandidatesError(
+                f"question {question.id}: no usable paraphrase (every band failed or copied "
+                "the question); see the paraphrase node's errors in the run report"
+            )
+        assert job.epsilon is not None
+        mechanism = self.experiment.mechanism(job.scenario, job.epsilon)
+        assert isinstance(mechanism, PhraseDP)
+        return mechanism.select(question.question, job.candidates, self.experiment.rng(job))
+
+
+class Paraphrase(ExperimentNode):
+    """PhraseDP's candidates: the local model paraphrases the question once per similarity
+    band, all bands at once; duplicates and copies of the question are dropped."""
+
+    def item_key(self, band: str) -> str:
+        return f"{self.params['question']['id']}/paraphrase/{band}"
+
+    async def prep_async(self, shared: dict[str, Any]) -> list[str]:
+        return [band for band, _ in BANDS]
+
+    async def exec_async(self, band: str) -> list[str]:
+        question, sim = self.question(), self.experiment.simulator
+        count = self.experiment.paraphrases_per_band
+        system = PARAPHRASE_SYSTEM.format(count=count, instruction=dict(BANDS)[band])
+        reply = await self.client("local").parse(
+            question.question,
+            Paraphrases,
+            system=system,
+            simulate=lambda: Paraphrases(
+                paraphrases=sim.paraphrases(question.question, band, count)
+            ).model_dump_json(),
+        )
+        return reply.paraphrases
+
+    async def post_async(
+        self, shared: dict[str, Any], bands: list[str], results: list[Any]
+    ) -> None:
+        written = [p for r in results if not isinstance(r, fk.ErrorRecord) for p in r]
+        shared["candidates"] = clean_candidates(self.question().question, written)
+
+
+class QuestionsFlow(fk.AsyncParallelBatchFlow):
+    """Fans out over ``shared["questions"]`` (any iterable of Question, pulled lazily) and
+    writes every cell to ``shared["output"]/results.jsonl``; ends with ``shared["table"]``."""
+
+    def __init__(self, start: fk.BaseNode, experiment: Experiment, **options: Any) -> None:
+        super().__init__(start=start, **options)
+        self.experiment = experiment
+
+    async def prep_async(self, shared: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        output = Path(shared["output"])
+        shared["sink"] = ResultSink(output / "results.jsonl", self.experiment.cells_per_question)
+        return ({"question": q.model_dump()} for q in shared["questions"])
+
+    async def post_async(self, shared: dict[str, Any], prep_res: Any, exec_res: Any) -> None:
+        sink: ResultSink = shared["sink"]
+        sink.close()
+        shared["table"] = sink.table
+
+
+def _discard(shared: Any, updates: dict[str, dict[str, Any]]) -> None:
+    """Branches report through the sink; nothing of theirs is merged back."""
+
+
+def build_flow(experiment: Experiment, *, question_concurrency: int = 64) -> QuestionsFlow:
+    """The experiment's graph for the scenarios ``experiment`` selects."""
+    chosen = experiment.scenarios
+    branches: list[fk.BaseNode] = []
+    if "1" in chosen:
+        branches.append(LocalAnswer(experiment, name="local_answer"))
+    if "2" in chosen:
+        branches.append(CoTAnswer(experiment, name="remote_cot"))
+    if "4" in chosen:
+        branches.append(RemoteAnswer(experiment, name="remote_answer"))
+    private: list[fk.BaseNode] = []
+    if "3.0" in chosen:
+        paraphrase = Paraphrase(experiment, name="paraphrase")
+        paraphrase >> PhraseDPCells(experiment)
+        private.append(fk.AsyncFlow(start=paraphrase, name="phrasedp_flow"))
+    for scenario in ("3.2", "3.3"):
+        if scenario in chosen:
+            private.append(PrivateCells(experiment, scenario))
+    if private:
+        branches.append(fk.Parallel(*private, reducer=_discard, name="private"))
+    question = fk.AsyncFlow(
+        start=fk.Parallel(*branches, reducer=_discard, name="scenarios"), name="question"
+    )
+    return QuestionsFlow(question, experiment, max_concurrency=question_concurrency, name="medmcqa")
+
+
+def hashed_embedder(questions: Iterable[Question], *, dim: int = 64) -> HashedEmbedder:
+    """The offline embedder over the words of ``questions`` (read once, only words kept)."""
+    return HashedEmbedder((q.question for q in questions), dim=dim)
+
+
+def write_outputs(table: AccuracyTable, output: str | Path, *, plot: bool = True) -> list[Path]:
+    """accuracy.csv, accuracy.md and (with matplotlib) accuracy.png under ``output``."""
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "accuracy.csv", out / "accuracy.md"]
+    written[0].write_text(table.to_csv(), encoding="utf-8")
+    written[1].write_text(table.to_markdown(), encoding="utf-8")
+    if plot:
+        table.plot(out / "accuracy.png")
+        written.append(out / "accuracy.png")
+    return written
+
+
+def run_experiment(
+    questions: Iterable[Question],
+    output: str | Path,
+    *,
+    local: LLMSettings | None = None,
+    remote: LLMSettings | None = None,
+    embedder: Embedder | None = None,
+    epsilons: Sequence[float] = DEFAULT_EPSILONS,
+    scenarios: Sequence[str] = SCENARIOS,
+    seed: int = 0,
+    runner: fk.Runner | None = None,
+    question_concurrency: int = 64,
+    plot: bool = True,
+) -> AccuracyTable:
+    """Run the experiment over ``questions`` and return the accuracy table.
+
+    Writes ``results.jsonl``, ``accuracy.csv``, ``accuracy.md`` and ``accuracy.png`` (when
+    ``plot``) under ``output``. Settings default to the simulated provider on the ``local``
+    and ``remote`` limiters; the embedder to ``hashed_embedder(questions)``; the runner to
+    ``DEFAULT_LIMITS`` with its report in ``output/report``.
+    """
+    local = local or LLMSettings(provider="simulated", model="local-sim", limiter="local")
+    remote = remote or LLMSettings(provider="simulated", model="remote-sim", limiter="remote")
+    experiment = Experiment(
+        local,
+        remote,
+        embedder if embedder is not None else hashed_embedder(questions),
+        tuple(epsilons),
+        tuple(scenarios),
+        seed,
+    )
+    flow = build_flow(experiment, question_concurrency=question_concurrency)
+    shared: dict[str, Any] = {"questions": questions, "output": Path(output)}
+    runner = runner or fk.Runner(limits=DEFAULT_LIMITS, report=Path(output) / "report")
+    runner.run(flow, shared)
+    table: AccuracyTable = shared["table"]
+    write_outputs(table, output, plot=plot)
+    return table
