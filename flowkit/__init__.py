@@ -26,6 +26,7 @@ from flowkit.runner import (
     Runner,
     current_limiter,
     record_usage,
+    waiting,
 )
 
 __all__ = [
@@ -50,4 +51,5 @@ __all__ = [
     "Runner",
     "current_limiter",
     "record_usage",
+    "waiting",
 ]

@@ -286,11 +286,13 @@ def _run(args: argparse.Namespace, registry: Registry, command: FlowCommand | No
                 file=sys.stderr,
             )
         return FAILED
-    assert runner.last_run is not None
-    print(_result_line(flow.name, runner.last_run, args.report))
-    if command is not None:
-        return command.finish(args, shared, runner.last_run)
-    return OK
+    info = runner.last_run
+    assert info is not None
+    code = command.finish(args, shared, info) if command is not None else OK
+    if code == OK and any(n.failed for n in info.nodes.values()):
+        code = FAILED  # a run with failed items is not ok
+    print(_result_line(flow.name, info, args.report, code))
+    return code
 
 
 def _list(args: argparse.Namespace, registry: Registry, command: FlowCommand | None) -> int:
@@ -323,7 +325,7 @@ def _report(args: argparse.Namespace, registry: Registry, command: FlowCommand |
     from pydantic import ValidationError
     from rich.console import Console
 
-    from flowkit.report import load_report, render_files, summary_table
+    from flowkit.report import limiter_table, load_report, render_files, summary_table
 
     try:
         report = load_report(args.directory)
@@ -334,6 +336,9 @@ def _report(args: argparse.Namespace, registry: Registry, command: FlowCommand |
     written = render_files(report, args.directory)
     console = Console(width=None if sys.stdout.isatty() else 120)
     console.print(summary_table(report))
+    limiters = limiter_table(report)
+    if limiters is not None:
+        console.print(limiters)
     for node in report.nodes:
         for finding in node.findings:
             console.print(f"[yellow]{node.name}[/]: {finding}", highlight=False)
@@ -493,19 +498,24 @@ def _shared(value: str) -> Any:
     return shared
 
 
-def _result_line(flow: str, info: RunInfo, report: str | None) -> str:
+def _result_line(flow: str, info: RunInfo, report: str | None, code: int) -> str:
+    """The end-of-run line: agrees with the exit code and counts retries inside exec too."""
     nodes = info.nodes.values()
     items = sum(n.items for n in nodes)
     failed = sum(n.failed for n in nodes)
-    retries = sum(n.retries for n in nodes)
+    retries = sum(n.retries + int(n.usage.get("llm_retries", 0)) for n in nodes)
     line = (
-        f"ok {flow} in {info.wall_time:.2f} s: {items:,} item{'' if items == 1 else 's'}, "
-        f"{failed:,} failed, {retries:,} retries; run {info.run_id}"
+        f"{'ok' if code == OK else 'failed'} {flow} in {info.wall_time:.2f} s: {items:,} "
+        f"item{'' if items == 1 else 's'}, {failed:,} failed, {retries:,} "
+        f"{'retry' if retries == 1 else 'retries'}; run {info.run_id}"
     )
     if info.resumed:
         line += f" ({info.resumed:,} reused from the store)"
+    for stats in info.limiters.values():
+        if stats.calls:
+            line += "\n  " + stats.line()
     if report:
-        line += f"; report: {Path(report) / 'report.html'}"
+        line += f"\n  report: {Path(report) / 'report.html'}"
     return line
 
 

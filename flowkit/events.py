@@ -22,10 +22,15 @@ EventKind = Literal[
     "item_retry",
     "item_error",
     "limiter_wait",
+    "item_wait",
     "loop_blocked",
     "memory_guard",
     "usage",
 ]
+
+INSTANT = 1e-3
+"""Seconds: an exec call that starts waiting (for a limiter, say) within this long of its
+start counts as waiting from its start, in the run's counts and in its report."""
 
 
 @dataclass(frozen=True, slots=True)

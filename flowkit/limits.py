@@ -143,8 +143,71 @@ class RateLimiter:
         return delay
 
 
+@dataclass
+class LimiterStats:
+    """How a named limiter was used over a run (what the report's limiter table shows).
+
+    ``calls`` counts requests let through; ``peak_in_flight`` and ``mean_in_flight`` count
+    holders of the limiter (mean over ``active_s``, from its first acquire to its last
+    release); ``full_share`` is the share of that time every slot was taken; ``achieved_rpm``
+    is the start rate between the first and last start; ``users`` maps each node that took
+    it to "runner" (its ``uses``), "exec" (code inside exec) or "runner+exec".
+    """
+
+    name: str
+    max_concurrency: int | None
+    rpm: float | None
+    tpm: float | None
+    calls: int
+    tokens: float
+    peak_in_flight: int
+    mean_in_flight: float
+    full_share: float
+    active_s: float
+    achieved_rpm: float | None
+    achieved_tpm: float | None
+    waits: int
+    wait_s: float
+    mean_wait_s: float
+    users: dict[str, str]
+
+    def limits_text(self) -> str:
+        """Its limits in words, e.g. "3 in flight, 600 rpm"."""
+        parts = []
+        if self.max_concurrency:
+            parts.append(f"{self.max_concurrency} in flight")
+        if self.rpm:
+            parts.append(f"{self.rpm:g} rpm")
+        if self.tpm:
+            parts.append(f"{self.tpm:g} tpm")
+        return ", ".join(parts)
+
+    def rate_text(self) -> str:
+        """Achieved rates against the limits, e.g. "598/min of 600 rpm"."""
+        parts = []
+        if self.achieved_rpm is not None:
+            of = f" of {self.rpm:g} rpm" if self.rpm else ""
+            parts.append(f"{self.achieved_rpm:,.0f} calls/min{of}")
+        if self.achieved_tpm is not None:
+            of = f" of {self.tpm:g} tpm" if self.tpm else ""
+            parts.append(f"{self.achieved_tpm:,.0f} tokens/min{of}")
+        return ", ".join(parts) or "-"
+
+    def line(self) -> str:
+        """One line for an end-of-run summary."""
+        cap = f"/{self.max_concurrency}" if self.max_concurrency else ""
+        return (
+            f"limiter {self.name} ({self.limits_text()}): peak {self.peak_in_flight}{cap} in "
+            f"flight, {self.calls:,} calls, {self.rate_text()}, waited {self.wait_s:.2f} s "
+            f"({self.waits:,} waits)"
+        )
+
+
 class NamedLimiter:
-    """The run-time form of a ``Limit``: slots plus request and token pacers."""
+    """The run-time form of a ``Limit``: slots plus request and token pacers.
+
+    It also meters its own use (calls, holders over time, waits, tokens): ``stats()``.
+    """
 
     def __init__(
         self,
@@ -167,32 +230,103 @@ class NamedLimiter:
             if limit.tpm
             else None
         )
+        self._clock = clock
         self.waited = 0.0
+        self.waits = 0
+        self.calls = 0
+        self.tokens_used = 0.0
+        self.in_use = 0
+        self.peak_in_use = 0
+        self.users: dict[str, str] = {}
+        self._since: float | None = None  # when in_use last changed
+        self._first = self._last = 0.0
+        self._first_start: float | None = None
+        self._last_start = 0.0
+        self._area = 0.0  # integral of in_use over time
+        self._full = 0.0  # time spent with every slot taken
+
+    def used_by(self, node: str, how: str) -> None:
+        """Note that ``node`` takes this limiter, from the runner or from inside exec."""
+        seen = self.users.get(node)
+        if seen is None:
+            self.users[node] = how
+        elif how not in seen.split("+"):
+            self.users[node] = "runner+exec"
 
     async def acquire(self, requests: int = 1, tokens: float = 0.0) -> float:
         """Take a slot, then wait for the request and token pacers; return seconds waited."""
-        clock = time.monotonic
-        t0 = clock()
-        if self.slots is not None:
+        t0 = self._clock()
+        blocked = False
+        if self.slots is not None and not self.slots.try_acquire():
+            blocked = True
             await self.slots.acquire()
         try:
             if self.requests is not None:
-                await self.requests.acquire(requests)
+                blocked = await self.requests.acquire(requests) > 0 or blocked
             if self.tokens is not None and tokens > 0:
-                await self.tokens.acquire(tokens)
+                blocked = await self.tokens.acquire(tokens) > 0 or blocked
         except BaseException:
             if self.slots is not None:
                 self.slots.release()
             raise
-        waited = clock() - t0
-        self.waited += waited
+        now = self._clock()
+        waited = now - t0 if blocked else 0.0
+        if waited > 0:
+            self.waited += waited
+            self.waits += 1
+        self.calls += requests
+        self.tokens_used += tokens
+        if self._first_start is None:
+            self._first_start = self._first = now
+        self._last_start = now
+        self._tick(now)
+        self.in_use += 1
+        if self.in_use > self.peak_in_use:
+            self.peak_in_use = self.in_use
         return waited
 
     def release(self) -> None:
+        self._tick(self._clock())
+        self.in_use -= 1
         if self.slots is not None:
             self.slots.release()
 
     def adjust_tokens(self, delta: float) -> None:
         """Correct the token budget once a call's real usage is known."""
+        self.tokens_used += delta
         if self.tokens is not None and delta:
             self.tokens.adjust(delta)
+
+    def _tick(self, now: float) -> None:
+        if self._since is not None:
+            dt = now - self._since
+            self._area += self.in_use * dt
+            if self.slots is not None and self.in_use >= self.slots.capacity:
+                self._full += dt
+        self._since = self._last = now
+
+    def stats(self) -> LimiterStats:
+        """Its use so far."""
+        active = self._last - self._first
+        starts = self._last_start - (self._first_start or 0.0)
+        limit = self.limit
+        rpm = (self.calls - 1) * 60 / starts if self.calls > 1 and starts > 0 else None
+        tpm = self.tokens_used * 60 / active if active > 0 and self.tokens_used else None
+        return LimiterStats(
+            name=self.name,
+            max_concurrency=limit.max_concurrency,
+            rpm=limit.rpm,
+            tpm=limit.tpm,
+            calls=self.calls,
+            tokens=self.tokens_used,
+            peak_in_flight=self.peak_in_use,
+            mean_in_flight=self._area / active if active > 0 else float(self.peak_in_use),
+            full_share=self._full / active if active > 0 else 0.0,
+            active_s=active,
+            achieved_rpm=rpm,
+            achieved_tpm=tpm,
+            waits=self.waits,
+            wait_s=self.waited,
+            mean_wait_s=self.waited / self.calls if self.calls else 0.0,
+            users=dict(self.users),
+        )

@@ -1,10 +1,14 @@
 """Run report: what each node did, how much of its work really overlapped, and why not more.
 
-``ReportWriter`` records a run's item spans from its events and, when the run closes, writes
-``report.json`` (the ``RunReport`` model), a self-contained ``report.html`` (inline CSS, JS and
-SVG) and, when matplotlib is installed, ``report.png``. Statistics use every span; the timeline
-draws at most ``max_bars`` of them (a uniform sample beyond that). Recording costs about 30
-bytes per item while the run lasts. Error messages and tracebacks are redacted.
+``ReportWriter`` records a run's item spans and waits from its events and, when the run
+closes, writes ``report.json`` (the ``RunReport`` model), a self-contained ``report.html``
+(inline CSS, JS and SVG) and, when matplotlib is installed, ``report.png``. Time an item spent
+waiting (for a node limit, a named limiter, a worker, a retry's backoff), whether the runner
+or code inside exec waited, is not running time: in-flight counts, speedup and the
+timeline's lanes count running calls only, and waits are drawn apart. Every named limiter
+gets a row: its limits, use, rate and waits. Statistics use every span; the timeline draws
+at most ``max_bars`` of them (a uniform sample beyond that). Recording costs about 30 bytes
+per item while the run lasts. Error messages and tracebacks are redacted.
 """
 
 from __future__ import annotations
@@ -23,12 +27,13 @@ from datetime import UTC, datetime
 from heapq import heappop, heappush
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel
 
 from flowkit.errors import FlowkitWarning
-from flowkit.events import Event, Observer
+from flowkit.events import INSTANT, Event, Observer
+from flowkit.limits import LimiterStats
 from flowkit.redact import redact
 
 if TYPE_CHECKING:
@@ -44,13 +49,19 @@ UNDERUSE = 0.5
 """A node whose mean in-flight stays below this share of its limit gets a finding."""
 LIMITER_SHARE = 0.1
 """Limiter waits above this share of a node's exec time are named as a cause."""
+BOUND_SHARE = 0.5
+"""A limiter whose slots were all taken this share of its active time bounded its users."""
 
 
 # -- the data model ---------------------------------------------------------------------------
 
 
 class Bar(BaseModel):
-    """One exec call (an item's try) on the timeline; times are seconds from the run's start."""
+    """One stretch of an exec call on the timeline; times are seconds from the run's start.
+
+    ``kind`` "run" is a call running; "wait" is an item waiting for ``what`` (a limiter, the
+    node's limit, a worker, a retry's backoff). Run and wait bars have lanes of their own.
+    """
 
     node: str
     index: int
@@ -58,6 +69,8 @@ class Bar(BaseModel):
     start: float
     end: float
     ok: bool
+    kind: Literal["run", "wait"] = "run"
+    what: str = ""
 
 
 class LoopBlock(BaseModel):
@@ -86,9 +99,11 @@ class NodeReport(BaseModel):
     """One node over the run (every copy of it, at every path).
 
     ``wall_time`` runs from its first item's start to its last item's end; ``exec_time`` sums
-    its exec calls; ``busy_time`` is the time at least one was in flight. ``mean_in_flight``
-    (exec / busy) is the concurrency it achieved while working; ``speedup`` (exec / wall) is
-    what that bought over running the same calls one after another.
+    the running time of its exec calls (waits inside exec left out); ``busy_time`` is the
+    time at least one was running. ``mean_in_flight`` (exec / busy) is the concurrency it
+    achieved while working; ``speedup`` (exec / wall) is what that bought over running the
+    same calls one after another. ``wait_time`` sums its items' waits; ``usage`` what its
+    exec recorded (LLM calls, tokens, retries...); ``limiters`` the named limiters it took.
     """
 
     name: str
@@ -107,6 +122,9 @@ class NodeReport(BaseModel):
     limiter_wait: dict[str, float]
     loop_blocked: float
     findings: list[str]
+    wait_time: float = 0.0
+    usage: dict[str, float] = {}
+    limiters: list[str] = []
 
 
 class RunReport(BaseModel):
@@ -125,11 +143,17 @@ class RunReport(BaseModel):
     blocks: list[LoopBlock]
     error_count: int
     errors: list[ErrorEntry]
+    segments: int = 0
+    waits: int = 0
+    wait_lanes: int = 0
+    limiters: list[LimiterStats] = []
 
     @property
     def sampled(self) -> bool:
-        """Whether the timeline draws a sample of the spans rather than all of them."""
-        return len(self.bars) < self.spans
+        """Whether the timeline draws a sample of the running stretches and waits."""
+        running = sum(1 for b in self.bars if b.kind == "run")
+        segments = self.segments or self.spans
+        return running < segments or len(self.bars) - running < self.waits
 
 
 # -- recording --------------------------------------------------------------------------------
@@ -137,7 +161,11 @@ class RunReport(BaseModel):
 
 @dataclass
 class _NodeLog:
-    """Spans and counts of one node; starts and ends are parallel arrays, one entry per span."""
+    """Running stretches, waits and counts of one node, in parallel arrays.
+
+    ``starts``/``ends`` hold running stretches (an exec call minus the waits inside it);
+    ``wait_*`` hold waits; ``spans`` counts exec calls.
+    """
 
     name: str
     executor: str = "async"
@@ -147,9 +175,17 @@ class _NodeLog:
     ends: array[float] = field(default_factory=lambda: array("d"))
     index: array[int] = field(default_factory=lambda: array("q"))
     ok: bytearray = field(default_factory=bytearray)
+    wait_starts: array[float] = field(default_factory=lambda: array("d"))
+    wait_ends: array[float] = field(default_factory=lambda: array("d"))
+    wait_index: array[int] = field(default_factory=lambda: array("q"))
+    wait_what: array[int] = field(default_factory=lambda: array("l"))
+    spans: int = 0
+    first: float = math.inf
+    last: float = -math.inf
     retries: int = 0
     failed: int = 0
     limiter_wait: dict[str, float] = field(default_factory=dict)
+    usage: dict[str, float] = field(default_factory=dict)
     blocked: float = 0.0
 
 
@@ -183,8 +219,11 @@ class ReportWriter(Observer):
         self._nodes: dict[str, _NodeLog] = {}
         self._open: dict[tuple[str, int], float] = {}
         self._stacked: dict[tuple[str, int], list[float]] = {}
+        self._inner: dict[tuple[str, int], list[tuple[float, float]]] = {}
+        self._whats: dict[str, int] = {}
         self._blocks: list[LoopBlock] = []
         self._errors: list[ErrorEntry] = []
+        self._limiters: list[LimiterStats] = []
 
     def start(self, run_id: str) -> None:
         self._reset(run_id)
@@ -208,10 +247,12 @@ class ReportWriter(Observer):
             self._log(event.node).retries += 1
         elif kind == "item_error":
             self._error(event)
-        elif kind == "limiter_wait":
-            waits = self._log(event.node).limiter_wait
-            name = event.data["limiter"]
-            waits[name] = waits.get(name, 0.0) + event.data["seconds"]
+        elif kind == "limiter_wait" or kind == "item_wait":
+            self._wait(event)
+        elif kind == "usage":
+            usage = self._log(event.node).usage
+            for name, amount in event.data.items():
+                usage[name] = usage.get(name, 0.0) + amount
         elif kind == "loop_blocked":
             seconds = event.data["seconds"]
             self._log(event.node).blocked += seconds
@@ -230,12 +271,32 @@ class ReportWriter(Observer):
         elif kind == "run_end":
             self._ok = event.ok
             self._ended = event.time - self._t0
+            self._limiters = list(event.data.get("limiters", {}).values())
 
     def _log(self, name: str) -> _NodeLog:
         log = self._nodes.get(name)
         if log is None:
             log = self._nodes[name] = _NodeLog(name)
         return log
+
+    def _wait(self, event: Event) -> None:
+        data = event.data
+        seconds = data["seconds"]
+        end = event.time - self._t0
+        start = end - seconds
+        log = self._log(event.node)
+        name = data.get("limiter")
+        if name is not None:
+            log.limiter_wait[name] = log.limiter_wait.get(name, 0.0) + seconds
+        what = data.get("what") or (f"limiter {name}" if name else "wait")
+        code = self._whats.setdefault(what, len(self._whats))
+        log.wait_starts.append(start)
+        log.wait_ends.append(end)
+        log.wait_index.append(event.index)
+        log.wait_what.append(code)
+        key = (event.path, event.index)
+        if event.index >= 0 and key in self._open:  # waited inside the running exec call
+            self._inner.setdefault(key, []).append((start, end))
 
     def _end(self, event: Event) -> None:
         key = (event.path, event.index)
@@ -248,11 +309,17 @@ class ReportWriter(Observer):
                 self._open[key] = older.pop()
                 if not older:
                     del self._stacked[key]
+        end = event.time - self._t0
         log = self._log(event.node)
-        log.starts.append(start)
-        log.ends.append(event.time - self._t0)
-        log.index.append(event.index)
-        log.ok.append(event.ok)
+        log.spans += 1
+        log.first = min(log.first, start)
+        log.last = max(log.last, end)
+        inner = self._inner.pop(key, None) if self._inner else None
+        for a, b in running(start, end, inner):
+            log.starts.append(a)
+            log.ends.append(b)
+            log.index.append(event.index)
+            log.ok.append(event.ok)
 
     def _error(self, event: Event) -> None:
         self._log(event.node).failed += 1
@@ -282,10 +349,12 @@ class ReportWriter(Observer):
 
     def build(self) -> RunReport:
         """The report of what was recorded so far."""
-        logs = sorted(self._nodes.values(), key=lambda log: min(log.starts, default=math.inf))
-        nodes = [_summarise(log) for log in logs]
-        spans = sum(len(log.starts) for log in logs)
-        bars = _bars(logs, self.max_bars)
+        logs = sorted(self._nodes.values(), key=lambda log: min([log.first, *log.wait_starts[:1]]))
+        limiters = self._limiters
+        nodes = [_summarise(log, limiters) for log in logs]
+        whats = list(self._whats)
+        run_bars = _bars(logs, self.max_bars, whats, wait=False)
+        wait_bars = _bars(logs, self.max_bars, whats, wait=True)
         traces = {(r.node, r.index): r.traceback for r in (self.info.errors if self.info else [])}
         errors = [
             e.model_copy(update={"traceback": redact(traces.get((e.node, e.index), ""))})
@@ -298,25 +367,52 @@ class ReportWriter(Observer):
             started_at=self._started_at,
             wall_time=self._ended if self._ended is not None else time.monotonic() - self._t0,
             nodes=nodes,
-            spans=spans,
-            lanes=assign_lanes(bars),
-            bars=bars,
+            spans=sum(log.spans for log in logs),
+            segments=sum(len(log.starts) for log in logs),
+            waits=sum(len(log.wait_starts) for log in logs),
+            lanes=assign_lanes(run_bars),
+            wait_lanes=assign_lanes(wait_bars),
+            bars=run_bars + wait_bars,
             blocks=self._blocks,
             error_count=sum(log.failed for log in logs),
             errors=errors,
+            limiters=limiters,
         )
 
 
-def _summarise(log: _NodeLog) -> NodeReport:
+def running(
+    start: float, end: float, waits: Sequence[tuple[float, float]] | None
+) -> list[tuple[float, float]]:
+    """The stretches of ``[start, end]`` not covered by ``waits``; a call that begins by
+    waiting (within ``INSTANT``) waits from its start."""
+    if not waits:
+        return [(start, end)]
+    out: list[tuple[float, float]] = []
+    waits = sorted(waits)
+    at = start
+    if waits[0][0] - start < INSTANT:
+        waits[0] = (start, waits[0][1])
+    for a, b in waits:
+        a, b = max(a, start), min(b, end)
+        if a > at:
+            out.append((at, a))
+        at = max(at, b)
+    if end > at or not out:
+        out.append((at, max(at, end)))
+    return out
+
+
+def _summarise(log: _NodeLog, limiters: Sequence[LimiterStats]) -> NodeReport:
     peak, busy = overlap(log.starts, log.ends)
     exec_time = max(0.0, math.fsum(log.ends) - math.fsum(log.starts))
-    wall = (max(log.ends) - min(log.starts)) if log.starts else 0.0
+    wall = (log.last - log.first) if log.spans else 0.0
+    waited = max(0.0, math.fsum(log.wait_ends) - math.fsum(log.wait_starts))
     node = NodeReport(
         name=log.name,
         paths=list(log.paths),
         executor=log.executor,
         limit=log.limit,
-        items=len(log.starts) - log.retries,
+        items=log.spans - log.retries,
         failed=log.failed,
         retries=log.retries,
         wall_time=wall,
@@ -328,8 +424,11 @@ def _summarise(log: _NodeLog) -> NodeReport:
         limiter_wait=dict(log.limiter_wait),
         loop_blocked=log.blocked,
         findings=[],
+        wait_time=waited,
+        usage=dict(log.usage),
+        limiters=[lim.name for lim in limiters if log.name in lim.users],
     )
-    node.findings = findings(node)
+    node.findings = findings(node, limiters)
     return node
 
 
@@ -356,8 +455,32 @@ def overlap(starts: Sequence[float], ends: Sequence[float]) -> tuple[int, float]
     return peak, busy
 
 
-def findings(node: NodeReport) -> list[str]:
-    """Why a node's work did not overlap as much as its limit allowed, in plain words."""
+def bound_by(node: NodeReport, lim: LimiterStats) -> str | None:
+    """How ``lim`` held ``node`` back, in words, or None when it did not."""
+    waited = node.limiter_wait.get(lim.name, 0.0)
+    if waited <= LIMITER_SHARE * max(node.exec_time, 1e-9) or waited <= 0:
+        return None
+    tail = f"; items waited {waited:.2f} s in all"
+    if lim.max_concurrency and lim.full_share >= BOUND_SHARE:
+        return (
+            f"bounded by limiter {lim.name!r}: {lim.max_concurrency} of {lim.max_concurrency} "
+            f"busy {100 * lim.full_share:.0f} % of the time" + tail
+        )
+    if lim.rpm and lim.achieved_rpm is not None and lim.achieved_rpm >= 0.8 * lim.rpm:
+        return (
+            f"paced by limiter {lim.name!r}: {lim.achieved_rpm:,.0f} calls/min of its "
+            f"{lim.rpm:g} rpm" + tail
+        )
+    if lim.tpm and lim.achieved_tpm is not None and lim.achieved_tpm >= 0.8 * lim.tpm:
+        return (
+            f"paced by limiter {lim.name!r}: {lim.achieved_tpm:,.0f} tokens/min of its "
+            f"{lim.tpm:g} tpm" + tail
+        )
+    return f"waited on limiter {lim.name!r}" + tail
+
+
+def findings(node: NodeReport, limiters: Sequence[LimiterStats] = ()) -> list[str]:
+    """Why a node's work did not overlap as much as it could, in plain words."""
     out: list[str] = []
     if node.loop_blocked > 0:
         out.append(
@@ -365,12 +488,15 @@ def findings(node: NodeReport) -> list[str]:
             'meanwhile: run its exec with executor="thread" (blocking I/O) or '
             'executor="process" (CPU-bound work)'
         )
+    bounds = [text for lim in limiters if (text := bound_by(node, lim)) is not None]
     if node.limit is None or node.items < 2 or node.mean_in_flight >= UNDERUSE * node.limit:
-        return out
+        return out + bounds
     reasons: list[str] = []
     if node.loop_blocked > 0:
         reasons.append("the event loop was blocked")
-    if node.limiter_wait:
+    if bounds:
+        reasons.extend(bounds)
+    elif node.limiter_wait:
         limiter, waited = max(node.limiter_wait.items(), key=lambda kv: kv[1])
         if waited > LIMITER_SHARE * node.exec_time:
             reasons.append(
@@ -389,33 +515,41 @@ def findings(node: NodeReport) -> list[str]:
             "no cause seen: items may arrive slowly from prep, or a few slow items dominate"
         )
     out.append(
-        f"achieved {node.mean_in_flight:.1f} in flight on average (peak {node.peak_in_flight}) "
+        f"achieved {node.mean_in_flight:.1f} running on average (peak {node.peak_in_flight}) "
         f"of a limit of {node.limit}: " + "; ".join(reasons)
     )
     return out
 
 
-def _bars(logs: Sequence[_NodeLog], cap: int) -> list[Bar]:
-    """Bars for every span, or for a uniform sample of ``cap`` of them; lanes assigned later."""
-    total = sum(len(log.starts) for log in logs)
+def _bars(logs: Sequence[_NodeLog], cap: int, whats: Sequence[str], *, wait: bool) -> list[Bar]:
+    """Run (or wait) bars for every stretch, or a uniform sample of ``cap``; lanes come later."""
+    columns = [
+        (log.wait_starts, log.wait_ends, log.wait_index) if wait else
+        (log.starts, log.ends, log.index)
+        for log in logs
+    ]
+    total = sum(len(c[0]) for c in columns)
     picks: Iterable[int] = range(total)
     if total > cap:
         picks = sorted(random.Random(0).sample(range(total), cap))
     bars: list[Bar] = []
     offset, k = 0, 0
     for pick in picks:
-        while pick >= offset + len(logs[k].starts):
-            offset += len(logs[k].starts)
+        while pick >= offset + len(columns[k][0]):
+            offset += len(columns[k][0])
             k += 1
         log, i = logs[k], pick - offset
+        starts, ends, index = columns[k]
         bars.append(
             Bar(
                 node=log.name,
-                index=log.index[i],
+                index=index[i],
                 lane=0,
-                start=log.starts[i],
-                end=log.ends[i],
-                ok=bool(log.ok[i]),
+                start=starts[i],
+                end=ends[i],
+                ok=True if wait else bool(log.ok[i]),
+                kind="wait" if wait else "run",
+                what=whats[log.wait_what[i]] if wait else "",
             )
         )
     return bars
@@ -493,37 +627,64 @@ def render_png(report: RunReport, path: Path) -> bool:
             )
         return False
     palette = colours([n.name for n in report.nodes])
-    lanes = max(report.lanes, 1)
-    fig = Figure(figsize=(12, 1.6 + min(lanes, 40) * 0.18), dpi=110)
+    run_lanes = max(report.lanes, 1)
+    lanes = run_lanes + (report.wait_lanes + 1 if report.wait_lanes else 0)
+    notes = [lim.line() for lim in report.limiters]
+    fig = Figure(figsize=(12, 1.6 + min(lanes, 40) * 0.18 + 0.22 * len(notes)), dpi=110)
     ax = fig.add_subplot()
     for block in report.blocks:
         ax.axvspan(block.start, block.start + block.seconds, color="#d62728", alpha=0.15, lw=0)
-    if report.bars:  # one collection for all bars: a patch per bar is far too slow
-        bars = PolyCollection(
+    run = [b for b in report.bars if b.kind == "run"]
+    waits = [b for b in report.bars if b.kind == "wait"]
+
+    def boxes(bars: list[Bar], first: int) -> list[list[tuple[float, float]]]:
+        return [
             [
-                [
-                    (b.start, b.lane - 0.4),
-                    (b.end, b.lane - 0.4),
-                    (b.end, b.lane + 0.4),
-                    (b.start, b.lane + 0.4),
-                ]
-                for b in report.bars
-            ],
-            facecolors=[palette[b.node] for b in report.bars],
-            edgecolors=["white" if b.ok else "#d62728" for b in report.bars],
-            linewidths=0.6 if len(report.bars) < 2000 else 0.0,
+                (b.start, first + b.lane - 0.4),
+                (b.end, first + b.lane - 0.4),
+                (b.end, first + b.lane + 0.4),
+                (b.start, first + b.lane + 0.4),
+            ]
+            for b in bars
+        ]
+
+    if run:  # one collection for all bars: a patch per bar is far too slow
+        ax.add_collection(
+            PolyCollection(
+                boxes(run, 0),
+                facecolors=[palette[b.node] for b in run],
+                edgecolors=["white" if b.ok else "#d62728" for b in run],
+                linewidths=0.6 if len(run) < 2000 else 0.0,
+            )
         )
-        ax.add_collection(bars)
+    if waits:
+        ax.axhline(run_lanes, color="#9aa5b1", lw=0.8)
+        ax.add_collection(
+            PolyCollection(
+                boxes(waits, run_lanes + 1),
+                facecolors=[palette[b.node] for b in waits],
+                alpha=0.3,
+                hatch="///",
+                edgecolors="#9aa5b1",
+                linewidths=0.0,
+            )
+        )
     ax.set_ylim(lanes - 0.5, -0.5)
     ax.set_xlim(0, max(report.wall_time, 1e-3))
     ax.set_xlabel("seconds since the run started")
-    ax.set_ylabel("concurrency slot")
-    title = f"{report.flow}: {report.spans:,} exec calls on {report.lanes} slots"
+    ax.set_ylabel("running" + (" | waiting (hatched)" if waits else ""))
+    title = (
+        f"{report.flow}: {report.spans:,} exec calls, at most {report.lanes} running at once"
+    )
+    if report.waits:
+        title += f"; {report.waits:,} waits"
     ax.set_title(title + (" (sample)" if report.sampled else ""), loc="left")
     handles = [Patch(color=c, label=name) for name, c in palette.items()]
     if handles:
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small")
-    fig.tight_layout()
+    for k, note in enumerate(notes):
+        fig.text(0.01, 0.01 + 0.22 * k / fig.get_figheight(), note, fontsize="small")
+    fig.tight_layout(rect=(0, 0.22 * len(notes) / fig.get_figheight(), 1, 1))
     fig.savefig(path)
     return True
 
@@ -555,12 +716,20 @@ def render_html(report: RunReport) -> str:
         timeline=timeline_svg(report, palette),
         timeline_note=html.escape(_timeline_note(report)),
         table=_table_html(report, palette),
+        limiters=_limiters_html(report),
         errors=_errors_html(report),
     )
 
 
 def _timeline_note(report: RunReport) -> str:
-    note = f"{report.spans:,} exec calls on {report.lanes} concurrency slots (lanes)."
+    note = (
+        f"{report.spans:,} exec calls; at most {report.lanes} running at once (one lane each)."
+    )
+    if report.waits:
+        note += (
+            f" Below the line, pale: {report.waits:,} waits (for a limiter, the node's "
+            "limit, a worker or a retry's backoff), which count as waiting, not running."
+        )
     if report.sampled:
         note += f" Showing a uniform sample of {len(report.bars):,}; the table counts all."
     if report.blocks:
@@ -569,8 +738,10 @@ def _timeline_note(report: RunReport) -> str:
 
 
 def timeline_svg(report: RunReport, palette: dict[str, str]) -> str:
-    """One lane per concurrency slot, one bar per exec call, coloured by node."""
-    lanes = max(report.lanes, 1)
+    """Lanes of running calls, then lanes of waits, one bar per stretch, coloured by node."""
+    run_lanes = max(report.lanes, 1)
+    wait_top = run_lanes + 1 if report.wait_lanes else run_lanes  # a gap lane between them
+    lanes = wait_top + report.wait_lanes
     lane_h = max(1.5, min(18.0, 480 / lanes))
     height = _AXIS + lanes * lane_h + 4
     span = max([report.wall_time, *(b.end for b in report.bars), 1e-3])
@@ -596,15 +767,25 @@ def timeline_svg(report: RunReport, palette: dict[str, str]) -> str:
             f'width="{max(block.seconds * scale, 1):.2f}" height="{lanes * lane_h:.1f}">'
             f"<title>{html.escape(_block_label(block))}</title></rect>"
         )
+    if report.wait_lanes:
+        y = _AXIS + (run_lanes + 0.5) * lane_h
+        out.append(
+            f'<line class="split" x1="0" x2="{_SVG_WIDTH}" y1="{y:.1f}" y2="{y:.1f}"/>'
+            f'<text class="split" x="4" y="{y - 2:.1f}">running &#8593; waiting &#8595;</text>'
+        )
     gap = 1.0 if lane_h >= 4 else 0.0
     for bar in report.bars:
-        label = (
-            f"{bar.node} item {bar.index}: {bar.start:.3f} to {bar.end:.3f} s "
-            f"({bar.end - bar.start:.3f} s){'' if bar.ok else ', failed'}"
-        )
+        took = f"{bar.start:.3f} to {bar.end:.3f} s ({bar.end - bar.start:.3f} s)"
+        item = f"item {bar.index}" if bar.index >= 0 else "an item"
+        if bar.kind == "wait":
+            label = f"{bar.node} {item} waiting for {bar.what}: {took}"
+            cls, lane = "wait", wait_top + bar.lane
+        else:
+            label = f"{bar.node} {item} running: {took}{'' if bar.ok else ', failed'}"
+            cls, lane = "bar" if bar.ok else "bar fail", bar.lane
         out.append(
-            f'<rect class="bar{"" if bar.ok else " fail"}" data-node="{html.escape(bar.node)}" '
-            f'x="{x(bar.start)}" y="{_AXIS + bar.lane * lane_h:.1f}" '
+            f'<rect class="{cls}" data-node="{html.escape(bar.node)}" '
+            f'x="{x(bar.start)}" y="{_AXIS + lane * lane_h:.1f}" '
             f'width="{max((bar.end - bar.start) * scale, 0.6):.2f}" height="{lane_h - gap:.1f}" '
             f'fill="{palette[bar.node]}"><title>{html.escape(label)}</title></rect>'
         )
@@ -667,10 +848,61 @@ def _table_html(report: RunReport, palette: dict[str, str]) -> str:
             f"<td>{n.exec_time:.2f} s</td>"
             f"<td>{n.speedup:.1f}&times;</td>"
             f"<td>{n.mean_in_flight:.1f} / {n.peak_in_flight} / {n.limit or '&ndash;'}{meter}</td>"
+            f"<td>{f'{n.wait_time:.2f} s' if n.wait_time else '&ndash;'}</td>"
             f"<td>{waits or '&ndash;'}</td>"
+            f'<td class="usage">{html.escape(usage_text(n.usage)) or "&ndash;"}</td>'
             "</tr>"
         )
     return "".join(rows)
+
+
+def usage_text(usage: dict[str, float]) -> str:
+    """What exec recorded, in short: LLM calls, tokens, retries, limiter wait, the rest."""
+    parts = []
+    rest = dict(usage)
+    calls = rest.pop("calls", None)
+    if calls is not None:
+        parts.append(f"{calls:,.0f} calls")
+    prompt, completion = rest.pop("prompt_tokens", None), rest.pop("completion_tokens", None)
+    if prompt is not None or completion is not None:
+        parts.append(f"{(prompt or 0) + (completion or 0):,.0f} tokens")
+    retries = rest.pop("llm_retries", None)
+    if retries is not None:
+        parts.append(f"{retries:,.0f} retries")
+    wait = rest.pop("limiter_wait_s", None)
+    if wait is not None:
+        parts.append(f"limiter wait {wait:.2f} s")
+    rest.pop("latency_s", None)
+    parts.extend(f"{k} {v:,.4g}" for k, v in sorted(rest.items()))
+    return ", ".join(parts)
+
+
+def _limiters_html(report: RunReport) -> str:
+    if not report.limiters:
+        return ""
+    rows = []
+    for lim in report.limiters:
+        users = ", ".join(f"{html.escape(name)} ({how})" for name, how in lim.users.items())
+        cap = lim.max_concurrency
+        full = f"{100 * lim.full_share:.0f} %" if cap else "&ndash;"
+        rows.append(
+            "<tr>"
+            f"<td>{html.escape(lim.name)}</td>"
+            f"<td>{html.escape(lim.limits_text())}</td>"
+            f"<td>{lim.calls:,}</td>"
+            f"<td>{lim.mean_in_flight:.1f} / {lim.peak_in_flight} / {cap or '&ndash;'}</td>"
+            f"<td>{full}</td>"
+            f"<td>{html.escape(lim.rate_text())}</td>"
+            f"<td>{lim.wait_s:.2f} s / {lim.mean_wait_s:.3f} s ({lim.waits:,} waited)</td>"
+            f"<td>{users or '&ndash;'}</td>"
+            "</tr>"
+        )
+    return (
+        '<section id="limiters"><h2>Named limiters</h2><table><thead><tr><th>limiter</th>'
+        "<th>limits</th><th>calls</th><th>in flight mean / peak / limit</th><th>all busy</th>"
+        "<th>achieved rate</th><th>wait total / mean per call</th><th>used by</th>"
+        f"</tr></thead><tbody>{''.join(rows)}</tbody></table></section>"
+    )
 
 
 def _errors_html(report: RunReport) -> str:
@@ -700,14 +932,16 @@ def summary_table(report: RunReport) -> Table:
     table = Table(
         title=f"{report.flow}: {status} in {report.wall_time:.2f} s",
         title_justify="left",
-        caption="in flight: mean / peak / limit; times in seconds",
+        caption="running: mean / peak / limit (waits left out); times in seconds",
         caption_justify="left",
     )
     table.add_column("node", no_wrap=True)
     for heading in ("exec on", "items", "failed", "retries", "wall", "exec", "speedup"):
         table.add_column(heading, justify="left" if heading == "exec on" else "right")
-    table.add_column("in flight", justify="right", no_wrap=True)
+    table.add_column("running", justify="right", no_wrap=True)
+    table.add_column("waited", justify="right")
     table.add_column("limiter wait")
+    table.add_column("usage")
     for n in report.nodes:
         table.add_row(
             n.name,
@@ -719,6 +953,33 @@ def summary_table(report: RunReport) -> Table:
             f"{n.exec_time:.2f}",
             f"{n.speedup:.1f}x",
             f"{n.mean_in_flight:.1f} / {n.peak_in_flight} / {n.limit or '-'}",
+            f"{n.wait_time:.2f}" if n.wait_time else "-",
             ", ".join(f"{k} {v:.2f}" for k, v in n.limiter_wait.items()) or "-",
+            usage_text(n.usage) or "-",
+        )
+    return table
+
+
+def limiter_table(report: RunReport) -> Table | None:
+    """The named limiters as a rich table, or None when the run had none."""
+    from rich.table import Table
+
+    if not report.limiters:
+        return None
+    table = Table(title="named limiters", title_justify="left")
+    for heading in ("limiter", "limits", "calls", "in flight", "all busy", "rate", "waited"):
+        table.add_column(heading, justify="left" if heading in ("limiter", "limits") else "right")
+    table.add_column("used by")
+    for lim in report.limiters:
+        cap = lim.max_concurrency
+        table.add_row(
+            lim.name,
+            lim.limits_text(),
+            f"{lim.calls:,}",
+            f"{lim.mean_in_flight:.1f} / {lim.peak_in_flight} / {cap or '-'}",
+            f"{100 * lim.full_share:.0f} %" if cap else "-",
+            lim.rate_text(),
+            f"{lim.wait_s:.2f} s ({lim.waits:,} waits)",
+            ", ".join(f"{name} ({how})" for name, how in lim.users.items()) or "-",
         )
     return table

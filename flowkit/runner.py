@@ -36,7 +36,7 @@ from flowkit.errors import (
     NotImplementedExecError,
     TooManyErrorsError,
 )
-from flowkit.events import Event, EventKind, Observer, Subscriber
+from flowkit.events import INSTANT, Event, EventKind, Observer, Subscriber
 from flowkit.executors import (
     NodePayload,
     ProcessExecutor,
@@ -46,7 +46,7 @@ from flowkit.executors import (
     thread_pool,
 )
 from flowkit.flow import AsyncFlow, AsyncParallelBatchFlow, BatchFlow, Flow, Parallel
-from flowkit.limits import Limit, NamedLimiter, Slots, check_limit
+from flowkit.limits import Limit, LimiterStats, NamedLimiter, Slots, check_limit
 from flowkit.node import (
     AsyncNode,
     AsyncParallelBatchNode,
@@ -66,15 +66,78 @@ DEFAULT_PARALLEL_CAP = 1000
 _UNLIMITED = sys.maxsize
 _current_run: ContextVar[_Run | None] = ContextVar("flowkit_current_run", default=None)
 _current_node: ContextVar[tuple[_Plan, str] | None] = ContextVar("flowkit_node", default=None)
+_current_item: ContextVar[int] = ContextVar("flowkit_item", default=-1)
 
 
-def current_limiter(name: str) -> NamedLimiter | None:
+def current_limiter(name: str) -> LimiterHandle | None:
     """The run's named limiter ``name`` for code inside exec, or None outside a run or when
-    the runner defines no such limiter. Clients (e.g. an LLM client) acquire it per call."""
+    the runner defines no such limiter. Clients (e.g. an LLM client) acquire it per call;
+    time spent waiting for it counts as waiting, not running, in the run's figures."""
     run = _current_run.get()
     if run is None or name not in run.runner.named_limits:
         return None
-    return run.limiter(name, "current_limiter")
+    node = _current_node.get()
+    owner = node[0].name if node is not None else "current_limiter"
+    lim = run.limiter(name, owner)
+    if node is not None:
+        lim.used_by(owner, "exec")
+    return LimiterHandle(lim)
+
+
+class LimiterHandle:
+    """A named limiter as code inside exec takes it: the same calls as ``NamedLimiter``,
+    with the wait recorded for the running node and item (stats, events, report)."""
+
+    __slots__ = ("_lim", "limit", "name")
+
+    def __init__(self, lim: NamedLimiter) -> None:
+        self._lim, self.name, self.limit = lim, lim.name, lim.limit
+
+    async def acquire(self, requests: int = 1, tokens: float = 0.0) -> float:
+        """Wait for the limiter (see ``NamedLimiter.acquire``); returns the seconds waited."""
+        run, node = _current_run.get(), _current_node.get()
+        if run is None or node is None:
+            return await self._lim.acquire(requests, tokens)
+        plan, path = node
+        plan.stats.begin_wait()
+        try:
+            waited = await self._lim.acquire(requests, tokens)
+        finally:
+            plan.stats.enter()
+        if waited > 0:
+            ended = time.monotonic()
+            what = f"limiter {self.name}"
+            run.waited(plan, path, _current_item.get(), what, ended - waited, ended, self.name)
+        return waited
+
+    def release(self) -> None:
+        self._lim.release()
+
+    def adjust_tokens(self, delta: float) -> None:
+        """Correct the token budget once a call's real usage is known."""
+        self._lim.adjust_tokens(delta)
+
+
+@contextlib.contextmanager
+def waiting(what: str) -> Iterator[None]:
+    """Mark time inside exec spent waiting (for a limiter, a retry's backoff, a queue), so
+    the run counts it as waiting, not running: in-flight counts, the report's lanes and
+    speedup leave it out and its timeline draws it as a wait. Does nothing outside a run."""
+    run, node = _current_run.get(), _current_node.get()
+    if run is None or node is None:
+        yield
+        return
+    plan, path = node
+    stats = plan.stats
+    stats.begin_wait()
+    t0 = time.monotonic()
+    try:
+        yield
+    finally:
+        stats.enter()
+        ended = time.monotonic()
+        if ended > t0:
+            run.waited(plan, path, _current_item.get(), what, t0, ended)
 
 
 def record_usage(**amounts: float) -> None:
@@ -115,13 +178,23 @@ class NodeStats:
     peak_in_flight: int = 0
     limiter_wait: dict[str, float] = field(default_factory=dict)
     usage: dict[str, float] = field(default_factory=dict)
+    wait_s: float = 0.0
     in_flight: int = field(default=0, repr=False)
+    peak_at: float = field(default=0.0, repr=False)
 
     def enter(self) -> None:
         """Count one more exec call in flight."""
         self.in_flight += 1
         if self.in_flight > self.peak_in_flight:
             self.peak_in_flight = self.in_flight
+            self.peak_at = time.monotonic()
+
+    def begin_wait(self) -> None:
+        """An exec call in flight starts waiting: it stops counting as in flight. A peak it
+        set within ``INSTANT`` (an exec that begins by waiting) is taken back."""
+        if self.in_flight == self.peak_in_flight and time.monotonic() - self.peak_at < INSTANT:
+            self.peak_in_flight -= 1
+        self.in_flight -= 1
 
 
 @dataclass
@@ -135,6 +208,7 @@ class RunInfo:
     errors: list[ErrorRecord] = field(default_factory=list)
     resumed: int = 0
     memory_guard_engaged: int = 0
+    limiters: dict[str, LimiterStats] = field(default_factory=dict)
 
 
 class Runner:
@@ -291,7 +365,7 @@ class Runner:
         finally:
             _current_run.reset(token)
             await run.close(ok)
-            run.event("run_end", flow.name, flow.name, ok=ok)
+            run.event("run_end", flow.name, flow.name, ok=ok, limiters=run.info.limiters)
             for observer in observers:
                 observer.close()
 
@@ -369,6 +443,8 @@ class _Plan:
         self.workers = (limit or pool_size) if self.batch and parallel else 1
         self.slots = Slots(limit or (pool_size if executor != "async" else _UNLIMITED))
         self.limiters = tuple(run.limiter(name, self.name) for name in sorted(set(node.uses)))
+        for lim in self.limiters:
+            lim.used_by(self.name, "runner")
         if node.retry is not None:
             self.retry: Retry | None = node.retry
         else:
@@ -585,6 +661,7 @@ class _Run:
 
     async def close(self, ok: bool = False) -> None:
         self.info.wall_time = time.perf_counter() - self._t0
+        self.info.limiters = {name: lim.stats() for name, lim in sorted(self._limiters.items())}
         if self.guard is not None:
             self.guard.stop()
         for batcher in self._batchers:
@@ -733,7 +810,9 @@ class _Run:
         self.emit(Event("item_start", started, run_id, path, name, index))
         self.emit(Event("item_end", ended, run_id, path, name, index, ok))
 
-    async def _acquire_limiters(self, plan: _Plan, path: str, requests: int = 1) -> None:
+    async def _acquire_limiters(
+        self, plan: _Plan, path: str, requests: int = 1, index: int = -1
+    ) -> None:
         """Acquire the node's named limiters in name order, recording time spent waiting."""
         taken: list[NamedLimiter] = []
         try:
@@ -741,12 +820,45 @@ class _Run:
                 waited = await lim.acquire(requests=requests)
                 taken.append(lim)
                 if waited > 0:
-                    waits = plan.stats.limiter_wait
-                    waits[lim.name] = waits.get(lim.name, 0.0) + waited
-                    self.event("limiter_wait", path, plan.name, limiter=lim.name, seconds=waited)
+                    ended = time.monotonic()
+                    self.waited(plan, path, index, f"limiter {lim.name}", ended - waited, ended,
+                                lim.name)
         except BaseException:
             _release_all(tuple(taken))
             raise
+
+    def waited(
+        self,
+        plan: _Plan,
+        path: str,
+        index: int,
+        what: str,
+        started: float,
+        ended: float,
+        limiter: str | None = None,
+    ) -> None:
+        """Record that an item of ``plan``'s node waited from ``started`` to ``ended``."""
+        seconds = ended - started
+        stats = plan.stats
+        stats.wait_s += seconds
+        if limiter is not None:
+            stats.limiter_wait[limiter] = stats.limiter_wait.get(limiter, 0.0) + seconds
+        if self.emit is not None:
+            data: dict[str, Any] = {"what": what, "seconds": seconds}
+            if limiter is not None:
+                data["limiter"] = limiter
+            self.emit(
+                Event(
+                    "limiter_wait" if limiter is not None else "item_wait",
+                    ended,
+                    self.info.run_id,
+                    path,
+                    plan.name,
+                    index,
+                    True,
+                    data,
+                )
+            )
 
     async def _exec(self, plan: _Plan, node: BaseNode, prep_res: Any, path: str) -> Any:
         if not plan.batch:
@@ -825,14 +937,19 @@ class _Run:
                         if stored is not _MISS:
                             results[index] = stored
                             continue
+                if emit is not None:
+                    _current_item.set(index)
                 if not slots.try_acquire():
+                    t0 = time.monotonic()
                     await slots.acquire()
+                    self.waited(plan, path, index, "node limit", t0, time.monotonic())
                 try:
                     if limiters:
-                        await self._acquire_limiters(plan, path)
+                        await self._acquire_limiters(plan, path, 1, index)
                     stats.in_flight += 1
                     if stats.in_flight > stats.peak_in_flight:
                         stats.peak_in_flight = stats.in_flight
+                        stats.peak_at = time.monotonic()
                     failed = None
                     if emit is not None:
                         emit(Event("item_start", time.monotonic(), run_id, path, name, index))
@@ -924,6 +1041,7 @@ class _Run:
                     stats.enter()
                     try:
                         t0 = time.perf_counter()
+                        sent = time.monotonic()
                         outcomes = await backend.run(payload, chunk, [0] * len(chunk))
                         sizer.observe(len(chunk), time.perf_counter() - t0)
                     finally:
@@ -934,6 +1052,8 @@ class _Run:
                     slots.release()
                 for j, (ok, value, started, ended) in zip(todo, outcomes, strict=True):
                     index = first + j
+                    if started > sent:
+                        self.waited(plan, path, index, "worker", sent, started)
                     if self.emit is not None:
                         self._item_span(path, plan.name, index, started, ended, ok)
                     if not ok:
@@ -1044,7 +1164,7 @@ class _Run:
             await plan.slots.acquire()
             try:
                 if plan.limiters:
-                    await self._acquire_limiters(plan, failures.path)
+                    await self._acquire_limiters(plan, failures.path, 1, index)
                 plan.stats.enter()
                 t0 = time.monotonic()
                 ok = False

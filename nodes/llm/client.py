@@ -18,7 +18,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from flowkit.runner import current_limiter, record_usage
+from flowkit.runner import current_limiter, record_usage, waiting
 from nodes.llm.errors import LLMCallError, StructuredOutputError, TruncatedReplyError
 from nodes.llm.provider import ChatRequest, OpenAIProvider, Provider, Reply, Simulate
 from nodes.llm.settings import LLMSettings
@@ -146,7 +146,8 @@ class LLMClient:
             if delay is None:
                 raise self._failed(failure, attempt)
             record_usage(llm_retries=1)
-            await asyncio.sleep(delay)
+            with waiting("retry backoff"):
+                await asyncio.sleep(delay)
             attempt += 1
         if limiter is not None:
             limiter.adjust_tokens(reply.prompt_tokens + reply.completion_tokens - estimate)

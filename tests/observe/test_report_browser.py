@@ -86,3 +86,35 @@ def test_the_report_renders_to_a_screenshot(report_page: Path, tmp_path: Path) -
     done = chromium(tmp_path, f"--screenshot={shot}", report_page.as_uri())
     assert done.returncode == 0, done.stderr[-2000:]
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+class AskInside(fk.AsyncParallelBatchNode):
+    async def prep_async(self, shared):
+        return range(24)
+
+    async def exec_async(self, item):
+        limiter = fk.current_limiter("llm")
+        assert limiter is not None
+        await limiter.acquire()
+        try:
+            await asyncio.sleep(0.01)
+        finally:
+            limiter.release()
+        return item
+
+
+def test_the_browser_shows_limiter_waits_apart_from_running_calls(tmp_path: Path) -> None:
+    out = tmp_path / "report"
+    limits = {"llm": fk.Limit(max_concurrency=3)}
+    fk.Runner(limits=limits, report=out, progress=False).run(AskInside(), {})
+    done = chromium(tmp_path, "--dump-dom", (out / "report.html").as_uri())
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Uncaught" not in done.stderr
+    dom = done.stdout
+    running = re.findall(r'<rect class="bar" data-node="AskInside"[^>]*y="([\d.]+)"', dom)
+    assert len(running) == 24
+    assert len(set(running)) == 3  # three lanes: what the limiter let run
+    waits = re.findall(r'<rect class="wait"[^>]*><title>([^<]*)</title>', dom)
+    assert len(waits) >= 20 and all("waiting for limiter llm" in t for t in waits)
+    assert '<section id="limiters">' in dom
+    assert re.search(r"<td>llm</td><td>3 in flight</td><td>24</td><td>[\d.]+ / 3 / 3</td>", dom)
