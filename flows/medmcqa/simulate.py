@@ -15,8 +15,8 @@ The rule, deterministic for a seed (every draw is a hash of the seed and what it
 - **Paraphrases.** Each candidate keeps each word of the question with the band's keep
   rate (close 0.9, moderate 0.6, loose 0.3) and drops or genericises the others.
 
-With the defaults (local 0.35, remote 0.80, follow 0.75) the expected accuracies are about
-0.51 (scenario 1), 0.81 (2), 0.85 (4), and for 3.x between 0.51 and 0.81, rising with the
+With the defaults (local 0.35, remote 0.85, follow 0.7) the expected accuracies are about
+0.51 (scenario 1), 0.80 (2), 0.89 (4), and for 3.x between 0.51 and 0.80, rising with the
 overlap the sanitiser leaves, hence with ε. ``responder(role)`` answers the local test
 server's requests with the same rule, so runs over HTTP see the same replies.
 """
@@ -61,8 +61,8 @@ class SimulatedModels:
     """The deterministic rule above, for the simulated provider and the test server."""
 
     seed: int = 0
-    skill: dict[str, float] = field(default_factory=lambda: {"local": 0.35, "remote": 0.80})
-    follow: float = 0.75
+    skill: dict[str, float] = field(default_factory=lambda: {"local": 0.35, "remote": 0.85})
+    follow: float = 0.7
 
     def answer(self, role: Role, question: Question, cot: str | None = None) -> str:
         """A reply ending in 'Answer: X'."""
