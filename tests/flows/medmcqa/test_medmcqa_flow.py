@@ -48,7 +48,7 @@ def full_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
 
 
 def test_every_cell_of_every_question_is_written_once(full_run: tuple[Path, Any]) -> None:
-    out, table = full_run
+    out, _ = full_run
     cells = lines(out / "results.jsonl")
     n = len(list(QuestionFile(sample_path())))
     assert len(cells) == n * 12
@@ -82,7 +82,7 @@ def test_the_offline_table_orders_as_the_experiment_expects(full_run: tuple[Path
 
 
 def test_outputs_hold_the_table_with_intervals_and_a_plot(full_run: tuple[Path, Any]) -> None:
-    out, table = full_run
+    out, _ = full_run
     rows = list(csv.DictReader((out / "accuracy.csv").open()))
     assert len(rows) == 3 + 3 * 3
     first = rows[0]
