@@ -11,13 +11,17 @@ are isolated, so their neighbours still succeed.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from flowkit.errors import FlowkitError
 
-BatchCall = Callable[[Any, list[Any]], Awaitable[list[Any]]]
-"""Runs one batch on the node's executor, under its limits: ``(node, items) -> results``."""
+BatchCall = Callable[[Any, list[Any], list[float]], Awaitable[list[Any]]]
+"""Runs one batch on the node's executor, under its limits: ``(node, items, queued) ->
+results``, where ``queued`` holds when each item joined the queue (``time.monotonic()``)."""
+Entry = tuple[Any, Any, "asyncio.Future[Any]", float]
+"""A queued item: its node, the item, its result's future, when it was queued."""
 
 
 class BatchResultError(FlowkitError):
@@ -38,7 +42,7 @@ class Batcher:
     ) -> None:
         self.name, self.size, self.wait_s = name, batch_size, wait_s
         self._call, self._next_wait, self._sleep = call, next_wait, sleep
-        self._pending: list[tuple[Any, Any, asyncio.Future[Any]]] = []
+        self._pending: list[Entry] = []
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.batches = 0
@@ -47,7 +51,7 @@ class Batcher:
         """Queue ``item`` (to run on ``node``) and wait for its own result."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
-        entry = (node, item, fut)
+        entry = (node, item, fut, time.monotonic())
         self._pending.append(entry)
         if len(self._pending) >= self.size:
             self._flush(full_only=True)
@@ -73,31 +77,34 @@ class Batcher:
         if self._pending and self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self.wait_s, self._on_timer)
 
-    async def _run(self, batch: list[tuple[Any, Any, asyncio.Future[Any]]]) -> None:
+    async def _run(self, batch: list[Entry], first: bool = True) -> None:
         live = [entry for entry in batch if not entry[2].done()]
         if not live:
             return
         node = live[0][0]
-        items = [item for _, item, _ in live]
+        items = [entry[1] for entry in live]
         attempt = 1
         try:
-            await self._attempts(node, items, live, attempt)
+            await self._attempts(node, items, live, attempt, first)
         except asyncio.CancelledError:
-            for _, _, fut in live:
-                fut.cancel()
+            for entry in live:
+                entry[2].cancel()
             raise
 
     async def _attempts(
         self,
         node: Any,
         items: list[Any],
-        live: list[tuple[Any, Any, asyncio.Future[Any]]],
+        live: list[Entry],
         attempt: int,
+        first: bool,
     ) -> None:
         while True:
             try:
                 self.batches += 1
-                results = await self._call(node, items)
+                queued = [entry[3] for entry in live] if first else []
+                first = False  # a retry or a half has already been counted as waiting
+                results = await self._call(node, items, queued)
                 if not isinstance(results, list | tuple) or len(results) != len(items):
                     got = len(results) if isinstance(results, list | tuple) else type(results)
                     raise BatchResultError(
@@ -106,9 +113,9 @@ class Batcher:
                     )
                 break
             except BatchResultError as exc:  # a broken contract: splitting would hide it
-                for _, _, fut in live:
-                    if not fut.done():
-                        fut.set_exception(exc)
+                for entry in live:
+                    if not entry[2].done():
+                        entry[2].set_exception(exc)
                 return
             except Exception as exc:
                 delay = self._next_wait(attempt, exc)
@@ -122,9 +129,11 @@ class Batcher:
                         fut.set_exception(exc)
                     return
                 half = len(live) // 2  # isolate the bad item(s); neighbours still succeed
-                await asyncio.gather(self._run(live[:half]), self._run(live[half:]))
+                await asyncio.gather(
+                    self._run(live[:half], first=False), self._run(live[half:], first=False)
+                )
                 return
-        for (_, _, fut), result in zip(live, results, strict=True):
+        for (_, _, fut, _), result in zip(live, results, strict=True):
             if not fut.done():
                 fut.set_result(result)
 

@@ -565,8 +565,11 @@ class _Run:
             )
         payloads: dict[int, tuple[BaseNode, NodePayload]] = {}
 
-        async def call(target: Any, items: list[Any]) -> list[Any]:
-            await plan.slots.acquire()
+        async def call(target: Any, items: list[Any], queued: list[float]) -> list[Any]:
+            called = time.monotonic()
+            for since in queued:  # an item waits from joining the queue to its batch's call
+                self.waited(plan, plan.path, -1, "batch", since, called)
+            await self.take_slot(plan, plan.path, -1)
             try:
                 if plan.limiters:
                     await self._acquire_limiters(plan, plan.path, len(items))
@@ -827,6 +830,13 @@ class _Run:
             _release_all(tuple(taken))
             raise
 
+    async def take_slot(self, plan: _Plan, path: str, index: int) -> None:
+        """Take one of the node's slots, recording a wait for it as a "node limit" wait."""
+        if not plan.slots.try_acquire():
+            t0 = time.monotonic()
+            await plan.slots.acquire()
+            self.waited(plan, path, index, "node limit", t0, time.monotonic())
+
     def waited(
         self,
         plan: _Plan,
@@ -1034,7 +1044,7 @@ class _Run:
                     if not todo:
                         continue
                 chunk = [pulled[j] for j in todo]
-                await slots.acquire()
+                await self.take_slot(plan, path, first)
                 try:
                     if limiters:
                         await self._acquire_limiters(plan, path, len(chunk))
@@ -1161,7 +1171,7 @@ class _Run:
             )
             if delay > 0:
                 await self.runner.sleep(delay)
-            await plan.slots.acquire()
+            await self.take_slot(plan, failures.path, index)
             try:
                 if plan.limiters:
                     await self._acquire_limiters(plan, failures.path, 1, index)

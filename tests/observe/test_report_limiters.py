@@ -211,3 +211,23 @@ def test_the_end_of_run_summary_names_each_limiter(
     assert main(["report", str(tmp_path)], []) == 0
     shown = capsys.readouterr().out
     assert "named limiters" in shown and "Limited (exec)" in shown
+
+
+async def test_items_queued_for_a_micro_batch_are_drawn_as_waits(tmp_path: Path) -> None:
+    class Batched(fk.AsyncParallelBatchNode):
+        batch_size = 8
+        batch_wait_ms = 40
+
+        async def prep_async(self, shared):
+            return range(3)
+
+        async def exec_batch_async(self, items):
+            await asyncio.sleep(0.01)
+            return list(items)
+
+    await fk.Runner(report=tmp_path, progress=False).run_async(Batched(), {})
+    report = load_report(tmp_path)
+    waits = [b for b in report.bars if b.kind == "wait"]
+    assert [b.what for b in waits] == ["batch"] * 3
+    assert all(b.end - b.start >= 0.03 for b in waits)  # the batch waited to fill
+    assert node_report(report, "Batched").wait_time >= 3 * 0.03
