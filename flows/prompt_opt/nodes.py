@@ -255,7 +255,8 @@ class Reflect(ParallelLLMNode):
             )
             for conv in state.evidence(parent.id, proposal.evidence)
         ]
-        return reflect_request(parent.text, evidence, state.rejected.get(parent.id, [])[-5:])
+        rejected = state.rejected.get(parent.id, [])[-5:]
+        return reflect_request(parent.text, evidence, rejected, proposal.variant, proposal.variants)
 
     async def exec_async(self, item: Rewrite) -> str:
         rule = simulated.merge if item.kind == "merge" else simulated.reflect

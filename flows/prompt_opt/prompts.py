@@ -69,7 +69,7 @@ REFLECT_REQUEST = """\
 {conversations}
 {rejected}
 ## Task
-Write an improved system prompt that fixes the problems above without losing what works. \
+{variant}Write an improved system prompt that fixes the problems above without losing what works. \
 Keep general rules general: they must help users beyond these conversations. Reply with \
 the new system prompt only, between {open} and {close}."""
 
@@ -125,8 +125,20 @@ class Evidence(BaseModel):
     feedback: str | None
 
 
-def reflect_request(prompt: str, evidence: Sequence[Evidence], rejected: Sequence[str]) -> str:
-    """The reflector's request; ``rejected`` lists earlier rewrites, one line each."""
+VARIANT = (
+    "This is rewrite {n} of {k} of this prompt in this round: make it differ from the others. "
+)
+
+
+def reflect_request(
+    prompt: str,
+    evidence: Sequence[Evidence],
+    rejected: Sequence[str],
+    variant: int = 0,
+    variants: int = 1,
+) -> str:
+    """The reflector's request; ``rejected`` lists earlier rewrites, one line each;
+    ``variant`` (0-based) of ``variants`` asks sibling rewrites to differ."""
     blocks = []
     for n, item in enumerate(evidence, 1):
         block = f"### Conversation {n} (score {item.score:.2f})\n{transcript(item.messages)}"
@@ -142,6 +154,7 @@ def reflect_request(prompt: str, evidence: Sequence[Evidence], rejected: Sequenc
         prompt=prompt.strip(),
         conversations="\n\n".join(blocks) or "(none succeeded)",
         rejected=tried,
+        variant=VARIANT.format(n=variant + 1, k=variants) if variants > 1 else "",
     )
 
 

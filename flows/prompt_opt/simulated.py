@@ -10,7 +10,8 @@ It is deterministic and makes optimisation real rather than scripted:
   words: each met need, and for each unmet one "The assistant should <instruction>.";
 - the **reflector** sees only its request text (never the requirements): it adds every
   "The assistant should ..." sentence from the judge's feedback in that text that the prompt
-  does not already hold and that no rejected rewrite tried; with nothing to add it tries a
+  does not already hold and that no rejected rewrite tried (rewrite n of a round's siblings
+  starts the list at its n-th entry, so siblings differ); with nothing to add it tries a
   generic rule, as a model with no evidence would;
 - the **merger** keeps every line of prompt A, then the lines of prompt B that A lacks.
 
@@ -41,6 +42,7 @@ GENERIC_RULES = (
 )
 """What the reflector adds when the feedback asks for nothing specific."""
 
+_VARIANT = re.compile(r"This is rewrite (\d+) of \d+")
 _SHOULD = re.compile(r"The assistant should ([^.]+)\.")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 _BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s*")
@@ -99,6 +101,10 @@ def reflect(request: str) -> str:
                 rule = _sentence(wish[0].upper() + wish[1:])
                 if rule.lower() not in have and rule.lower() not in tried and rule not in wanted:
                     wanted.append(rule)
+    shift = _VARIANT.search(request)
+    if shift and wanted:
+        n = (int(shift.group(1)) - 1) % len(wanted)
+        wanted = wanted[n:] + wanted[:n]
     if not wanted:
         start = int(hashlib.sha256(request.encode()).hexdigest(), 16) % len(GENERIC_RULES)
         for n in range(len(GENERIC_RULES)):

@@ -12,7 +12,7 @@ import json
 import random
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -162,6 +162,8 @@ class Proposal:
     gate: tuple[str, ...]
     evidence: tuple[str, ...]
     key: str
+    variant: int = 0
+    variants: int = 1
 
 
 class RoundProgress(BaseModel):
@@ -405,7 +407,12 @@ class OptState:
             self.merged.add(frozenset(pair))
             gate = self.next_minibatch(m)
             proposals.append(Proposal("merge", pair, gate, gate, f"r{self.round}m"))
-        self.proposals = proposals
+        siblings = Counter(p.parents for p in proposals)
+        seen: Counter[tuple[str, ...]] = Counter()
+        self.proposals = []
+        for p in proposals:
+            self.proposals.append(replace(p, variant=seen[p.parents], variants=siblings[p.parents]))
+            seen[p.parents] += 1
         return True
 
     def next_minibatch(self, size: int) -> tuple[str, ...]:
