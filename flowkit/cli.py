@@ -26,7 +26,7 @@ from flowkit.commands import CommandLoadError, FlowCommand, Registry, UsageError
 from flowkit.errors import FlowkitError
 from flowkit.graph import build_graph, to_mermaid
 from flowkit.limits import Limit
-from flowkit.node import EXECUTORS, BaseNode
+from flowkit.node import EXECUTORS, BaseNode, node_options
 from flowkit.redact import redact
 from flowkit.runner import RunInfo, Runner
 from flowkit.store import Store, StoreError
@@ -454,7 +454,7 @@ def _limits(
     """
     nodes = [g.node for g in build_graph(flow).nodes if not g.is_container]
     node_names = {node.name for node in nodes}
-    limiter_names = {name for node in nodes for name in node.uses}
+    limiter_names = {name for node in nodes for name in node_options(node, warn=False).uses}
     limiter_names |= {name for name, value in limits.items() if isinstance(value, Limit)}
     out = dict(limits)
     for name, n in caps:

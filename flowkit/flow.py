@@ -10,7 +10,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from flowkit.errors import ConfigError, FlowStructureError, GraphError
+from flowkit.errors import ConfigError, FlowkitWarning, FlowStructureError, GraphError
 from flowkit.limits import check_limit
 from flowkit.node import AsyncNode, BaseNode
 
@@ -28,19 +28,13 @@ class Flow(BaseNode):
         self, start: BaseNode | None = None, *, max_steps: int | None = None, **options: Any
     ) -> None:
         super().__init__(**options)
-        if start is not None and not isinstance(start, BaseNode):
-            raise GraphError(
-                f"{self.name}: start must be a node or flow, got {type(start).__name__} {start!r}"
-            )
+        _check_start(self, start)
         self.start_node = start
         if max_steps is not None:
             self.max_steps = check_limit(max_steps, f"{self.name}: max_steps")
 
     def start(self, start: BaseNode) -> BaseNode:
-        if not isinstance(start, BaseNode):
-            raise GraphError(
-                f"{self.name}: start must be a node or flow, got {type(start).__name__} {start!r}"
-            )
+        _check_start(self, start)
         self.start_node = start
         return start
 
@@ -52,11 +46,15 @@ class Flow(BaseNode):
             )
         return nxt
 
-    def require_start(self) -> BaseNode:
+    def first_node(self) -> BaseNode | None:
+        """The start node; with none, a run of the flow runs nothing (as in PocketFlow) and
+        says so with a FlowkitWarning."""
         if self.start_node is None:
-            raise FlowStructureError(
-                f"{self.name} has no start node: pass {type(self).__name__}(start=node) "
-                "or call flow.start(node) before running it"
+            warnings.warn(
+                f"{self.name} has no start node, so it runs nothing: pass "
+                f"{type(self).__name__}(start=node) or call flow.start(node)",
+                FlowkitWarning,
+                stacklevel=4,
             )
         return self.start_node
 
@@ -184,3 +182,13 @@ def _unique_names(branches: Iterable[BaseNode]) -> tuple[str, ...]:
             name = f"{base}_{n}"
         names.append(name)
     return tuple(names)
+
+
+def _check_start(flow: Flow, start: object) -> None:
+    if start is not None and not isinstance(start, BaseNode):
+        warnings.warn(
+            f"{flow.name}: its start is a {type(start).__name__}, not a node or flow; the "
+            "flow fails when it runs. Pass a node or flow",
+            FlowkitWarning,
+            stacklevel=4,
+        )

@@ -13,7 +13,13 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from flowkit.flow import AsyncParallelBatchFlow, Flow, Parallel
-from flowkit.node import AsyncParallelBatchNode, BaseNode, BatchNode
+from flowkit.node import (
+    AsyncParallelBatchNode,
+    BaseNode,
+    BatchNode,
+    node_options,
+    successors_of,
+)
 
 ProblemKind = Literal["no_start", "unreachable", "shared"]
 
@@ -88,7 +94,8 @@ def is_parallel(node: BaseNode) -> bool:
     """Whether the runner may run several of this node's items (or sub-flows) at once."""
     if isinstance(node, AsyncParallelBatchFlow | Parallel | AsyncParallelBatchNode):
         return True
-    return isinstance(node, BatchNode) and node.executor not in (None, "async")
+    executor = node_options(node, warn=False).executor
+    return isinstance(node, BatchNode) and executor not in (None, "async")
 
 
 class _Walker:
@@ -113,7 +120,7 @@ class _Walker:
         elif isinstance(g.node, Parallel):
             for branch in g.node.branches:
                 child = self._place(branch, g)
-                for action, lost in branch.successors.items():
+                for action, lost in successors_of(branch):
                     self._problem(
                         "unreachable",
                         child.path,
@@ -139,7 +146,7 @@ class _Walker:
         return g
 
     def _walk_flow(self, flow: Flow, g: GraphNode) -> None:
-        if flow.start_node is None:
+        if not isinstance(flow.start_node, BaseNode):
             self._problem(
                 "no_start", g.path, f"flow {flow.name} has no start node, so it leads nowhere"
             )
@@ -152,9 +159,10 @@ class _Walker:
                 continue
             done.add(id(node))
             src = self._place(node, g)
-            for action, nxt in node.successors.items():
+            for action, nxt in successors_of(node):
                 dst = self._place(nxt, g)
-                self.graph.edges.append(Edge(src.id, dst.id, action))
+                label = action if isinstance(action, str) else repr(action)
+                self.graph.edges.append(Edge(src.id, dst.id, label))
                 queue.append(nxt)
 
 
@@ -218,12 +226,13 @@ def _details(node: BaseNode) -> str:
         parts.append(f"{len(node.branches)} branches")
     if is_parallel(node):
         parts.append("parallel")
-    if node.executor not in (None, "async"):
-        parts.append(f"executor={node.executor}")
-    if node.max_concurrency is not None:
-        parts.append(f"limit={node.max_concurrency}")
-    if node.uses:
-        parts.append(f"uses={','.join(node.uses)}")
+    options = node_options(node, warn=False)
+    if options.executor not in (None, "async"):
+        parts.append(f"executor={options.executor}")
+    if options.max_concurrency is not None:
+        parts.append(f"limit={options.max_concurrency}")
+    if options.uses:
+        parts.append(f"uses={','.join(options.uses)}")
     return " · ".join(parts)
 
 

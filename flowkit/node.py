@@ -11,9 +11,10 @@ import itertools
 import warnings
 from collections.abc import Iterable
 from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any
 
-from flowkit.errors import ConfigError, FlowkitError, GraphError
+from flowkit.errors import ConfigError, FlowkitError, FlowkitWarning, GraphError
 from flowkit.limits import check_limit
 from flowkit.retry import Retry
 
@@ -40,6 +41,93 @@ def check_on_error(value: Any, owner: str) -> str:
     if value not in ON_ERROR:
         raise ConfigError(f"{owner}: on_error must be 'raise' or 'collect', got {value!r}")
     return value
+
+
+_OPTION_TYPES: dict[str, tuple[type, ...]] = {
+    "max_concurrency": (int,),
+    "executor": (str,),
+    "uses": (tuple, list, str),
+    "retry": (Retry,),
+    "on_error": (str,),
+    "max_errors": (int,),
+    "chunk_size": (int,),
+    "checkpoint": (bool,),
+}
+
+
+@dataclass(frozen=True)
+class NodeOptions:
+    """A node's runner options as the runner reads them (defaults where it gave none)."""
+
+    max_concurrency: int | None
+    executor: str | None
+    uses: tuple[str, ...]
+    retry: Retry | None
+    on_error: str
+    max_errors: int | None
+    chunk_size: int | None
+    checkpoint: bool
+
+
+def node_options(node: BaseNode, *, warn: bool = True) -> NodeOptions:
+    """Read and check ``node``'s runner options.
+
+    PocketFlow code may already use one of these names for its own purposes (say
+    ``self.executor = ThreadPoolExecutor()``): a value of another type is not a runner
+    option, so flowkit leaves it to the node, uses the default and says so with a
+    FlowkitWarning. A value of the right type that is out of range is a ConfigError.
+    """
+    values: dict[str, Any] = {}
+    for option, types in _OPTION_TYPES.items():
+        value = getattr(node, option, None)
+        default = getattr(BaseNode, option)
+        ok = value is None or (
+            isinstance(value, types) and not (isinstance(value, bool) and bool not in types)
+        )
+        if option == "uses" and value is not None and ok and not isinstance(value, str):
+            ok = all(isinstance(name, str) for name in value)
+        if not ok:
+            if warn:
+                warnings.warn(
+                    f"{node.name}: its attribute {option!r} holds a {type(value).__name__}, "
+                    f"not a flowkit runner option, so the runner ignores it (default "
+                    f"{default!r}); rename the attribute if you meant it for your own code",
+                    FlowkitWarning,
+                    stacklevel=3,
+                )
+            value = default
+        values[option] = default if value is None and option in ("on_error", "uses") else value
+    uses = values["uses"]
+    if isinstance(uses, str):
+        uses = (uses,)
+    owner = node.name
+    return NodeOptions(
+        max_concurrency=(
+            None
+            if values["max_concurrency"] is None
+            else check_limit(values["max_concurrency"], f"{owner}: max_concurrency")
+        ),
+        executor=check_executor(values["executor"], owner),
+        uses=tuple(uses),
+        retry=values["retry"],
+        on_error=check_on_error(values["on_error"], owner),
+        max_errors=(
+            None
+            if values["max_errors"] is None
+            else check_limit(values["max_errors"], f"{owner}: max_errors")
+        ),
+        chunk_size=(
+            None
+            if values["chunk_size"] is None
+            else check_limit(values["chunk_size"], f"{owner}: chunk_size")
+        ),
+        checkpoint=True if values["checkpoint"] is None else values["checkpoint"],
+    )
+
+
+def successors_of(node: BaseNode) -> list[tuple[Any, BaseNode]]:
+    """``node``'s successors that are nodes or flows, with their actions."""
+    return [(a, n) for a, n in node.successors.items() if isinstance(n, BaseNode)]
 
 
 class BaseNode:
@@ -76,7 +164,7 @@ class BaseNode:
         checkpoint: bool | None = None,
     ) -> None:
         self.params: dict[str, Any] = {}
-        self.successors: dict[str, BaseNode] = {}
+        self.successors: dict[Any, BaseNode] = {}
         self._fk_id = next(_ids)
         self._fk_name = name
         owner = f"{type(self).__name__} {name!r}" if name else type(self).__name__
@@ -122,16 +210,16 @@ class BaseNode:
     def set_params(self, params: dict[str, Any]) -> None:
         self.params = params
 
-    def next(self, node: BaseNode, action: str = "default") -> BaseNode:
-        if not isinstance(action, str):
-            raise GraphError(
-                f"{self.name}: action must be a string, got {type(action).__name__} "
-                f'{action!r}; write node - "action" >> other'
-            )
-        if not isinstance(node, BaseNode):
-            raise GraphError(
-                f"{self.name}: successor for action {action!r} must be a node or flow, got "
-                f"{type(node).__name__} {node!r}"
+    def next(self, node: BaseNode, action: Any = "default") -> BaseNode:
+        """Make ``node`` the successor for ``action`` (any hashable value, as in PocketFlow;
+        a string is usual). ``None`` as the node ends the flow there."""
+        if node is not None and not isinstance(node, BaseNode):
+            warnings.warn(
+                f"{self.name}: the successor for action {action!r} is a "
+                f"{type(node).__name__}, not a node or flow; the flow fails if it gets there. "
+                "Pass a node (or None to end the flow)",
+                FlowkitWarning,
+                stacklevel=2,
             )
         if action in self.successors:
             warnings.warn(f"Overwriting successor for action '{action}'", stacklevel=2)

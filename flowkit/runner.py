@@ -18,6 +18,7 @@ import sys
 import time
 import traceback
 import uuid
+import warnings
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -32,7 +33,9 @@ from flowkit.batching import Batcher
 from flowkit.errors import BatchInputError as _BatchInputError
 from flowkit.errors import (
     ConfigError,
+    FlowkitWarning,
     FlowStructureError,
+    GraphError,
     NotImplementedExecError,
     TooManyErrorsError,
 )
@@ -54,8 +57,8 @@ from flowkit.node import (
     BatchNode,
     Node,
     _cur_retry,
-    check_executor,
-    check_on_error,
+    node_options,
+    successors_of,
 )
 from flowkit.retry import Retry
 from flowkit.store import ResultCodec, Store, StoreError, StoreWriter, dumps, item_key
@@ -387,6 +390,26 @@ def _overrides(cls: type, method: str) -> bool:
     return getattr(cls, method) is not getattr(BaseNode if method == "exec" else AsyncNode, method)
 
 
+_warned_classes: set[tuple[type, str]] = set()
+
+
+def _warn_unused_sync_hooks(cls: type, name: str) -> None:
+    """PocketFlow's async nodes never call sync prep/exec/post; flowkit runs them the same way
+    and says once per class that a sync hook defined there is not called."""
+    for hook in ("prep", "exec", "post"):
+        if (cls, hook) in _warned_classes:
+            continue
+        if _overrides(cls, hook) and not _overrides(cls, f"{hook}_async"):
+            _warned_classes.add((cls, hook))
+            warnings.warn(
+                f"{name}: {cls.__name__} is an async node, so its sync {hook}() is never "
+                f"called (as in PocketFlow) and {hook}_async() returns None; rename it to "
+                f"`async def {hook}_async`, or for exec set executor='thread' to run it",
+                FlowkitWarning,
+                stacklevel=2,
+            )
+
+
 class _Plan:
     """How one node (and every copy of it) runs in this run; built once per node."""
 
@@ -404,6 +427,7 @@ class _Plan:
         "on_error",
         "path",
         "retry",
+        "skip_exec",
         "slots",
         "stats",
         "workers",
@@ -413,25 +437,21 @@ class _Plan:
         cls = type(node)
         self.name = node.name
         self.is_async = isinstance(node, AsyncNode)
-        executor = check_executor(node.executor, self.name) or "async"
+        options = node_options(node)
+        executor = options.executor or "async"
         self.executor = executor
         self.batch = isinstance(node, BatchNode)
-        self.on_error = check_on_error(node.on_error, self.name)
-        self.max_errors = node.max_errors
-        self.chunk_size = node.chunk_size
+        self.on_error = options.on_error
+        self.max_errors = options.max_errors
+        self.chunk_size = options.chunk_size
         if executor != "async" and not _overrides(cls, "exec") and not _batched(node):
             raise NotImplementedExecError(
                 f"{self.name}: executor={executor!r} runs the node's sync exec(), which "
                 f"{cls.__name__} does not define; implement exec(self, item)"
             )
-        async_only = executor == "async" and self.is_async
-        if async_only and not _overrides(cls, "exec_async") and _overrides(cls, "exec"):
-            raise NotImplementedExecError(
-                f"{self.name}: an async node runs exec_async(), but {cls.__name__} only "
-                "defines exec(); rename it to `async def exec_async`, or set "
-                "executor='thread' (or 'process') to run the sync exec"
-            )
-        limit = run.runner.node_limits.get(self.name, node.max_concurrency)
+        if executor == "async" and self.is_async:
+            _warn_unused_sync_hooks(cls, self.name)
+        limit = run.runner.node_limits.get(self.name, options.max_concurrency)
         if limit is not None:
             limit = check_limit(limit, f"{self.name}: max_concurrency")
         if executor == "async":
@@ -442,18 +462,28 @@ class _Plan:
             pool_size = run.pool_size(executor)
         self.workers = (limit or pool_size) if self.batch and parallel else 1
         self.slots = Slots(limit or (pool_size if executor != "async" else _UNLIMITED))
-        self.limiters = tuple(run.limiter(name, self.name) for name in sorted(set(node.uses)))
+        self.limiters = tuple(
+            run.limiter(name, self.name) for name in sorted(set(options.uses))
+        )
         for lim in self.limiters:
             lim.used_by(self.name, "runner")
-        if node.retry is not None:
-            self.retry: Retry | None = node.retry
+        if options.retry is not None:
+            self.retry: Retry | None = options.retry
         else:
             attempts = getattr(node, "max_retries", 1)
             wait = getattr(node, "wait", 0)
             self.retry = Retry.fixed(attempts, wait) if attempts > 1 else None
+        self.skip_exec = isinstance(node, Node) and getattr(node, "max_retries", 1) < 1
+        if self.skip_exec:
+            warnings.warn(
+                f"{self.name}: max_retries={node.max_retries} leaves no try, so exec is never "  # type: ignore[attr-defined]
+                "called and every result is None (as in PocketFlow); use max_retries=1",
+                FlowkitWarning,
+                stacklevel=2,
+            )
         self.stats = run.stats_for(self.name, limit, executor)
         self.path = self.name
-        self.checkpoint = bool(getattr(node, "checkpoint", True))
+        self.checkpoint = options.checkpoint
         self.batcher = run.batcher(self, node) if _batched(node) else None
         if self.batcher is not None:
             per_call = limit or (pool_size if executor != "async" else DEFAULT_PARALLEL_CAP)
@@ -506,11 +536,11 @@ class _Run:
             if id(node) in seen:
                 continue
             seen[id(node)] = node
-            if isinstance(node, Flow):
-                stack.append(node.require_start())
+            if isinstance(node, Flow) and isinstance(node.start_node, BaseNode):
+                stack.append(node.start_node)
             if isinstance(node, Parallel):
                 stack.extend(node.branches)
-            stack.extend(node.successors.values())
+            stack.extend(n for _, n in successors_of(node))
         names = set()
         for node in seen.values():
             names.add(node.name)
@@ -763,13 +793,18 @@ class _Run:
         return _call_hook(flow, "post", shared, prep_res, exec_res)
 
     async def _orch(self, flow: Flow, shared: Any, params: dict[str, Any] | None, path: str) -> Any:
-        curr: BaseNode | None = copy.copy(flow.require_start())
+        curr: BaseNode | None = copy.copy(flow.first_node())
         p = params or {**flow.params}
         max_steps = flow.max_steps or self.runner.max_steps
         last_action = None
         steps = 0
         while curr is not None:
             steps += 1
+            if not isinstance(curr, BaseNode):
+                raise GraphError(
+                    f"{flow.name}: the flow reached {curr!r} ({type(curr).__name__}), which is "
+                    f"not a node or flow (after action {last_action!r}); wire a node there"
+                )
             if max_steps is not None and steps > max_steps:
                 raise FlowStructureError(
                     f"{flow.name}: more than {max_steps} steps (the last action was "
@@ -918,6 +953,9 @@ class _Run:
             call = node.exec_async if isinstance(node, AsyncNode) else node.exec
             awaitable = plan.is_async
             retry_call = functools.partial(_retry_here, call, awaitable)
+        if plan.skip_exec:
+            call = _no_exec
+            awaitable = False
 
         async def lane(_: int) -> None:
             key = ""
@@ -1514,6 +1552,8 @@ def _items(prep_res: Any, owner: BaseNode, what: str) -> _Source:
     try:
         it = iter(prep_res)
     except TypeError:
+        if not prep_res:  # 0 or False: PocketFlow's `items or []` runs nothing
+            return _Source(iter(()), None, 0)
         hook = "prep_async" if isinstance(owner, AsyncNode) else "prep"
         raise _BatchInputError(
             f"{owner.name}.{hook} returned {type(prep_res).__name__} {prep_res!r:.80}, but a "
@@ -1604,6 +1644,11 @@ async def _retry_here(call: Callable[[Any], Any], awaitable: bool, item: Any, at
         return (await res) if awaitable else res
     finally:
         _cur_retry.reset(token)
+
+
+def _no_exec(item: Any) -> Any:
+    """What exec gives with no tries left (PocketFlow's ``max_retries=0``)."""
+    return None
 
 
 def _release_all(limiters: tuple[NamedLimiter, ...]) -> None:

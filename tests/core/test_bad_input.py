@@ -9,6 +9,7 @@ from flowkit.errors import (
     BatchInputError,
     ConfigError,
     FlowkitError,
+    FlowkitWarning,
     FlowStructureError,
     GraphError,
     NotImplementedExecError,
@@ -20,18 +21,26 @@ class Step(fk.Node):
         return 1
 
 
-def test_successor_must_be_a_node() -> None:
-    with pytest.raises(GraphError, match="Step: successor for action 'default' must be a node"):
-        Step() >> "next"  # type: ignore[operator]
-    with pytest.raises(GraphError, match="successor for action 'retry'"):
+def test_a_successor_that_is_not_a_node_warns_when_wired_and_fails_when_reached() -> None:
+    # PocketFlow accepts the wiring (and fails only if the flow gets there): so does flowkit,
+    # with a warning naming the node and the fix.
+    with pytest.warns(FlowkitWarning, match="Step: the successor for action 'default' is a str"):
+        first = Step()
+        first >> "next"  # type: ignore[operator]
+    with pytest.raises(GraphError, match="the flow reached 'next' \\(str\\), which is not a node"):
+        fk.Runner().run(fk.Flow(start=first), {})
+    with pytest.warns(FlowkitWarning, match="successor for action 'retry' is a int"):
         Step() - "retry" >> 42  # type: ignore[operator]
 
 
-def test_action_must_be_a_string() -> None:
+def test_action_operator_needs_a_string_but_next_takes_any_action() -> None:
     with pytest.raises(GraphError, match="action must be a string, got int"):
         Step() - 3 >> Step()  # type: ignore[operator]
     with pytest.raises(TypeError):  # PocketFlow code catching TypeError still works
-        Step().next(Step(), action=None)  # type: ignore[arg-type]
+        Step() - None >> Step()  # type: ignore[operator]
+    node = Step()
+    node.next(Step(), action=None)  # as in PocketFlow: stored, never followed
+    assert None in node.successors
 
 
 def test_unknown_executor() -> None:
@@ -83,21 +92,32 @@ def test_batch_prep_must_return_an_iterable() -> None:
         fk.Runner().run(BadFlow(start=Step()), {})
 
 
-def test_flow_without_start() -> None:
-    with pytest.raises(FlowStructureError, match=r"Flow has no start node: pass Flow\(start="):
-        fk.Runner().run(fk.Flow(), {})
-    with pytest.raises(GraphError, match="start must be a node"):
-        fk.Flow(start="begin")  # type: ignore[arg-type]
+def test_a_flow_without_start_runs_nothing_and_says_so() -> None:
+    # PocketFlow runs such a flow and does nothing; flowkit adds a warning naming the fix.
+    with pytest.warns(FlowkitWarning, match=r"Flow has no start node, so it runs nothing: pass"):
+        assert fk.Runner().run(fk.Flow(), {}) is None
+    with pytest.warns(FlowkitWarning, match="its start is a str, not a node or flow"):
+        flow = fk.Flow(start="begin")  # type: ignore[arg-type]
+    with pytest.raises(GraphError, match="the flow reached 'begin'"):
+        fk.Runner().run(flow, {})
 
 
-def test_exec_the_executor_needs_is_missing() -> None:
+def test_an_async_node_with_only_a_sync_exec_runs_as_in_pocketflow() -> None:
     class OnlySync(fk.AsyncNode):
         def exec(self, prep_res):
             return 1
 
-    with pytest.raises(NotImplementedExecError, match="rename it to `async def exec_async`"):
-        fk.Runner().run(OnlySync(), {})
+        async def post_async(self, shared, prep_res, exec_res):
+            shared["exec_res"] = exec_res
+            return "done"
 
+    shared: dict = {}
+    with pytest.warns(FlowkitWarning, match="OnlySync is an async node, so its sync exec"):
+        assert fk.Runner().run(OnlySync(), shared) == "done"
+    assert shared == {"exec_res": None}  # exec_async ran: PocketFlow's default returns None
+
+
+def test_exec_the_executor_needs_is_missing() -> None:
     class NoExec(fk.BatchNode):
         executor = "process"
 

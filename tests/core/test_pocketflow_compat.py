@@ -867,3 +867,192 @@ async def test_flowkit_async_node_exposes_cur_retry() -> None:
 
     assert await Flaky(max_retries=2, wait=0).run_async({}) is None
     assert tries == [0, 1]
+
+
+# -- what PocketFlow accepts, flowkit accepts (at most adding a FlowkitWarning) -------------------
+
+
+def with_categories(run: Callable[[], Any]) -> tuple[Any, list[tuple[type, str]]]:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = run()
+    return result, [(w.category, str(w.message)) for w in caught]
+
+
+def same_but_flowkit_may_warn(build: Build, *, is_async: bool = False) -> Outcome:
+    """Same result and shared on both; flowkit's extra warnings are FlowkitWarnings that name
+    the node. Returns PocketFlow's outcome."""
+
+    def outcome(m: Any) -> tuple[Any, list[tuple[type, str]]]:
+        def go() -> Any:
+            node, shared = build(m)
+            result = asyncio.run(node.run_async(shared)) if is_async else node.run(shared)
+            return result, shared
+
+        return with_categories(go)
+
+    (expected, shared), theirs = outcome(pocketflow)
+    (result, ours_shared), ours = outcome(flowkit)
+    assert (result, ours_shared) == (expected, shared)
+    extra = [w for w in ours if w not in theirs]
+    assert all(category is flowkit.errors.FlowkitWarning for category, _ in extra), extra
+    assert [w for w in theirs if w not in ours] == []
+    return expected, shared, [message for _, message in extra]
+
+
+def test_async_node_with_only_a_sync_exec_gets_none_from_exec_async() -> None:
+    def build(m):
+        class Legacy(m.AsyncNode):
+            def exec(self, prep_res):
+                return "never called"
+
+            async def post_async(self, shared, prep_res, exec_res):
+                shared["exec_res"] = exec_res
+                return "posted"
+
+        return Legacy(), {}
+
+    result, shared, extra = same_but_flowkit_may_warn(build, is_async=True)
+    assert (result, shared) == ("posted", {"exec_res": None})
+    assert len(extra) == 1 and "Legacy is an async node, so its sync exec() is never" in extra[0]
+
+
+def test_async_parallel_batch_node_with_only_a_sync_exec_gives_none_per_item() -> None:
+    def build(m):
+        class Legacy(m.AsyncParallelBatchNode):
+            async def prep_async(self, shared):
+                return [1, 2, 3]
+
+            def exec(self, item):
+                return item * 10
+
+            async def post_async(self, shared, prep_res, exec_res):
+                shared["out"] = exec_res
+
+        return Legacy(), {}
+
+    assert same_but_flowkit_may_warn(build, is_async=True)[:2] == (None, {"out": [None] * 3})
+
+
+def test_next_takes_any_hashable_action() -> None:
+    def build(m):
+        class Pick(m.Node):
+            def post(self, shared, prep_res, exec_res):
+                return 7
+
+        first = Pick()
+        first.next(step(m, "seven"), 7)
+        return m.Flow(start=first), {}
+
+    assert same(build) == (None, {"path": ["seven"]}, [])
+
+
+def test_a_none_successor_ends_the_flow_with_pocketflows_warning() -> None:
+    def build(m):
+        first = step(m, "a")
+        first.next(None)
+        return m.Flow(start=first), {}
+
+    assert same(build) == (None, {"path": ["a"]}, ["Flow ends: 'None' not found in ['default']"])
+
+
+def test_a_non_node_successor_on_a_branch_never_taken_is_harmless() -> None:
+    def build(m):
+        first = step(m, "a", "go")
+        first - "go" >> step(m, "b")
+        first - "never" >> "not a node"
+        return m.Flow(start=first), {}
+
+    result, shared, extra = same_but_flowkit_may_warn(build)
+    assert (result, shared) == (None, {"path": ["a", "b"]})
+    assert len(extra) == 1 and "successor for action 'never' is a str" in extra[0]
+
+
+def test_a_flow_without_start_runs_nothing() -> None:
+    def build(m):
+        class Outer(m.Flow):
+            def post(self, shared, prep_res, exec_res):
+                shared["post"] = exec_res
+                return "after"
+
+        return Outer(), {}
+
+    result, shared, extra = same_but_flowkit_may_warn(build)
+    assert (result, shared) == ("after", {"post": None})
+    assert len(extra) == 1 and "Outer has no start node, so it runs nothing" in extra[0]
+
+
+@pytest.mark.parametrize("empty", [0, False, "", ()])
+def test_batch_prep_returning_a_falsy_value_execs_nothing(empty: Any) -> None:
+    def build(m):
+        class Empty(m.BatchNode):
+            def prep(self, shared):
+                return empty
+
+            def post(self, shared, prep_res, exec_res):
+                shared["out"] = exec_res
+
+        return Empty(), {}
+
+    assert same(build) == (None, {"out": []}, [])
+
+
+@pytest.mark.parametrize("kind", ["BatchFlow", "AsyncBatchFlow", "AsyncParallelBatchFlow"])
+def test_batch_flow_prep_returning_zero_runs_no_sub_flow(kind: str) -> None:
+    def build(m):
+        class Zero(getattr(m, kind)):
+            def prep(self, shared):
+                return 0
+
+            async def prep_async(self, shared):
+                return 0
+
+        return Zero(start=step(m, "never")), {}
+
+    assert same_but_flowkit_may_warn(build, is_async=kind != "BatchFlow")[:2] == (None, {})
+
+
+def test_max_retries_zero_never_calls_exec() -> None:
+    def build(m):
+        class Never(m.Node):
+            def exec(self, prep_res):
+                raise AssertionError("exec ran")
+
+            def post(self, shared, prep_res, exec_res):
+                shared["exec_res"] = exec_res
+
+        return Never(max_retries=0), {}
+
+    _, shared, extra = same_but_flowkit_may_warn(build)
+    assert shared == {"exec_res": None}
+    assert len(extra) == 1 and "max_retries=0 leaves no try" in extra[0]
+
+
+def test_attributes_named_like_runner_options_stay_the_nodes_own() -> None:
+    def build(m):
+        class Own(m.Node):
+            def __init__(self):
+                super().__init__()
+                self.executor = object()  # the node's own thread pool, say
+                self.retry = 3
+                self.uses = {"db": "sqlite"}
+                self.on_error = print
+                self.checkpoint = "model.pt"
+
+            def exec(self, prep_res):
+                return (self.retry, self.checkpoint, sorted(self.uses))
+
+            def post(self, shared, prep_res, exec_res):
+                shared["seen"] = exec_res
+
+        return Own(), {}
+
+    _, shared, extra = same_but_flowkit_may_warn(build)
+    assert shared == {"seen": (3, "model.pt", ["db"])}
+    assert {text.split("'")[1] for text in extra} == {
+        "executor",
+        "retry",
+        "uses",
+        "on_error",
+        "checkpoint",
+    }
