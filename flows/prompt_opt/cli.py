@@ -158,7 +158,7 @@ class PromptOptCommand(FlowCommand):
                 turns=args.turns,
                 minibatch=args.minibatch,
                 proposals=args.proposals,
-                merges=max(args.merges, 0),
+                merges=args.merges,
                 repeats=args.repeats,
                 patience=args.patience,
                 feedback=not args.no_feedback,
@@ -238,6 +238,12 @@ def _role_value(parse: Any, *, bare: bool = False) -> Any:
 def _count(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
+def _natural(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
     return int(text)
 
 

@@ -14,7 +14,13 @@ from typing import Any
 import flowkit as fk
 from flows.prompt_opt.nodes import RoleSettings, prompt_opt_flow
 from flows.prompt_opt.outputs import Prices, PromptOptResult, build_result, write_summary
-from flows.prompt_opt.scenario import SEED_PROMPT, Dummy, PromptOptInputError, load_dummies
+from flows.prompt_opt.scenario import (
+    SEED_PROMPT,
+    Dummy,
+    PromptOptInputError,
+    check_unique,
+    load_dummies,
+)
 from flows.prompt_opt.state import ROLES, PromptOptConfig, Role
 from nodes.llm import DEFAULT_LIMITER, LLMSettings
 
@@ -56,8 +62,13 @@ def role_settings(
 def check_inputs(
     dummies: Sequence[Dummy], settings: RoleSettings, limits: Mapping[str, object]
 ) -> None:
-    """Refuse, before any call: dummies a simulated judge cannot score, and a role whose
-    limiter the runner does not define (its calls would be unbounded)."""
+    """Refuse, before any call: no dummies, two with one id, dummies a simulated judge cannot
+    score, and a role whose limiter the runner does not define (its calls would be unbounded)."""
+    if not dummies:
+        raise PromptOptInputError(
+            "no dummies given: pass at least one, or None for the bundled set"
+        )
+    check_unique(dummies)
     judge = settings.get("judge")
     if judge is not None and judge.provider == "simulated":
         for dummy in dummies:
@@ -92,6 +103,8 @@ def optimize_prompt(
     """
     dummies = list(dummies) if dummies is not None else load_dummies()
     seeds = list(seed_prompts) if seed_prompts is not None else [SEED_PROMPT]
+    if not seeds or not all(s.strip() for s in seeds):
+        raise PromptOptInputError("every seed prompt must hold some text")
     config = config if config is not None else PromptOptConfig()
     roles = {role: (settings or {}).get(role) or LLMSettings() for role in ROLES}
     if runner is None:

@@ -131,3 +131,52 @@ def test_a_role_with_no_limiter_in_the_runner_is_refused(offline: RoleSettings) 
     settings = {**offline, "judge": offline["judge"].model_copy(update={"limiter": "judge"})}
     with pytest.raises(PromptOptInputError, match="limiter 'judge'"):
         optimize_prompt(settings=settings)
+
+
+def test_rejected_rewrites_are_shown_to_the_reflector_and_not_proposed_again(
+    offline: RoleSettings,
+) -> None:
+    result = optimize_prompt(settings=offline, config=PromptOptConfig(feedback=False))
+    seed = result.candidates[0].text
+    children = [c for c in result.candidates if c.kind == "reflect"]
+    assert len({c.generation for c in children}) >= 3
+    for child in children:
+        earlier = {
+            c.text.removeprefix(seed)
+            for c in children
+            if c.generation < child.generation and not c.accepted
+        }
+        added = child.text.removeprefix(seed)
+        assert added not in earlier, f"{child.id} repeats a rejected rewrite: {added!r}"
+
+
+def test_merges_of_two_front_members_join_the_pool(offline: RoleSettings) -> None:
+    result = optimize_prompt(settings=offline)
+    merges = [c for c in result.candidates if c.kind == "merge"]
+    assert merges and all(len(c.parents) == 2 for c in merges)
+    assert any(c.accepted and "better parent" in c.why for c in merges)
+
+
+def test_repeats_are_averaged_and_counted(offline: RoleSettings) -> None:
+    config = PromptOptConfig(repeats=2, turns=1, budget=300)
+    result = optimize_prompt(load_dummies()[:3], settings=offline, config=config)
+    conversations = 2 * sum(
+        len(c.scores) for c in result.candidates if not c.why.startswith("same text")
+    )
+    assert result.calls["judge"] == conversations
+    assert result.calls["assistant"] == result.calls["user"] == conversations
+
+
+def test_a_role_with_its_own_limit_draws_on_its_own_limiter() -> None:
+    base = LLMSettings(provider="simulated", simulation=Simulation(latency_s=0.001))
+    limits = {"judge": 1}
+    runner = fk.Runner(limits=llm_limits(3, role_limits=limits))
+    result = optimize_prompt(
+        settings=role_settings(base, role_limits=limits),
+        config=PromptOptConfig(budget=200),
+        runner=runner,
+    )
+    used = {u.name: u for u in result.limiters}
+    assert used["judge"].peak_in_flight == 1
+    assert used["judge"].calls == result.calls["judge"]
+    assert used["llm"].calls == sum(result.calls.values()) - result.calls["judge"]
