@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -12,12 +13,14 @@ from flows.prompt_opt import (
     PromptOptConfig,
     PromptOptInputError,
     TooManyFailuresError,
+    UserTurn,
     llm_limits,
     load_dummies,
     optimize_prompt,
+    prompt_opt_flow,
     role_settings,
 )
-from flows.prompt_opt.nodes import RoleSettings
+from flows.prompt_opt.nodes import RoleSettings, Turn
 from nodes.llm import LLMSettings, Simulation
 
 
@@ -180,3 +183,32 @@ def test_a_role_with_its_own_limit_draws_on_its_own_limiter() -> None:
     assert used["judge"].peak_in_flight == 1
     assert used["judge"].calls == result.calls["judge"]
     assert used["llm"].calls == sum(result.calls.values()) - result.calls["judge"]
+
+
+class HappyUser(UserTurn):
+    """A user simulator that is satisfied after the assistant's first answer."""
+
+    async def exec_async(self, item: Turn) -> str:
+        return item.dummy.opening if item.turn == 0 else "Thanks, that is all. [DONE]"
+
+
+def test_a_user_who_is_done_ends_the_conversation_early(offline: RoleSettings) -> None:
+    config = PromptOptConfig(turns=3, budget=300)
+    flow = prompt_opt_flow(offline, user=HappyUser)
+    result = optimize_prompt(load_dummies()[:2], settings=offline, config=config, flow=flow)
+    conversations = result.calls["judge"]
+    assert result.calls["assistant"] == conversations  # one answer each, not three
+    assert result.calls["user"] == 2 * conversations
+
+
+def test_without_matplotlib_the_png_is_skipped_with_a_note(
+    offline: RoleSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    runner = fk.Runner(limits=llm_limits())  # no run report: it would draw with matplotlib
+    config = PromptOptConfig(budget=100)
+    result = optimize_prompt(settings=offline, config=config, output=tmp_path, runner=runner)
+    assert not (tmp_path / "progress.png").exists()
+    assert (tmp_path / "progress.json").exists()
+    assert any("matplotlib" in note for note in result.notes)
+    assert "flowkit[report]" in (tmp_path / "summary.md").read_text()
