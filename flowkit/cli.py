@@ -17,13 +17,15 @@ import json
 import os
 import sys
 import traceback
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from flowkit.commands import CommandLoadError, FlowCommand, Registry, UsageError
-from flowkit.errors import FlowkitError
+from flowkit.errors import FlowkitError, FlowkitWarning, MissingExtraError
+from flowkit.extras import as_missing_extra
 from flowkit.graph import build_graph, to_mermaid
 from flowkit.limits import Limit
 from flowkit.node import EXECUTORS, BaseNode, node_options
@@ -43,22 +45,59 @@ def main(argv: Sequence[str] | None = None, commands: Iterable[FlowCommand] | No
     ``commands`` replaces the flows found through entry points (tests, embedding).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        return _main(argv, commands)
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    """flowkit's own warnings as one line on stderr; others as Python prints them."""
+    if issubclass(category, FlowkitWarning):
+        text = redact(str(message)).removeprefix("flowkit: ")
+        print(f"flowkit: warning: {text}", file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+
+
+def _main(argv: list[str], commands: Iterable[FlowCommand] | None) -> int:
     registry = Registry.discover() if commands is None else Registry(commands)
+    command: FlowCommand | None = None
     try:
         command = _named_command(argv, registry)
         args = _parser(registry, command).parse_args(argv)
         return int(args.handler(args, registry, command))
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return exc.code if isinstance(exc.code, int) else USAGE
-    except (UsageError, CommandLoadError) as exc:
+    except (UsageError, CommandLoadError, MissingExtraError) as exc:
         print(f"flowkit: error: {redact(str(exc))}", file=sys.stderr)
         return USAGE
     except KeyboardInterrupt:
         print("flowkit: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # a flow that fails to import or build
+        missing = _missing_extra(exc, registry, command)
+        if missing is not None:
+            print(f"flowkit: error: {missing}", file=sys.stderr)
+            return USAGE
         print(redact("".join(traceback.format_exception(exc))), file=sys.stderr, end="")
         return FAILED
+
+
+def _missing_extra(
+    exc: BaseException, registry: Registry, command: FlowCommand | None
+) -> MissingExtraError | None:
+    """The missing optional package behind ``exc``, naming the extra that installs it."""
+    if command is None:
+        return as_missing_extra(exc, None, "this flow")
+    extra = command.extra or registry.extra(command.name)
+    return as_missing_extra(exc, extra, f"flowkit run {command.name}")
 
 
 # -- parsing ----------------------------------------------------------------------------------
@@ -272,6 +311,9 @@ def _run(args: argparse.Namespace, registry: Registry, command: FlowCommand | No
     try:
         runner.run(flow, shared)
     except Exception as exc:
+        missing = _missing_extra(exc, registry, command)
+        if missing is not None:
+            raise missing from exc
         info = runner.last_run
         if not isinstance(exc, FlowkitError):  # flowkit's own messages say what to fix
             print(redact("".join(traceback.format_exception(exc))), file=sys.stderr, end="")

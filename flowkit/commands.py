@@ -17,6 +17,7 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 from flowkit.errors import FlowkitError
+from flowkit.extras import as_missing_extra
 from flowkit.limits import Limit
 from flowkit.node import BaseNode
 from flowkit.runner import RunInfo
@@ -38,6 +39,8 @@ class FlowCommand(ABC):
     """What users type after ``flowkit run``."""
     description: str = ""
     """One line for ``flowkit list``."""
+    extra: str | None = None
+    """The flowkit extra the flow needs (named when one of its packages is missing)."""
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:  # noqa: B027 (optional)
         """Add this flow's own options to ``flowkit run NAME`` (not ``--limit``: see above)."""
@@ -105,6 +108,14 @@ class Registry:
     def __contains__(self, name: object) -> bool:
         return name in self._commands or name in self._entry_points
 
+    def extra(self, name: str) -> str | None:
+        """The extra a registered flow needs, from its entry point (``module:attr [extra]``)."""
+        command = self._commands.get(name)
+        if command is not None and command.extra:
+            return command.extra
+        ep = self._entry_points.get(name)
+        return ep.extras[0] if ep is not None and ep.extras else None
+
     def get(self, name: str) -> FlowCommand:
         """The command registered as ``name``, importing it on first use."""
         command = self._commands.get(name)
@@ -115,6 +126,9 @@ class Registry:
             loaded = ep.load()
             command = loaded() if callable(loaded) else loaded
         except Exception as exc:
+            missing = as_missing_extra(exc, self.extra(name), f"flowkit run {name}")
+            if missing is not None:
+                raise missing from exc
             raise CommandLoadError(
                 f"flow {name!r} ({ep.value}) failed to load: {type(exc).__name__}: {exc}"
             ) from exc

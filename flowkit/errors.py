@@ -61,8 +61,7 @@ class MissingExtraError(FlowkitError, ImportError):
     """An optional dependency is missing; the message names the extra to install."""
 
 
-def missing_extra(module: str, extra: str, purpose: str) -> MissingExtraError:
-    """Build the error for a missing optional dependency."""
-    return MissingExtraError(
-        f"{purpose} needs the '{module}' package: pip install 'flowkit[{extra}]'"
-    )
+def missing_extra(module: str, extra: str | None, purpose: str) -> MissingExtraError:
+    """Build the error for a missing optional dependency (``extra`` None: no extra has it)."""
+    fix = f"pip install 'flowkit[{extra}]'" if extra else f"pip install {module}"
+    return MissingExtraError(f"{purpose} needs the '{module}' package: {fix}")

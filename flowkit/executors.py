@@ -24,7 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 from multiprocessing.connection import Connection
 from typing import Any
 
-from flowkit.errors import PicklingError, RemoteError, WorkerCrashedError, missing_extra
+from flowkit.errors import PicklingError, RemoteError, WorkerCrashedError
+from flowkit.extras import require
 from flowkit.limits import Slots
 from flowkit.node import _cur_retry
 
@@ -317,10 +318,7 @@ class RayExecutor:
     """Runs chunks as Ray tasks; starts a local Ray cluster when none is running."""
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None) -> None:
-        try:
-            import ray
-        except ImportError as exc:
-            raise missing_extra("ray", "ray", "executor='ray'") from exc
+        ray: Any = require("ray", "executor='ray'")
         self._ray = ray
         if not ray.is_initialized():
             ray.init(

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from flowkit.errors import ConfigError
 
 Clock = Callable[[], float]
+RATE_WINDOW = 1.0
+"""Seconds of use below which an unpaced limiter reports no achieved rate."""
 Sleep = Callable[[float], Awaitable[None]]
 
 
@@ -196,10 +198,11 @@ class LimiterStats:
     def line(self) -> str:
         """One line for an end-of-run summary."""
         cap = f"/{self.max_concurrency}" if self.max_concurrency else ""
+        rate = self.rate_text()
         return (
             f"limiter {self.name} ({self.limits_text()}): peak {self.peak_in_flight}{cap} in "
-            f"flight, {self.calls:,} calls, {self.rate_text()}, waited {self.wait_s:.2f} s "
-            f"({self.waits:,} waits)"
+            f"flight, {self.calls:,} calls{'' if rate == '-' else ', ' + rate}, waited "
+            f"{self.wait_s:.2f} s ({self.waits:,} waits)"
         )
 
 
@@ -310,8 +313,17 @@ class NamedLimiter:
         active = self._last - self._first
         starts = self._last_start - (self._first_start or 0.0)
         limit = self.limit
-        rpm = (self.calls - 1) * 60 / starts if self.calls > 1 and starts > 0 else None
-        tpm = self.tokens_used * 60 / active if active > 0 and self.tokens_used else None
+        # A rate over a short stretch says little unless the limiter was pacing it.
+        rpm = (
+            (self.calls - 1) * 60 / starts
+            if self.calls > 1 and starts > 0 and (starts >= RATE_WINDOW or limit.rpm)
+            else None
+        )
+        tpm = (
+            self.tokens_used * 60 / active
+            if self.tokens_used and active > 0 and (active >= RATE_WINDOW or limit.tpm)
+            else None
+        )
         return LimiterStats(
             name=self.name,
             max_concurrency=limit.max_concurrency,
