@@ -48,7 +48,12 @@ class PromptOptCommand(FlowCommand):
             help="prompt(s) to start from; '---' lines split several",
         )
         add("--mode", choices=("gepa", "generational"), default="gepa")
-        add("--budget", type=_count, metavar="N", help="LLM calls at most (default 1000)")
+        add(
+            "--budget",
+            type=_count,
+            metavar="N",
+            help="LLM calls at most (default 1000; none when only --generations is given)",
+        )
         add("--generations", type=_count, metavar="N", help="rounds at most, the seeds' being 1")
         add(
             "--turns",
@@ -202,7 +207,10 @@ class PromptOptCommand(FlowCommand):
         print(usage_table(result.usage))
         for line in concurrency_lines(result):
             print(line)
-        print(f"wrote {args.output}/best_prompt.txt, candidates.jsonl, transcripts/, summary.md")
+        print(
+            f"wrote {len(shared['written']) + 2} files under {args.output}: best_prompt.txt, "
+            "candidates.jsonl, transcripts/, progress.png, summary.md, usage.json"
+        )
         return 0
 
     def _base(self, args: argparse.Namespace) -> LLMSettings:

@@ -330,7 +330,14 @@ class Finish(fk.AsyncNode):
         state, output = prep_res
         return [] if output is None else write_optimisation(state, output)
 
-    async def post_async(self, shared: dict[str, Any], prep_res: Any, paths: list[Path]) -> None:
+    async def post_async(
+        self, shared: dict[str, Any], prep_res: tuple[OptState, Path | None], paths: list[Path]
+    ) -> None:
+        state, output = prep_res
+        if output is not None and output / "progress.png" not in paths:
+            state.notes.append(
+                "progress.png skipped: matplotlib is missing (pip install 'flowkit[report]')"
+            )
         shared["written"] = paths
 
 
@@ -343,8 +350,9 @@ def prompt_opt_flow(
     reflect: type[Reflect] = Reflect,
 ) -> fk.AsyncFlow:
     """The optimisation flow. Its shared store needs ``config`` (a PromptOptConfig),
-    ``dummies`` and ``seeds`` (prompt texts); it ends holding ``state`` (an OptState).
-    Settings are checked here, before any work."""
+    ``dummies`` and ``seeds`` (prompt texts), and ``output`` (a folder) for files; it ends
+    holding ``state`` (an OptState) and ``written`` (the files' paths). Settings are checked
+    here, before any work."""
     given = dict(settings or {})
     role_settings = {role: given.get(role) or LLMSettings() for role in ROLES}
     talk_user = user(settings=role_settings["user"])

@@ -221,7 +221,8 @@ def concurrency_lines(result: PromptOptResult) -> list[str]:
 
 
 def write_optimisation(state: OptState, directory: Path) -> list[Path]:
-    """Write the candidates, transcripts, best prompt and progress under ``directory``."""
+    """Write the candidates, transcripts, best prompt and progress under ``directory``;
+    return the paths written (progress.png only when matplotlib is installed)."""
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     best = state.best()
@@ -246,13 +247,7 @@ def write_optimisation(state: OptState, directory: Path) -> list[Path]:
     progress = [p.model_dump() for p in state.progress]
     written.append(_write(directory / "progress.json", json.dumps(progress, indent=2) + "\n"))
     png = render_progress(state.progress, directory / "progress.png")
-    if png is not None:
-        written.append(png)
-    else:
-        state.notes.append(
-            "progress.png skipped: matplotlib is missing (pip install 'flowkit[report]')"
-        )
-    return written
+    return [*written, png] if png is not None else written
 
 
 def render_progress(progress: list[RoundProgress], path: Path) -> Path | None:

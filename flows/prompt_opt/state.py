@@ -39,8 +39,11 @@ class PromptOptConfig(BaseModel):
     ``proposals`` children at once, each checked on its own minibatch of dummies and scored
     on all of them only when it beats the parent there. "generational": each round draws
     ``proposals`` parents and scores every child on every dummy. ``budget`` caps the LLM
-    calls of the whole run (a round starts only if its worst case fits); ``generations``
-    caps the rounds, the seed prompts' evaluation being generation 1.
+    calls of the whole run (a round starts only if its worst case fits; a call is one
+    answered request: retries and a judge's re-asks for invalid JSON show in the usage
+    ledger, not here); ``generations`` caps the rounds, the seed prompts' being round 1.
+    ``merges`` bounds the merge proposals (two Pareto-front members combined by the
+    reflection model, kept only if at least as good as the better parent on a minibatch).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
