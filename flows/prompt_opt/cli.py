@@ -137,6 +137,15 @@ class PromptOptCommand(FlowCommand):
             metavar="ROLE=M|M",
             help="model for a role (assistant, user, judge, reflect) or, bare, for all",
         )
+        add(
+            "--base-url",
+            action="append",
+            default=[],
+            type=_role_value(str, bare=True),
+            metavar="ROLE=URL|URL",
+            help="OpenAI-compatible endpoint for a role or, bare, for all (default: "
+            "$OPENAI_BASE_URL)",
+        )
         add("--max-attempts", type=_count, metavar="N", help="tries per LLM call (default 5)")
         add(
             "--sim-latency",
@@ -172,7 +181,10 @@ class PromptOptCommand(FlowCommand):
             dummies = load_dummies(args.dummies)
             seeds = load_seed_prompts(args.seed_prompt)
             settings = role_settings(
-                self._base(args), self._models(args), dict(args.role_limit) or None
+                self._base(args),
+                _per_role(args.model),
+                dict(args.role_limit) or None,
+                _per_role(args.base_url),
             )
             check_inputs(dummies, settings, self.limits(args))
             config.check_budget(len(dummies), len(seeds))
@@ -218,12 +230,14 @@ class PromptOptCommand(FlowCommand):
         given["simulation"] = Simulation(latency_s=max(args.sim_latency, 0.0))
         return LLMSettings(**{k: v for k, v in given.items() if v is not None})
 
-    def _models(self, args: argparse.Namespace) -> dict[Role, str]:
-        models: dict[Role, str] = {}
-        for role, model in args.model:
-            for each in ROLES if role is None else (role,):
-                models[each] = model
-        return models
+
+def _per_role(given: list[tuple[Role | None, str]]) -> dict[Role, str]:
+    """``ROLE=VALUE`` options by role; a bare value is for every role."""
+    out: dict[Role, str] = {}
+    for role, value in given:
+        for each in ROLES if role is None else (role,):
+            out[each] = value
+    return out
 
 
 def _role_value(parse: Any, *, bare: bool = False) -> Any:

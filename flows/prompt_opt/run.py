@@ -44,15 +44,18 @@ def role_settings(
     base: LLMSettings | None = None,
     models: Mapping[Role, str] | None = None,
     role_limits: Mapping[Role, int] | None = None,
+    base_urls: Mapping[Role, str] | None = None,
 ) -> dict[Role, LLMSettings]:
-    """Settings per role from ``base``: each role's model when given, and its own limiter
-    when it has its own limit."""
+    """Settings per role from ``base``: each role's model and endpoint when given, and its
+    own limiter when it has its own limit."""
     base = base if base is not None else LLMSettings()
     out: dict[Role, LLMSettings] = {}
     for role in ROLES:
         changes: dict[str, Any] = {}
         if models and role in models:
             changes["model"] = models[role]
+        if base_urls and role in base_urls:
+            changes["base_url"] = base_urls[role]
         if role_limits and role in role_limits:
             changes["limiter"] = role
         out[role] = base.model_copy(update=changes) if changes else base

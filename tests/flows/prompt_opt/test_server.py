@@ -11,10 +11,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import flowkit as fk
+from flowkit.cli import main
 from flowkit.testing import LLMServer, ServerConfig
 from flowkit.testing.completions import last_user_text, request_digest
 from flows.prompt_opt import PromptOptConfig, load_dummies, optimize_prompt, role_settings
+from flows.prompt_opt.cli import PromptOptCommand
 from flows.prompt_opt.prompts import enclosed
 from nodes.llm import LLMSettings
 
@@ -130,3 +134,28 @@ def test_a_killed_run_resumed_repeats_only_what_was_in_flight(tmp_path: Path) ->
     assert (broken / "out" / "candidates.jsonl").read_text() == (
         whole / "out" / "candidates.jsonl"
     ).read_text()
+
+
+def test_each_role_can_have_its_own_endpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("OPENAI_API_KEY", "test")
+    with (
+        LLMServer(responder=responder) as talk,
+        LLMServer(responder=responder) as judge,
+    ):
+        status = main(
+            [
+                *("run", "prompt-opt", "--no-progress", "--provider", "openai"),
+                *("--base-url", talk.base_url, "--base-url", f"judge={judge.base_url}"),
+                *("--model", "judge=strict-judge", "--budget", "120", "--turns", "1"),
+                *("--output", "out"),
+            ],
+            commands=[PromptOptCommand()],
+        )
+        judged = [r.body["model"] for r in judge.stats.requests]
+        talked = {r.body["model"] for r in talk.stats.requests}
+    assert status == 0
+    assert judged and set(judged) == {"strict-judge"}
+    assert "strict-judge" not in talked
