@@ -9,11 +9,12 @@ raises the wait to at least that much.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
-import tenacity
-from tenacity import RetryCallState
+from typing import TYPE_CHECKING
 
 from flowkit.errors import ConfigError
+
+if TYPE_CHECKING:
+    import tenacity
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,8 @@ class Retry:
             value = getattr(self, name)
             if not isinstance(value, int | float) or value < 0:
                 raise ConfigError(f"Retry.{name} must be a number >= 0, got {value!r}")
+        import tenacity  # here, not at import time: most runs never build a policy
+
         wait: tenacity.wait.wait_base
         if self.exponential:
             wait = tenacity.wait_exponential(multiplier=self.initial, max=self.max_wait)
@@ -63,6 +66,8 @@ class Retry:
 
     def next_wait(self, attempt: int, exc: BaseException) -> float | None:
         """Seconds to wait before the next try after ``attempt`` failed, or None to give up."""
+        from tenacity import RetryCallState
+
         stop, wait, retry = self._strategies
         state = RetryCallState(None, None, (), {})  # type: ignore[arg-type]
         state.attempt_number = attempt
