@@ -48,7 +48,7 @@ CONFIG = PromptOptConfig(budget=150, turns=2, minibatch=2, max_consecutive_failu
 
 
 def test_faults_are_retried_and_the_server_never_sees_more_than_the_limit() -> None:
-    faults = ServerConfig(latency_ms=5, fail_rate_429=0.15, fail_rate_500=0.15, retry_after_s=0.01)
+    faults = ServerConfig(latency_ms=20, fail_rate_429=0.15, fail_rate_500=0.15, retry_after_s=0.01)
     with LLMServer(faults, responder=responder) as server:
         result = optimize_prompt(
             load_dummies()[:4],
