@@ -253,15 +253,13 @@ def write_optimisation(state: OptState, directory: Path) -> list[Path]:
 def render_progress(progress: list[RoundProgress], path: Path) -> Path | None:
     """Best and mean score per round, and the Pareto front's size; None without matplotlib."""
     try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure  # no pyplot: no global state, any thread
         from matplotlib.ticker import MaxNLocator
     except ImportError:
         return None
     rounds = [p.round for p in progress]
-    fig, left = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))
+    left = fig.subplots()
     left.plot(rounds, [p.best for p in progress], marker="o", label="best score")
     left.plot(rounds, [p.mean for p in progress], marker=".", label="mean score of the pool")
     left.set(xlabel="round (1 = seed prompts)", ylabel="score", ylim=(0, 1.05))
@@ -282,7 +280,6 @@ def render_progress(progress: list[RoundProgress], path: Path) -> Path | None:
     left.legend(handles=handles, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 

@@ -204,7 +204,8 @@ def test_a_user_who_is_done_ends_the_conversation_early(offline: RoleSettings) -
 def test_without_matplotlib_the_png_is_skipped_with_a_note(
     offline: RoleSettings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    for module in ("matplotlib", "matplotlib.figure", "matplotlib.ticker"):
+        monkeypatch.setitem(sys.modules, module, None)  # imports of them fail
     runner = fk.Runner(limits=llm_limits())  # no run report: it would draw with matplotlib
     config = PromptOptConfig(budget=100)
     result = optimize_prompt(settings=offline, config=config, output=tmp_path, runner=runner)
