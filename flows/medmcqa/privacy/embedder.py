@@ -78,6 +78,16 @@ class TokenSpace:
         return self.oov(word) if self.oov is not None else None
 
 
+def distances(points: Vector, matrix: Vector, matrix_sq: Vector | None = None) -> Vector:
+    """Euclidean distances from each row of ``points`` (k, dim) to each row of ``matrix``,
+    as one matrix product (``matrix_sq``: the rows' squared norms, when already known)."""
+    if matrix_sq is None:
+        matrix_sq = np.einsum("ij,ij->i", matrix, matrix)
+    points = np.atleast_2d(points)
+    sq = np.einsum("ij,ij->i", points, points)[:, None] + matrix_sq[None, :]
+    return np.sqrt(np.maximum(sq - 2 * points @ matrix.T, 0.0))
+
+
 class Embedder(Protocol):
     """What the privacy mechanisms need from an embedding model."""
 

@@ -22,13 +22,10 @@ against. No DP bound beyond the paper's analysis is claimed here.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-
 import numpy as np
 from numpy.typing import NDArray
 
-from flows.medmcqa.privacy.embedder import TokenSpace, Vector, replace_words
+from flows.medmcqa.privacy.embedder import TokenSpace, Vector, distances, replace_words, words
 
 
 class InferDPT:
@@ -43,7 +40,6 @@ class InferDPT:
         epsilon: float,
         *,
         rng: np.random.Generator | int | None = None,
-        cache_size: int = 256,
     ) -> None:
         if not epsilon > 0:
             raise ValueError(f"InferDPT: epsilon must be positive, got {epsilon}")
@@ -52,23 +48,11 @@ class InferDPT:
         vectors = space.vectors
         self.noise_scale: Vector = (vectors.max(axis=0) - vectors.min(axis=0)) / self.epsilon
         """The Laplace scale of each dimension: the vocabulary's range over ε."""
-        self._cache: OrderedDict[str, NDArray[np.float64]] = OrderedDict()
-        self._cache_size = cache_size
-        self._lock = threading.Lock()
+        self._sq = np.einsum("ij,ij->i", vectors, vectors)
 
-    def distances(self, word: str, vector: Vector) -> NDArray[np.float64]:
-        """Euclidean distance from ``vector`` (the word's) to every vocabulary word."""
-        with self._lock:
-            hit = self._cache.get(word)
-            if hit is not None:
-                self._cache.move_to_end(word)
-                return hit
-        d = np.linalg.norm(self.space.vectors - vector, axis=1)
-        with self._lock:
-            self._cache[word] = d
-            if len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
-        return d
+    def distances(self, vectors: Vector) -> NDArray[np.float64]:
+        """Euclidean distances from each of ``vectors`` to every vocabulary word."""
+        return distances(vectors, self.space.vectors, self._sq)
 
     def radius(self, vector: Vector, rng: np.random.Generator | None = None) -> float:
         """Step 1-2: the distance between ``vector`` and its Laplace-noised copy."""
@@ -76,14 +60,16 @@ class InferDPT:
         return float(np.linalg.norm(noise))
 
     def adjacency_probabilities(
-        self, word: str, r: float
+        self, word: str, r: float, d: NDArray[np.float64] | None = None
     ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
         """Step 3 for radius ``r``: the adjacency list (vocabulary indices) and each one's
-        probability. An empty list (an unknown word far from all) falls back to the nearest."""
-        vector = self.space.vector(word)
-        if vector is None:
-            raise KeyError(f"InferDPT: {word!r} has no vector")
-        d = self.distances(word, vector)
+        probability; ``d`` is the word's distance to every vocabulary word, when known. An
+        empty list (an unknown word far from all) falls back to the nearest word."""
+        if d is None:
+            vector = self.space.vector(word)
+            if vector is None:
+                raise KeyError(f"InferDPT: {word!r} has no vector")
+            d = self.distances(vector)[0]
         inside = np.flatnonzero(d <= r)
         if inside.size == 0:
             return np.asarray([int(np.argmin(d))]), np.ones(1)
@@ -91,17 +77,28 @@ class InferDPT:
         weights = np.exp(0.5 * self.epsilon * (utility - utility.max()))
         return inside, weights / weights.sum()
 
-    def sanitise_word(self, word: str, rng: np.random.Generator | None = None) -> str:
-        """One draw of RANTEXT for a single (lower-case) word."""
+    def sanitise_word(
+        self,
+        word: str,
+        rng: np.random.Generator | None = None,
+        d: NDArray[np.float64] | None = None,
+    ) -> str:
+        """One draw of RANTEXT for a single (lower-case) word (``d`` as above)."""
         rng = rng or self.rng
         if word.replace(".", "", 1).isdigit():
             return str(int(rng.integers(0, 1000)))
         vector = self.space.vector(word)
         if vector is None:
             return self.space.words[int(rng.integers(len(self.space.words)))]
-        indices, probs = self.adjacency_probabilities(word, self.radius(vector, rng))
+        indices, probs = self.adjacency_probabilities(word, self.radius(vector, rng), d)
         return self.space.words[int(indices[rng.choice(len(probs), p=probs)])]
 
     def sanitise(self, text: str, rng: np.random.Generator | None = None) -> str:
         """``text`` with every word perturbed independently; spacing and punctuation kept."""
-        return replace_words(text, lambda word: self.sanitise_word(word, rng))
+        known = {w: v for w in words(text) if (v := self.space.vector(w)) is not None}
+        table = (
+            dict(zip(known, self.distances(np.asarray(list(known.values()))), strict=True))
+            if known
+            else {}
+        )
+        return replace_words(text, lambda word: self.sanitise_word(word, rng, table.get(word)))

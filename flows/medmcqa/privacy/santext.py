@@ -23,7 +23,7 @@ from collections import OrderedDict
 import numpy as np
 from numpy.typing import NDArray
 
-from flows.medmcqa.privacy.embedder import TokenSpace, Vector, replace_words
+from flows.medmcqa.privacy.embedder import TokenSpace, Vector, distances, replace_words, words
 
 
 class SanTextPlus:
@@ -41,7 +41,7 @@ class SanTextPlus:
         p: float = 0.3,
         w: float = 0.9,
         rng: np.random.Generator | int | None = None,
-        cache_size: int = 512,
+        cache_size: int = 128,
     ) -> None:
         if not epsilon > 0:
             raise ValueError(f"SanTextPlus: epsilon must be positive, got {epsilon}")
@@ -57,6 +57,7 @@ class SanTextPlus:
         self._is_sensitive = np.zeros(n, dtype=bool)
         self._is_sensitive[self.sensitive] = True
         self._targets = space.vectors[self.sensitive]
+        self._targets_sq = np.einsum("ij,ij->i", self._targets, self._targets)
         self._cache: OrderedDict[str, NDArray[np.float64] | None] = OrderedDict()
         self._cache_size = cache_size
         self._lock = threading.Lock()
@@ -67,9 +68,28 @@ class SanTextPlus:
         return True if i is None else bool(self._is_sensitive[i])
 
     def _scores(self, x: Vector) -> NDArray[np.float64]:
-        """``-ε d(x, y) / 2`` for every sensitive word y (the unnormalised log-probabilities)."""
-        d = np.linalg.norm(self._targets - x, axis=1)
-        return -0.5 * self.epsilon * d
+        """``-ε d(x, y) / 2`` for every sensitive word y (the unnormalised log-probabilities);
+        one row per row of ``x``."""
+        return -0.5 * self.epsilon * distances(x, self._targets, self._targets_sq)
+
+    def _compute(self, batch: list[str]) -> dict[str, NDArray[np.float64] | None]:
+        """The replacement distributions of ``batch``'s words, in one matrix product."""
+        found = [(w, v) for w in dict.fromkeys(batch) if (v := self.space.vector(w)) is not None]
+        out: dict[str, NDArray[np.float64] | None] = dict.fromkeys(batch)
+        if found:
+            scores = self._scores(np.asarray([v for _, v in found]))
+            weights = np.exp(scores - scores.max(axis=1, keepdims=True))
+            probs = weights / weights.sum(axis=1, keepdims=True)
+            out.update((w, probs[i]) for i, (w, _) in enumerate(found))
+        return out
+
+    def _remember(self, rows: dict[str, NDArray[np.float64] | None]) -> None:
+        with self._lock:
+            for word, row in rows.items():
+                self._cache[word] = row
+                self._cache.move_to_end(word)
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
 
     def replacement_probabilities(self, word: str) -> NDArray[np.float64]:
         """``Pr[y | word]`` over ``self.sensitive`` for a replacement (closed form)."""
@@ -79,15 +99,9 @@ class SanTextPlus:
             if hit:
                 self._cache.move_to_end(word)
         if not hit:
-            x = self.space.vector(word)
-            if x is not None:
-                scores = self._scores(x)
-                weights = np.exp(scores - scores.max())
-                cached = weights / weights.sum()
-            with self._lock:
-                self._cache[word] = cached
-                if len(self._cache) > self._cache_size:
-                    self._cache.popitem(last=False)
+            rows = self._compute([word])
+            self._remember(rows)
+            cached = rows[word]
         if cached is None:
             return np.full(len(self.sensitive), 1 / len(self.sensitive))
         return cached
@@ -113,4 +127,8 @@ class SanTextPlus:
 
     def sanitise(self, text: str, rng: np.random.Generator | None = None) -> str:
         """``text`` with every word sanitised independently; spacing and punctuation kept."""
+        with self._lock:
+            missing = [w for w in words(text) if w not in self._cache]
+        if missing:  # one product for the text's new words, not one per word
+            self._remember(self._compute(missing))
         return replace_words(text, lambda word: self.sanitise_word(word, rng))

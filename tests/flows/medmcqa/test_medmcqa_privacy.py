@@ -71,7 +71,7 @@ def metric_dp_slack(probs: Callable[[str], np.ndarray], space: TokenSpace, epsil
 @pytest.mark.parametrize("epsilon", [0.5, 1.0, 3.0])
 def test_santext_replacement_is_metric_dp_for_every_pair_of_words(epsilon: float) -> None:
     mech = SanTextPlus(toy_space(), epsilon, w=0.5, rng=0)
-    assert metric_dp_slack(mech.replacement_probabilities, mech.space, epsilon) <= 1 + 1e-9
+    assert metric_dp_slack(mech.replacement_probabilities, mech.space, epsilon) <= 1 + 1e-6
 
 
 def test_santext_outputs_for_sensitive_words_are_metric_dp_and_kept_words_carry_none() -> None:
@@ -82,7 +82,7 @@ def test_santext_outputs_for_sensitive_words_are_metric_dp_and_kept_words_carry_
     for a, b in itertools.combinations(sensitive, 2):
         pa, pb = mech.probabilities(a), mech.probabilities(b)
         d = float(np.linalg.norm(np.subtract(TOY[a], TOY[b])))
-        assert max(abs(math.log(pa[y]) - math.log(pb[y])) for y in outputs) <= d + 1e-9
+        assert max(abs(math.log(pa[y]) - math.log(pb[y])) for y in outputs) <= d * (1 + 1e-6)
     kept = mech.probabilities("fever")
     assert kept["fever"] == pytest.approx(0.7)
     assert sum(kept.values()) == pytest.approx(1.0)
