@@ -9,7 +9,6 @@ for the graph and its building blocks, ``flows.medmcqa.privacy`` for the mechani
 from flows.medmcqa.data import DataError, Question, QuestionFile, sample_path
 from flows.medmcqa.flow import (
     DEFAULT_EPSILONS,
-    DEFAULT_LIMITS,
     CellNode,
     CoTAnswer,
     Experiment,
@@ -21,10 +20,8 @@ from flows.medmcqa.flow import (
     QuestionsFlow,
     RemoteAnswer,
     build_flow,
-    hashed_embedder,
-    run_experiment,
-    write_outputs,
 )
+from flows.medmcqa.run import DEFAULT_LIMITS, hashed_embedder, run_experiment, write_outputs
 from flows.medmcqa.simulate import SimulatedModels
 from flows.medmcqa.table import SCENARIOS, AccuracyTable, Cell
 

@@ -26,16 +26,14 @@ from flowkit.runner import RunInfo
 from flows.medmcqa.data import DataError, QuestionFile, sample_path
 from flows.medmcqa.flow import (
     DEFAULT_EPSILONS,
-    DEFAULT_LIMITS,
     Experiment,
     ExperimentError,
     build_flow,
     check_epsilons,
     check_scenarios,
-    hashed_embedder,
-    write_outputs,
 )
 from flows.medmcqa.privacy import Embedder, MiniLMEmbedder
+from flows.medmcqa.run import DEFAULT_LIMITS, hashed_embedder, write_outputs
 from flows.medmcqa.simulate import Role
 from flows.medmcqa.table import SCENARIOS, AccuracyTable
 from nodes.llm import LLMConfigError, LLMSettings

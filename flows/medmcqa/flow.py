@@ -18,7 +18,7 @@ import asyncio
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -32,7 +32,6 @@ from flows.medmcqa.data import Question
 from flows.medmcqa.privacy import (
     BANDS,
     Embedder,
-    HashedEmbedder,
     InferDPT,
     PhraseDP,
     SanTextPlus,
@@ -48,12 +47,10 @@ from flows.medmcqa.prompts import (
     parse_answer,
 )
 from flows.medmcqa.simulate import Role, SimulatedModels
-from flows.medmcqa.table import MECHANISMS, SCENARIOS, AccuracyTable, Cell, ResultSink
+from flows.medmcqa.table import MECHANISMS, SCENARIOS, Cell, ResultSink
 from nodes.llm import LLMClient, LLMSettings
 
 DEFAULT_EPSILONS = (1.0, 2.0, 3.0)
-DEFAULT_LIMITS = {"local": fk.Limit(max_concurrency=8), "remote": fk.Limit(max_concurrency=16)}
-"""The limits ``run_experiment`` uses when given no runner."""
 Mechanism = PhraseDP | InferDPT | SanTextPlus
 
 
@@ -444,61 +441,3 @@ def build_flow(experiment: Experiment, *, question_concurrency: int = 64) -> Que
         start=fk.Parallel(*branches, reducer=_discard, name="scenarios"), name="question"
     )
     return QuestionsFlow(question, experiment, max_concurrency=question_concurrency, name="medmcqa")
-
-
-def hashed_embedder(questions: Iterable[Question], *, dim: int = 64) -> HashedEmbedder:
-    """The offline embedder over the words of ``questions`` (read once, only words kept)."""
-    return HashedEmbedder((q.question for q in questions), dim=dim)
-
-
-def write_outputs(table: AccuracyTable, output: str | Path, *, plot: bool = True) -> list[Path]:
-    """accuracy.csv, accuracy.md and (with matplotlib) accuracy.png under ``output``."""
-    out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
-    written = [out / "accuracy.csv", out / "accuracy.md"]
-    written[0].write_text(table.to_csv(), encoding="utf-8")
-    written[1].write_text(table.to_markdown(), encoding="utf-8")
-    if plot:
-        table.plot(out / "accuracy.png")
-        written.append(out / "accuracy.png")
-    return written
-
-
-def run_experiment(
-    questions: Iterable[Question],
-    output: str | Path,
-    *,
-    local: LLMSettings | None = None,
-    remote: LLMSettings | None = None,
-    embedder: Embedder | None = None,
-    epsilons: Sequence[float] = DEFAULT_EPSILONS,
-    scenarios: Sequence[str] = SCENARIOS,
-    seed: int = 0,
-    runner: fk.Runner | None = None,
-    question_concurrency: int = 64,
-    plot: bool = True,
-) -> AccuracyTable:
-    """Run the experiment over ``questions`` and return the accuracy table.
-
-    Writes ``results.jsonl``, ``accuracy.csv``, ``accuracy.md`` and ``accuracy.png`` (when
-    ``plot``) under ``output``. Settings default to the simulated provider on the ``local``
-    and ``remote`` limiters; the embedder to ``hashed_embedder(questions)``; the runner to
-    ``DEFAULT_LIMITS`` with its report in ``output/report``.
-    """
-    local = local or LLMSettings(provider="simulated", model="local-sim", limiter="local")
-    remote = remote or LLMSettings(provider="simulated", model="remote-sim", limiter="remote")
-    experiment = Experiment(
-        local,
-        remote,
-        embedder if embedder is not None else hashed_embedder(questions),
-        tuple(epsilons),
-        tuple(scenarios),
-        seed,
-    )
-    flow = build_flow(experiment, question_concurrency=question_concurrency)
-    shared: dict[str, Any] = {"questions": questions, "output": Path(output)}
-    runner = runner or fk.Runner(limits=DEFAULT_LIMITS, report=Path(output) / "report")
-    runner.run(flow, shared)
-    table: AccuracyTable = shared["table"]
-    write_outputs(table, output, plot=plot)
-    return table

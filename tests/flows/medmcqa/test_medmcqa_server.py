@@ -19,7 +19,7 @@ import flowkit as fk
 from flowkit.testing import LLMServer, ServerConfig
 from flows.medmcqa import Experiment, QuestionFile, SimulatedModels, build_flow, sample_path
 from flows.medmcqa.data import Question
-from flows.medmcqa.flow import hashed_embedder
+from flows.medmcqa.run import hashed_embedder
 from nodes.llm import LLMSettings
 
 

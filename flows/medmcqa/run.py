@@ -1,0 +1,87 @@
+"""Running the experiment from Python: ``run_experiment`` and the files it writes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import flowkit as fk
+from flows.medmcqa.data import Question
+from flows.medmcqa.flow import (
+    DEFAULT_EPSILONS,
+    Experiment,
+    ExperimentError,
+    build_flow,
+)
+from flows.medmcqa.privacy import Embedder, HashedEmbedder
+from flows.medmcqa.table import SCENARIOS, AccuracyTable
+from nodes.llm import LLMSettings
+
+DEFAULT_LIMITS = {"local": fk.Limit(max_concurrency=8), "remote": fk.Limit(max_concurrency=16)}
+"""The limits ``run_experiment`` (and ``flowkit run medmcqa``) use unless told otherwise."""
+
+
+def hashed_embedder(questions: Iterable[Question], *, dim: int = 64) -> HashedEmbedder:
+    """The offline embedder over the words of ``questions`` (read once, only words kept)."""
+    return HashedEmbedder((q.question for q in questions), dim=dim)
+
+
+def write_outputs(table: AccuracyTable, output: str | Path, *, plot: bool = True) -> list[Path]:
+    """accuracy.csv, accuracy.md and (with matplotlib) accuracy.png under ``output``."""
+    out = Path(output)
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "accuracy.csv", out / "accuracy.md"]
+    written[0].write_text(table.to_csv(), encoding="utf-8")
+    written[1].write_text(table.to_markdown(), encoding="utf-8")
+    if plot:
+        table.plot(out / "accuracy.png")
+        written.append(out / "accuracy.png")
+    return written
+
+
+def run_experiment(
+    questions: Iterable[Question],
+    output: str | Path,
+    *,
+    local: LLMSettings | None = None,
+    remote: LLMSettings | None = None,
+    embedder: Embedder | None = None,
+    epsilons: Sequence[float] = DEFAULT_EPSILONS,
+    scenarios: Sequence[str] = SCENARIOS,
+    seed: int = 0,
+    runner: fk.Runner | None = None,
+    question_concurrency: int = 64,
+    plot: bool = True,
+) -> AccuracyTable:
+    """Run the experiment over ``questions`` and return the accuracy table.
+
+    Writes ``results.jsonl``, ``accuracy.csv``, ``accuracy.md`` and ``accuracy.png`` (when
+    ``plot``) under ``output``. ``questions`` is read lazily by the flow; building the default
+    embedder reads it once more, so it must then be re-iterable (a QuestionFile, a list).
+    Settings default to the simulated provider on the ``local`` and ``remote`` limiters, the
+    embedder to ``hashed_embedder(questions)``, the runner to ``DEFAULT_LIMITS`` with its
+    report in ``output/report``.
+    """
+    if embedder is None and iter(questions) is questions:
+        raise ExperimentError(
+            "run_experiment reads the questions twice when it builds the offline embedder: "
+            "pass a QuestionFile or a list, not a one-shot iterator, or give embedder="
+        )
+    local = local or LLMSettings(provider="simulated", model="local-sim", limiter="local")
+    remote = remote or LLMSettings(provider="simulated", model="remote-sim", limiter="remote")
+    experiment = Experiment(
+        local,
+        remote,
+        embedder if embedder is not None else hashed_embedder(questions),
+        tuple(epsilons),
+        tuple(scenarios),
+        seed,
+    )
+    flow = build_flow(experiment, question_concurrency=question_concurrency)
+    shared: dict[str, Any] = {"questions": questions, "output": Path(output)}
+    runner = runner or fk.Runner(limits=DEFAULT_LIMITS, report=Path(output) / "report")
+    runner.run(flow, shared)
+    table: AccuracyTable = shared["table"]
+    write_outputs(table, output, plot=plot)
+    return table
