@@ -14,6 +14,7 @@ import pytest
 import flowkit as fk
 from flowkit.cli import main
 from flows.medmcqa import (
+    DEFAULT_LIMITS,
     Experiment,
     QuestionFile,
     SimulatedModels,
@@ -41,8 +42,14 @@ def lines(path: Path) -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def full_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
     out = tmp_path_factory.mktemp("medmcqa")
+    # zero latency: the run is all CPU, so the blocking detector's timings would mean nothing
+    runner = fk.Runner(limits=DEFAULT_LIMITS, report=out / "report", detect_blocking=None)
     table = run_experiment(
-        QuestionFile(sample_path()), out, local=settings("local"), remote=settings("remote")
+        QuestionFile(sample_path()),
+        out,
+        local=settings("local"),
+        remote=settings("remote"),
+        runner=runner,
     )
     return out, table
 
