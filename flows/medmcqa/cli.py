@@ -141,7 +141,10 @@ class MedMCQACommand(FlowCommand):
         if args.report is None:
             args.report = str(args.output / "report")
         flow = build_flow(experiment, question_concurrency=args.question_concurrency)
-        return flow, {"questions": questions, "output": args.output}
+        shared = {"questions": questions, "output": args.output}
+        if not args.no_progress:
+            shared["progress_every"] = 5.0
+        return flow, shared
 
     def graph(self) -> BaseNode:
         questions = QuestionFile(sample_path(), limit=1)

@@ -396,7 +396,8 @@ class Paraphrase(ExperimentNode):
 
 class QuestionsFlow(fk.AsyncParallelBatchFlow):
     """Fans out over ``shared["questions"]`` (any iterable of Question, pulled lazily) and
-    writes every cell to ``shared["output"]/results.jsonl``; ends with ``shared["table"]``."""
+    writes every cell to ``shared["output"]/results.jsonl``; ends with ``shared["table"]``.
+    ``shared["progress_every"]`` (seconds, optional) prints questions and cells done."""
 
     def __init__(self, start: fk.BaseNode, experiment: Experiment, **options: Any) -> None:
         super().__init__(start=start, **options)
@@ -404,7 +405,11 @@ class QuestionsFlow(fk.AsyncParallelBatchFlow):
 
     async def prep_async(self, shared: dict[str, Any]) -> Iterator[dict[str, Any]]:
         output = Path(shared["output"])
-        shared["sink"] = ResultSink(output / "results.jsonl", self.experiment.cells_per_question)
+        shared["sink"] = ResultSink(
+            output / "results.jsonl",
+            self.experiment.cells_per_question,
+            progress_every=shared.get("progress_every"),
+        )
         return ({"question": q.model_dump()} for q in shared["questions"])
 
     async def post_async(self, shared: dict[str, Any], prep_res: Any, exec_res: Any) -> None:

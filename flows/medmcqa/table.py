@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import math
+import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -201,9 +203,13 @@ class ResultSink:
     """Writes each finished cell to ``results.jsonl`` at once and counts it in the table.
 
     Keeps only counters and the questions still open, so memory does not grow with the run.
+    With ``progress_every`` (seconds), a line on stderr says how many questions and cells
+    are done at most that often.
     """
 
-    def __init__(self, path: Path, cells_per_question: int) -> None:
+    def __init__(
+        self, path: Path, cells_per_question: int, *, progress_every: float | None = None
+    ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.table = AccuracyTable()
@@ -212,6 +218,8 @@ class ResultSink:
         self.questions = 0
         self._open: dict[str, int] = {}
         self._file: IO[str] | None = path.open("w", encoding="utf-8")
+        self.progress_every = progress_every
+        self._reported = time.monotonic()
 
     def add(self, cell: Cell) -> None:
         assert self._file is not None, "ResultSink is closed"
@@ -225,6 +233,18 @@ class ResultSink:
             self.questions += 1
         else:
             self._open[cell.question_id] = seen
+        if self.progress_every is not None:
+            now = time.monotonic()
+            if now - self._reported >= self.progress_every:
+                self._reported = now
+                print(self.status(), file=sys.stderr)
+
+    def status(self) -> str:
+        """Questions and cells done so far, in one line."""
+        return (
+            f"medmcqa: {self.questions} questions done, {len(self._open)} in progress; "
+            f"{self.cells} cells done, {self.table.failed} failed"
+        )
 
     def close(self) -> None:
         if self._file is not None:

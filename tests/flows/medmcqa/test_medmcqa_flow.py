@@ -120,8 +120,14 @@ def small_experiment(simulator: SimulatedModels, **options: Any) -> Experiment:
     )
 
 
-def run(experiment: Experiment, out: Path, **runner: Any) -> tuple[fk.Runner, dict[str, Any]]:
-    shared = {"questions": QuestionFile(sample_path(), limit=4), "output": out}
+def run(
+    experiment: Experiment, out: Path, progress_every: float | None = None, **runner: Any
+) -> tuple[fk.Runner, dict[str, Any]]:
+    shared = {
+        "questions": QuestionFile(sample_path(), limit=4),
+        "output": out,
+        "progress_every": progress_every,
+    }
     r = fk.Runner(
         limits={"local": fk.Limit(max_concurrency=4), "remote": fk.Limit(max_concurrency=4)},
         **runner,
@@ -170,6 +176,15 @@ def test_scenarios_and_epsilons_choose_the_cells(tmp_path: Path) -> None:
         ("3.3", 0.5): 4,
         ("3.3", 8.0): 4,
     }
+
+
+def test_progress_lines_count_questions_and_cells_done(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run(small_experiment(SimulatedModels()), tmp_path, progress_every=0.0)
+    said = capsys.readouterr().err.splitlines()
+    assert len(said) == 4 * 12  # every 0 s: one line per cell
+    assert said[-1] == "medmcqa: 4 questions done, 0 in progress; 48 cells done, 0 failed"
 
 
 def test_flowkit_run_medmcqa_writes_the_outputs_and_prints_the_table(
