@@ -101,8 +101,10 @@ class Experiment:
     seed: int = 0
     simulator: SimulatedModels = field(default_factory=SimulatedModels)
     paraphrases_per_band: int = 3
-    _mechanisms: dict[tuple[str, float], Mechanism] = field(default_factory=dict, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _mechanisms: dict[tuple[str, float], Mechanism] = field(
+        default_factory=dict, init=False, repr=False
+    )
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.scenarios = check_scenarios(self.scenarios)

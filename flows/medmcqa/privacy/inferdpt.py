@@ -12,12 +12,14 @@ For a word ``t`` with embedding ``v``:
 Numbers are replaced by a uniform random integer below 1000. A word with no vector is
 replaced by a uniform draw from the vocabulary.
 
-This follows the paper's formula for the noise scale at every ε. The authors' public code
-uses a different scale from ε = 2 upwards; keeping the written algorithm makes the results
-for every ε come from one mechanism. The selection is conditioned on a random ``r``, so no
-closed-form output distribution is exposed: ``adjacency_probabilities(word, r)`` gives the
-distribution of step 3 for a given radius, which is what the tests check the sampler
-against. No DP bound beyond the paper's analysis is claimed here.
+Where the authors' public code departs from the paper (its noise scale for ε >= 2, for
+one), this class follows the paper: one formula for every ε, so the results at every ε
+come from one mechanism, the one the paper describes and analyses.
+
+The selection is conditioned on a random ``r``, so no closed-form output distribution is
+exposed: ``adjacency_probabilities(word, r)`` gives the distribution of step 3 for a given
+radius, which is what the tests check the sampler against. No DP bound beyond the paper's
+analysis is claimed here.
 """
 
 from __future__ import annotations
