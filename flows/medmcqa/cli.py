@@ -37,6 +37,7 @@ from flows.medmcqa.run import DEFAULT_LIMITS, hashed_embedder, write_outputs
 from flows.medmcqa.simulate import Role
 from flows.medmcqa.table import SCENARIOS, AccuracyTable
 from nodes.llm import LLMConfigError, LLMSettings
+from nodes.models import TextGenerator
 
 
 class MedMCQACommand(FlowCommand):
@@ -120,6 +121,13 @@ class MedMCQACommand(FlowCommand):
             group.add_argument(
                 f"--{role}-tpm", type=_rate, metavar="N", help=f"{role} tokens per minute"
             )
+        group.add_argument(
+            "--local-model-path",
+            type=Path,
+            metavar="DIR",
+            help="answer the local side with this Hugging Face model (nodes.models, the ml "
+            "extra) instead of an endpoint",
+        )
         group.add_argument("--rpm", type=_rate, metavar="N", help="calls per minute, each side")
 
     def build(self, args: argparse.Namespace) -> tuple[BaseNode, Any]:
@@ -135,6 +143,7 @@ class MedMCQACommand(FlowCommand):
                 args.epsilons,
                 args.scenarios,
                 args.seed,
+                local_generator=_generator(args.local_model_path),
             )
         except (DataError, ExperimentError, LLMConfigError) as exc:
             raise UsageError(str(exc)) from None
@@ -205,6 +214,17 @@ def _settings(args: argparse.Namespace, role: Role) -> LLMSettings:
     if args.provider == "openai" and not getattr(args, f"{role}_model"):
         raise UsageError(f"--provider openai needs --{role}-model")
     return LLMSettings(**given)
+
+
+def _generator(path: Path | None) -> TextGenerator | None:
+    if path is None:
+        return None
+    if not path.is_dir():
+        raise UsageError(f"--local-model-path: no model directory {path}")
+    try:
+        return TextGenerator(str(path), max_new_tokens=256)
+    except fk.FlowkitError as exc:
+        raise UsageError(str(exc)) from None
 
 
 def _embedder(args: argparse.Namespace, questions: QuestionFile) -> Embedder:

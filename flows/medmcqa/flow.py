@@ -18,7 +18,7 @@ import asyncio
 import hashlib
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -44,6 +44,7 @@ from flows.medmcqa.prompts import (
     Paraphrases,
     answer_prompt,
     cot_prompt,
+    paraphrases_in,
     parse_answer,
 )
 from flows.medmcqa.simulate import Role, SimulatedModels
@@ -87,8 +88,10 @@ class Experiment:
     """Everything the nodes share: the two models, the embedder, the grid and the seed.
 
     ``local`` and ``remote`` are LLM settings whose ``limiter`` names the runner's budget
-    (``local`` and ``remote`` by default). ``simulator`` supplies reply text when a provider
-    is the simulated one. Mechanisms are built once per (scenario, ε) and shared by every
+    (``local`` and ``remote`` by default). ``local_generator`` (e.g. a ``nodes.models``
+    ``TextGenerator``) answers for the local side instead of an endpoint: one prompt per
+    call, in a thread, under the local limiter. ``simulator`` supplies reply text when a
+    provider is the simulated one. Mechanisms are built once per (scenario, ε) and shared by every
     question; each cell draws from its own generator, seeded by the seed, question,
     scenario and ε, so a rerun sanitises identically.
     """
@@ -101,6 +104,7 @@ class Experiment:
     seed: int = 0
     simulator: SimulatedModels = field(default_factory=SimulatedModels)
     paraphrases_per_band: int = 3
+    local_generator: Callable[[Sequence[str]], list[str]] | None = None
     _mechanisms: dict[tuple[str, float], Mechanism] = field(
         default_factory=dict, init=False, repr=False
     )
@@ -143,6 +147,23 @@ class Experiment:
         return np.random.default_rng(
             [self.seed, int.from_bytes(digest, "little"), SCENARIOS.index(job.scenario), eps]
         )
+
+
+async def generate(generator: Callable[[Sequence[str]], list[str]], text: str, limiter: str) -> str:
+    """One completion from a local model, in a thread, holding a slot of ``limiter``."""
+    slot = fk.current_limiter(limiter)
+    if slot is not None:
+        waited = await slot.acquire()
+        if waited > 0:
+            fk.record_usage(limiter_wait_s=waited)
+    started = time.monotonic()
+    try:
+        (reply,) = await asyncio.to_thread(generator, [text])
+    finally:
+        if slot is not None:
+            slot.release()
+    fk.record_usage(calls=1, latency_s=time.monotonic() - started)
+    return reply
 
 
 class Job(NamedTuple):
@@ -190,7 +211,13 @@ class ExperimentNode(fk.AsyncParallelBatchNode):
         self, role: Role, tally: Tally, prompt: str, system: str, simulate: Callable[[], str]
     ) -> str:
         """One chat call on ``role``'s model, counted in ``tally``."""
-        reply = await self.client(role).chat(prompt, system=system, simulate=simulate)
+        generator = self.experiment.local_generator
+        if role == "local" and generator is not None:
+            reply = await generate(
+                generator, f"{system}\n\n{prompt}", self.experiment.local.limiter
+            )
+        else:
+            reply = await self.client(role).chat(prompt, system=system, simulate=simulate)
         tally.calls += 1
         tally.tokens += estimate_tokens(system) + estimate_tokens(prompt) + estimate_tokens(reply)
         return reply
@@ -379,6 +406,12 @@ class Paraphrase(ExperimentNode):
         question, sim = self.question(), self.experiment.simulator
         count = self.experiment.paraphrases_per_band
         system = PARAPHRASE_SYSTEM.format(count=count, instruction=dict(BANDS)[band])
+        generator = self.experiment.local_generator
+        if generator is not None:
+            text = await generate(
+                generator, f"{system}\n\n{question.question}", self.experiment.local.limiter
+            )
+            return paraphrases_in(text)
         reply = await self.client("local").parse(
             question.question,
             Paraphrases,

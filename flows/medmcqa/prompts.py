@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from flows.medmcqa.data import Question
 
@@ -29,6 +29,14 @@ class Paraphrases(BaseModel):
     """The local model's paraphrase candidates for one similarity band."""
 
     paraphrases: list[str]
+
+
+def paraphrases_in(reply: str) -> list[str]:
+    """Paraphrases from a reply: the JSON asked for, else one per non-empty line."""
+    try:
+        return Paraphrases.model_validate_json(reply).paraphrases
+    except ValidationError:
+        return [line.strip(" -*\t") for line in reply.splitlines() if line.strip(" -*\t")]
 
 
 def answer_prompt(question: Question, cot: str | None = None) -> str:
