@@ -29,16 +29,9 @@ if TYPE_CHECKING:
         BatchNode,
         Node,
     )
+    from flowkit.results import ErrorRecord, NodeStats, RunInfo
     from flowkit.retry import Retry
-    from flowkit.runner import (
-        ErrorRecord,
-        NodeStats,
-        RunInfo,
-        Runner,
-        current_limiter,
-        record_usage,
-        waiting,
-    )
+    from flowkit.runner import Runner, current_limiter, record_usage, waiting
 
 _HOMES = {
     "FlowkitError": "flowkit.errors",
@@ -56,9 +49,9 @@ _HOMES = {
     "BatchNode": "flowkit.node",
     "Node": "flowkit.node",
     "Retry": "flowkit.retry",
-    "ErrorRecord": "flowkit.runner",
-    "NodeStats": "flowkit.runner",
-    "RunInfo": "flowkit.runner",
+    "ErrorRecord": "flowkit.results",
+    "NodeStats": "flowkit.results",
+    "RunInfo": "flowkit.results",
     "Runner": "flowkit.runner",
     "current_limiter": "flowkit.runner",
     "record_usage": "flowkit.runner",

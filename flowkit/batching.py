@@ -12,20 +12,27 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, Protocol
 
-from flowkit.errors import FlowkitError
+from flowkit.errors import BatchResultError
 
-BatchCall = Callable[[Any, list[Any], list[float]], Awaitable[list[Any]]]
-"""Runs one batch on the node's executor, under its limits: ``(node, items, queued) ->
-results``, where ``queued`` holds when each item joined the queue (``time.monotonic()``)."""
-Entry = tuple[Any, Any, "asyncio.Future[Any]", float]
-"""A queued item: its node, the item, its result's future, when it was queued."""
+__all__ = ["BatchCall", "BatchResultError", "Batcher", "Owner"]
+
+BatchCall = Callable[[Any, list[Any], list[float], list[str]], Awaitable[list[Any]]]
+"""Runs one batch on the node's executor, under its limits: ``(node, items, queued, paths) ->
+results``, where ``queued`` holds when each item joined the queue (``time.monotonic()``) and
+``paths`` where in the graph each item came from."""
+Entry = tuple[Any, Any, "asyncio.Future[Any]", float, str]
+"""A queued item: its node, the item, its result's future, when it was queued, its path."""
 
 
-class BatchResultError(FlowkitError):
-    """exec_batch returned something other than one result per item."""
+class Owner(Protocol):
+    """Who owns the batcher's tasks and timers (the run's task group)."""
+
+    def start(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]: ...
+
+    def call_later(self, delay: float, fn: Callable[[], None]) -> asyncio.Handle: ...
 
 
 class Batcher:
@@ -39,24 +46,24 @@ class Batcher:
         call: BatchCall,
         next_wait: Callable[[int, Exception], float | None],
         sleep: Callable[[float], Awaitable[None]],
+        owner: Owner,
     ) -> None:
         self.name, self.size, self.wait_s = name, batch_size, wait_s
         self._call, self._next_wait, self._sleep = call, next_wait, sleep
+        self._owner = owner
         self._pending: list[Entry] = []
-        self._timer: asyncio.TimerHandle | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._timer: asyncio.Handle | None = None
         self.batches = 0
 
-    async def submit(self, node: Any, item: Any) -> Any:
-        """Queue ``item`` (to run on ``node``) and wait for its own result."""
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Any] = loop.create_future()
-        entry = (node, item, fut, time.monotonic())
+    async def submit(self, node: Any, item: Any, path: str = "") -> Any:
+        """Queue ``item`` (to run on ``node``, reached at ``path``) and wait for its result."""
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        entry = (node, item, fut, time.monotonic(), path)
         self._pending.append(entry)
         if len(self._pending) >= self.size:
             self._flush(full_only=True)
         elif self._timer is None:
-            self._timer = loop.call_later(self.wait_s, self._on_timer)
+            self._timer = self._owner.call_later(self.wait_s, self._on_timer)
         try:
             return await fut
         except asyncio.CancelledError:
@@ -71,11 +78,9 @@ class Batcher:
     def _flush(self, *, full_only: bool) -> None:
         while self._pending and (len(self._pending) >= self.size or not full_only):
             batch, self._pending = self._pending[: self.size], self._pending[self.size :]
-            task = asyncio.get_running_loop().create_task(self._run(batch))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._owner.start(self._run(batch))
         if self._pending and self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self.wait_s, self._on_timer)
+            self._timer = self._owner.call_later(self.wait_s, self._on_timer)
 
     async def _run(self, batch: list[Entry], first: bool = True) -> None:
         live = [entry for entry in batch if not entry[2].done()]
@@ -104,7 +109,7 @@ class Batcher:
                 self.batches += 1
                 queued = [entry[3] for entry in live] if first else []
                 first = False  # a retry or a half has already been counted as waiting
-                results = await self._call(node, items, queued)
+                results = await self._call(node, items, queued, [entry[4] for entry in live])
                 if not isinstance(results, list | tuple) or len(results) != len(items):
                     got = len(results) if isinstance(results, list | tuple) else type(results)
                     raise BatchResultError(
@@ -133,13 +138,6 @@ class Batcher:
                     self._run(live[:half], first=False), self._run(live[half:], first=False)
                 )
                 return
-        for (_, _, fut, _), result in zip(live, results, strict=True):
+        for (_, _, fut, _, _), result in zip(live, results, strict=True):
             if not fut.done():
                 fut.set_result(result)
-
-    def close(self) -> None:
-        """Cancel batches still running (the run is over)."""
-        if self._timer is not None:
-            self._timer.cancel()
-        for task in list(self._tasks):
-            task.cancel()

@@ -16,11 +16,11 @@ from collections.abc import Iterable
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
-from flowkit.errors import FlowkitError
+from flowkit.errors import CommandLoadError, UsageError
 from flowkit.extras import as_missing_extra
 from flowkit.limits import Limit
 from flowkit.node import BaseNode
-from flowkit.runner import RunInfo
+from flowkit.results import RunInfo
 
 GROUP = "flowkit.flows"
 
@@ -77,14 +77,6 @@ class FlowCommand(ABC):
         """After a run that did not raise: print the summary, write outputs, return the exit
         code (0 ok, 1 failed)."""
         return 0
-
-
-class UsageError(FlowkitError):
-    """Bad command-line input (a flow command may raise it too): exit status 2."""
-
-
-class CommandLoadError(FlowkitError):
-    """A registered flow command could not be imported or is not a FlowCommand."""
 
 
 class Registry:

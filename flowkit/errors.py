@@ -19,6 +19,11 @@ class ConfigError(FlowkitError, ValueError):
     """A setting is invalid: a limit, an executor name, a limiter name, a retry policy."""
 
 
+class UsageError(FlowkitError, RuntimeError):
+    """flowkit was called the wrong way: ``run`` on an async flow, or bad command-line input
+    (a flow command may raise it too: exit status 2)."""
+
+
 class FlowStructureError(FlowkitError):
     """A flow cannot run as built: no start node, or more transitions than ``max_steps``."""
 
@@ -51,6 +56,22 @@ class RemoteError(FlowkitError):
 
 class TooManyErrorsError(FlowkitError):
     """A node with ``on_error="collect"`` failed on more items than its ``max_errors``."""
+
+
+class BatchResultError(FlowkitError):
+    """exec_batch returned something other than one result per item."""
+
+
+class StoreError(FlowkitError):
+    """The checkpoint store cannot be used: corrupt, foreign, newer schema, or bad data."""
+
+
+class UnknownRunError(StoreError, KeyError):
+    """The run id asked for is not in the store."""
+
+
+class CommandLoadError(FlowkitError):
+    """A registered flow command could not be imported or is not a FlowCommand."""
 
 
 class FlowkitWarning(UserWarning):

@@ -6,6 +6,7 @@ PocketFlow's names and return values.
 
 from __future__ import annotations
 
+import importlib
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -62,10 +63,12 @@ class Flow(BaseNode):
         return exec_res
 
     def to_mermaid(self) -> str:
-        """This flow as a Mermaid flowchart (``flowkit.graph.to_mermaid``)."""
-        from flowkit.graph import to_mermaid
+        """This flow as a Mermaid flowchart (``flowkit.graph.to_mermaid``).
 
-        return to_mermaid(self)
+        ``flowkit.graph`` reads flows, so it sits above this module and is looked up by name.
+        """
+        graph: Any = importlib.import_module("flowkit.graph")
+        return str(graph.to_mermaid(self))
 
 
 class BatchFlow(Flow):

@@ -10,23 +10,18 @@ from __future__ import annotations
 import itertools
 import warnings
 from collections.abc import Iterable
-from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from flowkit.errors import ConfigError, FlowkitError, FlowkitWarning, GraphError
+from flowkit.context import current_retry, engine
+from flowkit.errors import ConfigError, FlowkitWarning, GraphError, UsageError
 from flowkit.limits import check_limit
 from flowkit.retry import Retry
 
 EXECUTORS = ("async", "thread", "process", "ray")
 ON_ERROR = ("raise", "collect")
 
-_cur_retry: ContextVar[int] = ContextVar("flowkit_cur_retry", default=0)
 _ids = itertools.count(1)
-
-
-class UsageError(FlowkitError, RuntimeError):
-    """A node or flow was called the wrong way, e.g. ``run`` on an async flow."""
 
 
 def check_executor(value: Any, owner: str) -> str | None:
@@ -125,6 +120,16 @@ def node_options(node: BaseNode, *, warn: bool = True) -> NodeOptions:
     )
 
 
+def node_id(node: BaseNode) -> int:
+    """What identifies ``node`` and the copies a flow runs of it (``copy.copy`` keeps it)."""
+    return getattr(node, "_fk_id", None) or id(node)
+
+
+def defines(node: BaseNode, hook: str) -> bool:
+    """Whether ``node`` defines the optional hook ``hook`` (exec_batch, item_key, ...)."""
+    return getattr(type(node), hook) is not getattr(BaseNode, hook) or hook in vars(node)
+
+
 def successors_of(node: BaseNode) -> list[tuple[Any, BaseNode]]:
     """``node``'s successors that are nodes or flows, with their actions."""
     return [(a, n) for a, n in node.successors.items() if isinstance(n, BaseNode)]
@@ -139,6 +144,10 @@ class BaseNode:
     "collect") and ``max_errors``; ``chunk_size`` (items per trip to a worker process).
     With a store, results are checkpointed unless ``checkpoint = False``; define
     ``item_key(self, item) -> str`` to choose how items are recognised on resume.
+
+    Optional hooks, used only where a subclass defines them: ``exec_batch(items)`` or
+    ``exec_batch_async(items)`` (micro-batching: one call for up to ``batch_size`` items,
+    sent at most ``batch_wait_ms`` after the first arrives) and ``item_key``.
     """
 
     max_concurrency: int | None = None
@@ -149,6 +158,8 @@ class BaseNode:
     max_errors: int | None = None
     chunk_size: int | None = None
     checkpoint: bool = True
+    batch_size: int = 32
+    batch_wait_ms: float = 5.0
 
     def __init__(
         self,
@@ -201,11 +212,11 @@ class BaseNode:
     @property
     def cur_retry(self) -> int:
         """Index of the try in progress for the item being executed (0 on the first try)."""
-        return _cur_retry.get()
+        return current_retry.get()
 
     @cur_retry.setter
     def cur_retry(self, value: int) -> None:
-        _cur_retry.set(value)
+        current_retry.set(value)
 
     def set_params(self, params: dict[str, Any]) -> None:
         self.params = params
@@ -235,13 +246,23 @@ class BaseNode:
     def post(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
         pass
 
+    def exec_batch(self, items: list[Any]) -> list[Any]:
+        """Optional: exec for many items at once, one result per item, in order."""
+        raise NotImplementedError
+
+    async def exec_batch_async(self, items: list[Any]) -> list[Any]:
+        """Optional: the async exec_batch."""
+        raise NotImplementedError
+
+    def item_key(self, item: Any) -> str:
+        """Optional: the key that recognises ``item`` in the store on resume."""
+        raise NotImplementedError
+
     def run(self, shared: Any) -> Any:
         """Run this node alone (successors are not followed) through a default runner."""
         if self.successors:
             warnings.warn("Node won't run successors. Use Flow.", stacklevel=2)
-        from flowkit.runner import Runner
-
-        return Runner().run(self, shared)
+        return engine().run(self, shared)
 
     def __rshift__(self, other: BaseNode) -> BaseNode:
         return self.next(other)
@@ -301,9 +322,7 @@ class AsyncNode(Node):
         """Run this node alone (successors are not followed)."""
         if self.successors:
             warnings.warn("Node won't run successors. Use AsyncFlow.", stacklevel=2)
-        from flowkit.runner import run_in_current_or_new
-
-        return await run_in_current_or_new(self, shared)
+        return await engine().run_async(self, shared)
 
     _noun = "node"
 

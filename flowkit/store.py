@@ -26,7 +26,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter
 
-from flowkit.errors import FlowkitError
+from flowkit.errors import StoreError, UnknownRunError
 
 SCHEMA_VERSION = 1
 APPLICATION = "flowkit"
@@ -56,14 +56,6 @@ CREATE INDEX IF NOT EXISTS results_by_run ON results (run_id);
 # failure, then a success on resume) keeps its latest row.
 _LATEST = """SELECT node, item_key, item_index, ok, value FROM results WHERE rowid IN (
     SELECT MAX(rowid) FROM results WHERE run_id = ? GROUP BY node, item_key)"""
-
-
-class StoreError(FlowkitError):
-    """The checkpoint store cannot be used: corrupt, foreign, newer schema, or bad data."""
-
-
-class UnknownRunError(StoreError, KeyError):
-    """The run id asked for is not in the store."""
 
 
 Stored = tuple[bool, str]  # (ok, JSON text)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 from collections.abc import Callable
 from typing import Any
+
+from flowkit.messages import estimate_tokens, last_user_text, message_text
 
 Responder = Callable[[dict[str, Any]], str]
 """Turns a chat completion request body into the assistant's reply text."""
@@ -36,28 +37,6 @@ def request_digest(body: dict[str, Any]) -> str:
     """Short stable hash of the request's messages."""
     canonical = json.dumps(body.get("messages", []), sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
-
-
-def message_text(message: Any) -> str:
-    """Text of one message, whether its content is a string or a list of parts."""
-    content = message.get("content") if isinstance(message, dict) else None
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(p["text"] for p in content if isinstance(p, dict) and "text" in p)
-    return ""
-
-
-def last_user_text(messages: list[Any]) -> str:
-    for message in reversed(messages):
-        if isinstance(message, dict) and message.get("role") == "user":
-            return message_text(message)
-    return ""
-
-
-def estimate_tokens(text: str) -> int:
-    """Rough token count: about four characters a token."""
-    return math.ceil(len(text) / 4)
 
 
 def sample_for_schema(schema: dict[str, Any], text: str, root: dict[str, Any] | None = None) -> Any:

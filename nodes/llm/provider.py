@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from flowkit.testing.completions import estimate_tokens
+from flowkit.messages import estimate_tokens
 from nodes.llm.errors import (
     LLMConnectionError,
     LLMRateLimitError,

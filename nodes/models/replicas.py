@@ -33,16 +33,15 @@ from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
 
-from flowkit.batching import BatchResultError
-from flowkit.errors import ConfigError, FlowkitError, PicklingError, WorkerCrashedError
-from flowkit.executors import (
-    Outcome,
-    cpu_count,
-    exchange,
-    next_message,
-    portable_outcomes,
-    start_worker,
+from flowkit.errors import (
+    BatchResultError,
+    ConfigError,
+    FlowkitError,
+    PicklingError,
+    WorkerCrashedError,
 )
+from flowkit.executors import Outcome, cpu_count, portable_outcomes
+from flowkit.executors.workers import exchange, next_message, start_worker
 from flowkit.limits import Slots, check_limit
 
 BatchFn = Callable[[list[Any]], list[Any]]

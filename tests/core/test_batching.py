@@ -159,3 +159,24 @@ async def test_exec_batch_must_return_one_result_per_item() -> None:
 
     with pytest.raises(BatchResultError, match="Short: exec_batch returned 1 results for 3 items"):
         await fk.Runner().run_async(Short(), {"n": 3})
+
+
+class Sized(fk.Flow):
+    def __init__(self, n: int, **options) -> None:
+        super().__init__(**options)
+        self.n = n
+
+    def prep(self, shared):
+        shared["n"] = self.n
+
+
+async def test_a_node_reached_from_two_places_logs_each_item_under_its_own_path() -> None:
+    node = Doubles()
+    events: list[fk.events.Event] = []
+    a = Sized(3, start=node, name="A")
+    b = Sized(5, start=node, name="B")
+    both = fk.Parallel(a, b, names=["A", "B"], into="by_branch")
+    await fk.Runner(on_event=events.append).run_async(both, {})
+    ends = [e.path for e in events if e.kind == "item_end" and e.node == "Doubles"]
+    assert sorted(ends) == ["Parallel/A/Doubles"] * 3 + ["Parallel/B/Doubles"] * 5
+    assert sorted(map(len, node.calls)) == [8]  # one batch held items from both places

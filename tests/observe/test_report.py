@@ -225,7 +225,7 @@ def test_lanes_equal_the_peak_overlap() -> None:
 async def test_without_matplotlib_the_png_is_skipped_with_one_note(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import flowkit.report as report_module
+    import flowkit.report.files as report_module
 
     real_import = builtins.__import__
 

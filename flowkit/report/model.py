@@ -1,0 +1,108 @@
+"""The report's data model: ``RunReport`` and its parts, as written to ``report.json``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel
+
+from flowkit.limits import LimiterStats
+from flowkit.results import ErrorRecord
+
+if TYPE_CHECKING:
+
+    pass
+
+
+class Bar(BaseModel):
+    """One stretch of an exec call on the timeline; times are seconds from the run's start.
+
+    ``kind`` "run" is a call running; "wait" is an item waiting for ``what`` (a limiter, the
+    node's limit, a worker, a retry's backoff). Run and wait bars have lanes of their own.
+    """
+
+    node: str
+    index: int
+    lane: int
+    start: float
+    end: float
+    ok: bool
+    kind: Literal["run", "wait"] = "run"
+    what: str = ""
+
+
+class LoopBlock(BaseModel):
+    """The event loop was stuck in ``node``'s ``hook`` for ``seconds`` from ``start``, at
+    ``where`` (file:line)."""
+
+    node: str
+    hook: str
+    start: float
+    seconds: float
+    where: str
+
+
+ErrorEntry = ErrorRecord
+"""An item that failed for good, as the report lists it (message and traceback redacted)."""
+
+
+class NodeReport(BaseModel):
+    """One node over the run (every copy of it, at every path).
+
+    ``wall_time`` runs from its first item's start to its last item's end; ``exec_time`` sums
+    the running time of its exec calls (waits inside exec left out); ``busy_time`` is the
+    time at least one was running. ``mean_in_flight`` (exec / busy) is the concurrency it
+    achieved while working; ``speedup`` (exec / wall) is what that bought over running the
+    same calls one after another. ``wait_time`` sums its items' waits; ``usage`` what its
+    exec recorded (LLM calls, tokens, retries...); ``limiters`` the named limiters it took.
+    """
+
+    name: str
+    paths: list[str]
+    executor: str
+    limit: int | None
+    items: int
+    failed: int
+    retries: int
+    wall_time: float
+    exec_time: float
+    busy_time: float
+    mean_in_flight: float
+    peak_in_flight: int
+    speedup: float
+    limiter_wait: dict[str, float]
+    loop_blocked: float
+    findings: list[str]
+    wait_time: float = 0.0
+    usage: dict[str, float] = {}
+    limiters: list[str] = []
+
+
+class RunReport(BaseModel):
+    """Everything ``report.json`` holds; ``flowkit report DIR`` renders the rest from it."""
+
+    format: int = 1
+    run_id: str
+    flow: str
+    ok: bool
+    started_at: datetime
+    wall_time: float
+    nodes: list[NodeReport]
+    spans: int
+    lanes: int
+    bars: list[Bar]
+    blocks: list[LoopBlock]
+    error_count: int
+    errors: list[ErrorEntry]
+    segments: int = 0
+    waits: int = 0
+    wait_lanes: int = 0
+    limiters: list[LimiterStats] = []
+
+    @property
+    def sampled(self) -> bool:
+        """Whether the timeline draws a sample of the running stretches and waits."""
+        running = sum(1 for b in self.bars if b.kind == "run")
+        segments = self.segments or self.spans
+        return running < segments or len(self.bars) - running < self.waits

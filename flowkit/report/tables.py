@@ -1,0 +1,73 @@
+"""The report in a terminal: rich tables of the nodes and the named limiters."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+
+from flowkit.report.model import RunReport
+from flowkit.report.page import usage_text
+
+
+def summary_table(report: RunReport) -> Table:
+    """The per-node numbers as a rich table (``flowkit report DIR`` prints it)."""
+    from rich.table import Table
+
+    status = "[green]ok[/]" if report.ok else "[red]failed[/]"
+    table = Table(
+        title=f"{report.flow}: {status} in {report.wall_time:.2f} s",
+        title_justify="left",
+        caption="running: mean / peak / limit (waits left out); times in seconds",
+        caption_justify="left",
+    )
+    table.add_column("node", no_wrap=True)
+    for heading in ("exec on", "items", "failed", "retries", "wall", "exec", "speedup"):
+        table.add_column(heading, justify="left" if heading == "exec on" else "right")
+    table.add_column("running", justify="right", no_wrap=True)
+    table.add_column("waited", justify="right")
+    table.add_column("limiter wait")
+    table.add_column("usage")
+    for n in report.nodes:
+        table.add_row(
+            n.name,
+            n.executor,
+            f"{n.items:,}",
+            f"[red]{n.failed:,}[/]" if n.failed else "0",
+            f"{n.retries:,}",
+            f"{n.wall_time:.2f}",
+            f"{n.exec_time:.2f}",
+            f"{n.speedup:.1f}x",
+            f"{n.mean_in_flight:.1f} / {n.peak_in_flight} / {n.limit or '-'}",
+            f"{n.wait_time:.2f}" if n.wait_time else "-",
+            ", ".join(f"{k} {v:.2f}" for k, v in n.limiter_wait.items()) or "-",
+            usage_text(n.usage) or "-",
+        )
+    return table
+
+
+def limiter_table(report: RunReport) -> Table | None:
+    """The named limiters as a rich table, or None when the run had none."""
+    from rich.table import Table
+
+    if not report.limiters:
+        return None
+    table = Table(title="named limiters", title_justify="left")
+    for heading in ("limiter", "limits", "calls", "in flight", "all busy", "rate", "waited"):
+        table.add_column(heading, justify="left" if heading in ("limiter", "limits") else "right")
+    table.add_column("used by")
+    for lim in report.limiters:
+        cap = lim.max_concurrency
+        table.add_row(
+            lim.name,
+            lim.limits_text(),
+            f"{lim.calls:,}",
+            f"{lim.mean_in_flight:.1f} / {lim.peak_in_flight} / {cap or '-'}",
+            f"{100 * lim.full_share:.0f} %" if cap else "-",
+            lim.rate_text(),
+            f"{lim.wait_s:.2f} s ({lim.waits:,} waits)",
+            ", ".join(f"{name} ({how})" for name, how in lim.users.items()) or "-",
+        )
+    return table

@@ -1,0 +1,139 @@
+"""Checkpoints: one batch's items read from and written to the run's store."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from flowkit.errors import StoreError
+from flowkit.node import BaseNode, defines
+from flowkit.results import ErrorRecord
+from flowkit.store import StoreWriter, dumps, item_key
+
+if TYPE_CHECKING:
+    from flowkit.runner.plan import Plan
+    from flowkit.runner.state import RunState
+
+MISS = object()
+"""What ``Checkpoint.restore`` gives for an item that must run."""
+
+
+class Checkpoint:
+    """Reads and writes one batch's items in the store.
+
+    Results saved during one pass of the event loop are encoded together and handed to the
+    writer as one group at the end of that pass (``flush``), before anything else can see or
+    change them; the batch flushes once more when it ends, so ``post`` never runs ahead of the
+    store. When exec keeps the loop busy, a group is handed over once its first result has
+    waited ``FLUSH_AFTER`` seconds.
+    """
+
+    FLUSH_AFTER = 0.02
+
+    __slots__ = (
+        "codec",
+        "error",
+        "item_key",
+        "params",
+        "path",
+        "pending",
+        "run",
+        "since",
+        "stored",
+        "writer",
+    )
+
+    def __init__(self, run: RunState, plan: Plan, node: BaseNode, writer: StoreWriter, path: str):
+        self.run, self.path, self.codec, self.writer = run, path, plan.codec, writer
+        self.stored = run.stored
+        self.item_key: Callable[[Any], str] | None = (
+            node.item_key if defines(node, "item_key") and callable(node.item_key) else None
+        )
+        self.params = node.params
+        self.pending: list[tuple[str, int, Any]] = []
+        self.since = 0.0
+        self.error: StoreError | None = None
+
+    def key(self, item: Any) -> str:
+        if self.item_key is not None:
+            return str(self.item_key(item))
+        try:
+            return item_key(item, self.params)
+        except (TypeError, ValueError) as exc:
+            raise StoreError(
+                f"{self.path}: cannot make a checkpoint key for item {item!r:.80} ({exc}); "
+                "define item_key(self, item) -> str on the node, or set checkpoint = False"
+            ) from None
+
+    def recall(self, item: Any, results: list[Any], index: int) -> str | None:
+        """``item``'s key, or None when its stored outcome was put in ``results[index]``."""
+        key = self.key(item)
+        if self.stored:
+            stored = self.restore(key)
+            if stored is not MISS:
+                results[index] = stored
+                return None
+        return key
+
+    def restore(self, key: str) -> Any:
+        """The stored outcome for ``key``, or ``MISS`` when the item must run."""
+        hit = self.stored.get((self.path, key))
+        if hit is None:
+            return MISS
+        ok, text = hit
+        if ok:
+            try:
+                value = self.codec.decode(text)
+            except ValueError:  # stored by an exec with another return type: run it again
+                return MISS
+            self.run.info.resumed += 1
+            return value
+        if self.run.runner.skip_failed:
+            self.run.info.resumed += 1
+            return ErrorRecord.model_validate_json(text)
+        return MISS
+
+    def save_outcome(self, key: str, index: int, value: Any) -> None:
+        """Store what an item ended with after its failure was handled: a record or a value."""
+        if isinstance(value, ErrorRecord):
+            self.save_record(key, index, value)
+        else:
+            self.save(key, index, value)
+
+    def save_record(self, key: str, index: int, record: ErrorRecord) -> None:
+        row = [key, index, record.model_dump(mode="json")]
+        self.writer.put(self.path, False, dumps([row]).encode())
+
+    def save(self, key: str, index: int, value: Any) -> None:
+        """Store exec's result; it is encoded with the others saved in this pass of the loop."""
+        if self.error is not None:
+            raise self.error
+        pending = self.pending
+        pending.append((key, index, value))
+        if len(pending) == 1:
+            self.since = time.monotonic()
+            self.run.tasks.call_soon(self._flush_soon)
+        elif time.monotonic() - self.since > self.FLUSH_AFTER:
+            self.flush()
+
+    def _flush_soon(self) -> None:
+        try:
+            self.flush()
+        except StoreError as exc:  # raised to the run by the next save, or by close
+            self.error = exc
+
+    def flush(self) -> None:
+        """Hand every pending result to the writer as one group."""
+        if self.pending:
+            rows, self.pending = self.pending, []
+            text, error = self.codec.encode_rows(rows)
+            self.writer.put(self.path, True, text)
+            if error is not None:
+                raise error
+
+    def close(self) -> None:
+        """End of the batch: flush, and raise any error met while encoding."""
+        self.flush()
+        if self.error is not None:
+            raise self.error

@@ -1,0 +1,66 @@
+"""The run's task group: the one owner of background work (the memory sampler, micro-batches,
+batch timers, checkpoint flushes), cancelled and awaited when the run ends, as a Trio
+nursery would be."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+
+class TaskGroup:
+    """Starts background tasks and callbacks for one run; ``aclose`` cancels what is left
+    and waits for it, so nothing keeps running after the run returns."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._handles: set[asyncio.Handle] = set()
+        self._on_stop: list[Callable[[], None]] = []
+
+    def start(
+        self, coro: Coroutine[Any, Any, Any], on_stop: Callable[[], None] | None = None
+    ) -> asyncio.Task[Any]:
+        """Run ``coro`` as a task of the run; ``on_stop`` is called once the group closes."""
+        task = self._loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        if on_stop is not None:
+            self._on_stop.append(on_stop)
+        return task
+
+    def call_later(self, delay: float, fn: Callable[[], None]) -> asyncio.Handle:
+        """Call ``fn`` after ``delay`` seconds, unless the run ends first."""
+        return self._track(lambda fire: self._loop.call_later(delay, fire), fn)
+
+    def call_soon(self, fn: Callable[[], None]) -> asyncio.Handle:
+        """Call ``fn`` at the end of this pass of the event loop, unless the run ends first."""
+        return self._track(self._loop.call_soon, fn)
+
+    def _track(
+        self, schedule: Callable[[Callable[[], None]], asyncio.Handle], fn: Callable[[], None]
+    ) -> asyncio.Handle:
+        handles = self._handles
+
+        def fire() -> None:
+            handles.discard(handle)
+            fn()
+
+        handle = schedule(fire)
+        handles.add(handle)
+        return handle
+
+    async def aclose(self) -> None:
+        """Cancel every pending callback and task, wait for the tasks, then run the
+        ``on_stop`` callbacks."""
+        for handle in self._handles:
+            handle.cancel()
+        self._handles.clear()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        for stop in self._on_stop:
+            stop()
