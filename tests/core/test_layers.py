@@ -32,7 +32,6 @@ FLOORS: dict[str, int] = {
     "executors": 2,
     "store": 2,
     "batching": 2,
-    "_store_writer": 2,
     # how work runs
     "runner": 3,
     # observers and tools that read events and results

@@ -253,7 +253,7 @@ def writer_pids() -> list[int]:
         except OSError:
             continue
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == os.getpid() and any(part.endswith(b"_store_writer.py") for part in cmd):
+        if ppid == os.getpid() and any(part.endswith(b"writer_process.py") for part in cmd):
             pids.append(int(path.parent.name))
     return pids
 

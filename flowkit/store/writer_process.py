@@ -1,6 +1,6 @@
 """The checkpoint store's writer process: reads groups of rows on stdin, commits them to SQLite.
 
-Run by ``flowkit.store.StoreWriter`` as ``python -I -S _store_writer.py DB RUN_ID``; it uses the
+Run by ``flowkit.store.StoreWriter`` as ``python -I -S writer_process.py DB RUN_ID``; it uses the
 standard library only, so it starts in milliseconds. In its own process it never waits for the
 event loop's GIL, so a busy loop cannot hold results back from the disk.
 
