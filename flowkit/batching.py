@@ -16,13 +16,16 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Protocol
 
 from flowkit.errors import BatchResultError
+from flowkit.retry import Retry, retry_failed
 
-__all__ = ["BatchCall", "BatchResultError", "Batcher", "Owner"]
+__all__ = ["BatchCall", "BatchResultError", "Batcher", "Owner", "RetryHook"]
 
 BatchCall = Callable[[Any, list[Any], list[float], list[str]], Awaitable[list[Any]]]
 """Runs one batch on the node's executor, under its limits: ``(node, items, queued, paths) ->
 results``, where ``queued`` holds when each item joined the queue (``time.monotonic()``) and
 ``paths`` where in the graph each item came from."""
+RetryHook = Callable[[list[str], int, float, Exception], None]
+"""Called before a failed batch is tried again: ``(paths of its items, attempt, wait, error)``."""
 Entry = tuple[Any, Any, "asyncio.Future[Any]", float, str]
 """A queued item: its node, the item, its result's future, when it was queued, its path."""
 
@@ -44,12 +47,13 @@ class Batcher:
         batch_size: int,
         wait_s: float,
         call: BatchCall,
-        next_wait: Callable[[int, Exception], float | None],
+        policy: Retry | None,
+        on_retry: RetryHook,
         sleep: Callable[[float], Awaitable[None]],
         owner: Owner,
     ) -> None:
         self.name, self.size, self.wait_s = name, batch_size, wait_s
-        self._call, self._next_wait, self._sleep = call, next_wait, sleep
+        self._call, self._policy, self._on_retry, self._sleep = call, policy, on_retry, sleep
         self._owner = owner
         self._pending: list[Entry] = []
         self._timer: asyncio.Handle | None = None
@@ -86,58 +90,54 @@ class Batcher:
         live = [entry for entry in batch if not entry[2].done()]
         if not live:
             return
-        node = live[0][0]
-        items = [entry[1] for entry in live]
-        attempt = 1
         try:
-            await self._attempts(node, items, live, attempt, first)
+            await self._attempts(live, first)
         except asyncio.CancelledError:
             for entry in live:
                 entry[2].cancel()
             raise
 
-    async def _attempts(
-        self,
-        node: Any,
-        items: list[Any],
-        live: list[Entry],
-        attempt: int,
-        first: bool,
-    ) -> None:
-        while True:
-            try:
-                self.batches += 1
-                queued = [entry[3] for entry in live] if first else []
-                first = False  # a retry or a half has already been counted as waiting
-                results = await self._call(node, items, queued, [entry[4] for entry in live])
-                if not isinstance(results, list | tuple) or len(results) != len(items):
-                    got = len(results) if isinstance(results, list | tuple) else type(results)
-                    raise BatchResultError(
-                        f"{self.name}: exec_batch returned {got} results for {len(items)} "
-                        "items; return one result per item, in order"
-                    )
-                break
-            except BatchResultError as exc:  # a broken contract: splitting would hide it
-                for entry in live:
-                    if not entry[2].done():
-                        entry[2].set_exception(exc)
-                return
-            except Exception as exc:
-                delay = self._next_wait(attempt, exc)
-                if delay is not None:
-                    attempt += 1
-                    await self._sleep(delay)
-                    continue
+    async def _attempts(self, live: list[Entry], first: bool) -> None:
+        node = live[0][0]
+        items = [entry[1] for entry in live]
+        paths = [entry[4] for entry in live]
+
+        async def once(attempt: int) -> list[Any] | BatchResultError:
+            nonlocal first
+            self.batches += 1
+            queued = [entry[3] for entry in live] if first else []
+            first = False  # a retry or a half has already been counted as waiting
+            results = await self._call(node, items, queued, paths)
+            if not isinstance(results, list | tuple) or len(results) != len(items):
+                got = len(results) if isinstance(results, list | tuple) else type(results)
+                return BatchResultError(  # a broken contract: retrying or splitting hides it
+                    f"{self.name}: exec_batch returned {got} results for {len(items)} "
+                    "items; return one result per item, in order"
+                )
+            return list(results)
+
+        try:
+            outcome: list[Any] | BatchResultError | Exception = await once(0)
+        except Exception as exc:
+            ok, outcome, _ = await retry_failed(
+                exc, once, self._policy, self._sleep, lambda a, w, e: self._on_retry(paths, a, w, e)
+            )
+            if not ok:
+                assert isinstance(outcome, Exception)
                 if len(live) == 1:
-                    fut = live[0][2]
-                    if not fut.done():
-                        fut.set_exception(exc)
+                    if not live[0][2].done():
+                        live[0][2].set_exception(outcome)
                     return
                 half = len(live) // 2  # isolate the bad item(s); neighbours still succeed
                 await asyncio.gather(
                     self._run(live[:half], first=False), self._run(live[half:], first=False)
                 )
                 return
-        for (_, _, fut, _, _), result in zip(live, results, strict=True):
+        if isinstance(outcome, Exception):
+            for entry in live:
+                if not entry[2].done():
+                    entry[2].set_exception(outcome)
+            return
+        for (_, _, fut, _, _), result in zip(live, outcome, strict=True):
             if not fut.done():
                 fut.set_result(result)

@@ -8,10 +8,13 @@ raises the wait to at least that much.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from flowkit.errors import ConfigError
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     import tenacity
@@ -79,3 +82,29 @@ class Retry:
         if isinstance(hint, int | float) and hint > delay:
             delay = float(hint)
         return delay
+
+
+async def retry_failed(
+    exc: Exception,
+    call: Callable[[int], Awaitable[T]],
+    policy: Retry | None,
+    sleep: Callable[[float], Awaitable[None]],
+    on_retry: Callable[[int, float, Exception], None],
+) -> tuple[bool, T | Exception, int]:
+    """After a first try failed with ``exc``, try ``call(attempt)`` again while ``policy``
+    allows, calling ``on_retry(attempt, wait, exc)`` before each wait. Returns ``(True,
+    result, tries)`` on success, else ``(False, last exception, tries)``."""
+    attempt = 1
+    while policy is not None:
+        delay = policy.next_wait(attempt, exc)
+        if delay is None:
+            break
+        on_retry(attempt, delay, exc)
+        if delay > 0:
+            await sleep(delay)
+        try:
+            return True, await call(attempt), attempt + 1
+        except Exception as again:
+            exc = again
+        attempt += 1
+    return False, exc, attempt

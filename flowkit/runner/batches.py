@@ -64,12 +64,21 @@ def make_batcher(run: RunState, plan: Plan, node: BaseNode) -> Batcher:
                 for path in paths:
                     admission.span(-1, started, ended, ok, path)
 
-    def next_wait(attempt: int, exc: Exception) -> float | None:
-        if plan.retry is None:
-            return None
-        delay = plan.retry.next_wait(attempt, exc)
-        if delay is not None:
-            plan.stats.retries += 1
-        return delay
+    def on_retry(paths: list[str], attempt: int, wait: float, exc: Exception) -> None:
+        """A batch call is retried: one retry for the node, one event per item in it."""
+        plan.stats.retries += 1
+        for path in paths:
+            run.event(
+                "item_retry",
+                path,
+                plan.name,
+                -1,
+                False,
+                attempt=attempt,
+                wait=wait,
+                error=f"{type(exc).__name__}: {exc}",
+            )
 
-    return Batcher(plan.name, size, wait_ms / 1000, call, next_wait, run.runner.sleep, run.tasks)
+    return Batcher(
+        plan.name, size, wait_ms / 1000, call, plan.retry, on_retry, run.runner.sleep, run.tasks
+    )

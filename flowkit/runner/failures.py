@@ -11,6 +11,7 @@ from flowkit.context import current_retry
 from flowkit.errors import TooManyErrorsError
 from flowkit.node import BaseNode, Node
 from flowkit.results import ErrorRecord
+from flowkit.retry import retry_failed
 from flowkit.runner.admission import Admission
 from flowkit.runner.checkpoint import Checkpoint
 
@@ -93,12 +94,8 @@ class Failures:
     async def recover(self, index: int, item: Any, exc: Exception, retry_call: RetryCall) -> Any:
         """Retry a failed item per the node's policy, then fall back, then apply on_error."""
         plan, admission = self.plan, self.admission
-        attempt = 1
-        policy = plan.retry
-        while policy is not None:
-            delay = policy.next_wait(attempt, exc)
-            if delay is None:
-                break
+
+        def on_retry(attempt: int, wait: float, exc: Exception) -> None:
             plan.stats.retries += 1
             self.run.event(
                 "item_retry",
@@ -107,11 +104,11 @@ class Failures:
                 index,
                 False,
                 attempt=attempt,
-                wait=delay,
+                wait=wait,
                 error=f"{type(exc).__name__}: {exc}",
             )
-            if delay > 0:
-                await self.run.runner.sleep(delay)
+
+        async def again(attempt: int) -> Any:
             await admission.enter(index)
             t0 = time.monotonic()
             ok = False
@@ -119,13 +116,16 @@ class Failures:
                 result = await retry_call(item, attempt)
                 ok = True
                 return result
-            except Exception as again:
-                exc = again
             finally:
                 admission.leave()
                 admission.span(index, t0, time.monotonic(), ok)
-            attempt += 1
-        return await self.give_up(index, item, exc, attempt)
+
+        ok, value, attempts = await retry_failed(
+            exc, again, plan.retry, self.run.runner.sleep, on_retry
+        )
+        if ok:
+            return value
+        return await self.give_up(index, item, value, attempts)
 
     async def give_up(self, index: int, item: Any, exc: Exception, attempt: int) -> Any:
         """No tries left: the node's fallback, else its on_error policy."""
