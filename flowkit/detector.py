@@ -23,7 +23,7 @@ from types import FrameType
 from flowkit.errors import FlowkitWarning
 from flowkit.events import Event, Observer, Subscriber
 from flowkit.graph import build_graph, is_parallel
-from flowkit.node import AsyncNode, BaseNode
+from flowkit.node import AsyncNode, BaseNode, node_options
 
 
 @dataclass(frozen=True)
@@ -91,11 +91,13 @@ class BlockDetector(Observer):
         if not any(isinstance(n, AsyncNode) for n in nodes):
             return None
         limits = limits or {}
+        options = [node_options(n, warn=False) for n in nodes]
         if not any(
-            is_parallel(n) and limits.get(n.name, n.max_concurrency) != 1 for n in nodes
+            is_parallel(n) and o.limit(n.name, limits) != 1
+            for n, o in zip(nodes, options, strict=True)
         ):
             return None
-        if start_method is None and any(n.executor == "process" for n in nodes):
+        if start_method is None and any(o.executor == "process" for o in options):
             return None
         paths: dict[str, str] = {}
         for g in graph.nodes:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,6 +62,10 @@ class NodeOptions:
     max_errors: int | None
     chunk_size: int | None
     checkpoint: bool
+
+    def limit(self, name: str, overrides: Mapping[str, int]) -> int | None:
+        """The node's limit in a run: the runner's override for ``name``, else its own."""
+        return overrides.get(name, self.max_concurrency)
 
 
 def node_options(node: BaseNode, *, warn: bool = True) -> NodeOptions:

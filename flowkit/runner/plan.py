@@ -95,7 +95,7 @@ class Plan:
             )
         if executor == "async" and self.is_async:
             warn_unused_sync_hooks(cls, self.name)
-        limit = run.runner.node_limits.get(self.name, options.max_concurrency)
+        limit = options.limit(self.name, run.runner.node_limits)
         if limit is not None:
             limit = check_limit(limit, f"{self.name}: max_concurrency")
         if executor == "async":

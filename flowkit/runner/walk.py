@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 from flowkit.errors import BatchInputError, ConfigError, FlowStructureError, GraphError
 from flowkit.flow import AsyncFlow, AsyncParallelBatchFlow, BatchFlow, Flow, Parallel
+from flowkit.graph import build_graph
 from flowkit.limits import check_limit
-from flowkit.node import AsyncNode, BaseNode, successors_of
+from flowkit.node import AsyncNode, BaseNode
 from flowkit.runner.context import current_node
 from flowkit.runner.items import exec_items
 from flowkit.runner.lanes import drive, items_of
@@ -21,22 +22,11 @@ if TYPE_CHECKING:
 
 
 def validate(run: RunState, root: BaseNode, *, check_node_limits: bool) -> None:
-    """Refuse bad configuration before any work starts: plan every node reachable from
-    ``root`` (start nodes, branches, successors) and check every flow's limit."""
-    seen: dict[int, BaseNode] = {}
-    stack = [root]
-    while stack:
-        node = stack.pop()
-        if id(node) in seen:
-            continue
-        seen[id(node)] = node
-        if isinstance(node, Flow) and isinstance(node.start_node, BaseNode):
-            stack.append(node.start_node)
-        if isinstance(node, Parallel):
-            stack.extend(node.branches)
-        stack.extend(n for _, n in successors_of(node))
+    """Refuse bad configuration before any work starts: plan every node of ``root``'s graph
+    (``flowkit.graph``, the walk the run will take) and check every flow's limit."""
+    nodes = {id(g.node): g.node for g in build_graph(root).nodes}
     names = set()
-    for node in seen.values():
+    for node in nodes.values():
         names.add(node.name)
         if isinstance(node, Flow | Parallel):
             check_limit(node.max_concurrency or 1, f"{node.name}: max_concurrency")
