@@ -62,18 +62,21 @@ class Limit:
 
 
 class Slots:
-    """A counting semaphore, FIFO for waiters, with a coroutine-free fast path."""
+    """A counting semaphore, FIFO for waiters, with a coroutine-free fast path.
 
-    __slots__ = ("_waiters", "capacity", "in_use", "peak")
+    ``waiters`` holds the futures of callers waiting for a slot, first come first served.
+    """
+
+    __slots__ = ("capacity", "in_use", "peak", "waiters")
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self.in_use = 0
         self.peak = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self.waiters: deque[asyncio.Future[None]] = deque()
 
     def try_acquire(self) -> bool:
-        if self.in_use < self.capacity and not self._waiters:
+        if self.in_use < self.capacity and not self.waiters:
             self.in_use += 1
             if self.in_use > self.peak:
                 self.peak = self.in_use
@@ -84,19 +87,19 @@ class Slots:
         if self.try_acquire():
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(fut)
+        self.waiters.append(fut)
         try:
             await fut
         except BaseException:
             if fut.done() and not fut.cancelled():
                 self.release()  # the slot was handed over just as we were cancelled
             else:
-                self._waiters.remove(fut)
+                self.waiters.remove(fut)
             raise
 
     def release(self) -> None:
-        while self._waiters:
-            fut = self._waiters.popleft()
+        while self.waiters:
+            fut = self.waiters.popleft()
             if not fut.done():
                 fut.set_result(None)  # hand the slot over: in_use stays the same
                 return

@@ -139,8 +139,12 @@ class Runner:
             raise ConfigError(f"Runner can only run nodes and flows, got {type(flow).__name__}")
         run = RunState(self)
         self.last_run = run.info
-        validate(run, flow, check_node_limits=True)
-        await run.open_store(flow.name)
+        try:
+            validate(run, flow, check_node_limits=True)
+            await run.open_store(flow.name)
+        except BaseException:
+            await run.close()
+            raise
         subscribers = list(self.subscribers)
         if self.progress:
             subscribers.append(_observer("flowkit.progress", "Progress")())

@@ -150,6 +150,7 @@ class RunState:
             self.writer = await self._store.writer(self.info.run_id)
         except BaseException:
             self._store.close()
+            self._store = None
             raise
 
     def checkpoint(self, plan: Plan, node: BaseNode, path: str) -> Checkpoint | None:
