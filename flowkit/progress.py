@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rich.console import Console
 from rich.live import Live
@@ -20,6 +20,7 @@ from rich.text import Text
 
 from flowkit.events import Event, Observer
 from flowkit.redact import redact
+from flowkit.results import ItemCounts
 
 _live_taken = False  # one live display per process: a nested run's progress stays silent
 
@@ -36,9 +37,7 @@ class _Row:
     first: float
     running: int = 0
     in_flight: int = 0
-    ends: int = 0
-    retries: int = 0
-    failed: int = 0
+    counts: ItemCounts = field(default_factory=ItemCounts)
     blocked: int = 0
     ok: bool = True
     last: float = 0.0
@@ -50,7 +49,7 @@ class _Row:
     @property
     def done(self) -> int:
         """Items finished, whatever their outcome (each retry adds one more exec span)."""
-        return self.ends - self.retries
+        return self.counts.done
 
 
 class Progress(Observer):
@@ -95,10 +94,10 @@ class Progress(Observer):
         elif kind == "item_end":
             row = self._rows.get(event.path) or self._add(event)
             row.in_flight -= 1
-            row.ends += 1
+            row.counts.calls += 1
             row.last = event.time
         elif kind == "item_retry":
-            self._rows[event.path].retries += 1
+            self._rows[event.path].counts.retries += 1
         elif kind == "node_start":
             row = self._rows.get(event.path) or self._add(event)
             row.running += 1
@@ -152,7 +151,7 @@ class Progress(Observer):
 
     def _item_error(self, event: Event) -> None:
         row = self._rows[event.path]
-        row.failed += 1
+        row.counts.failed += 1
         if not row.error_shown:
             row.error_shown = True
             message = redact(f"{event.data.get('error_type')}: {event.data.get('message')}")
@@ -232,17 +231,17 @@ def _stats(row: _Row, *, final: bool) -> str:
     """One log line's numbers for a node."""
     end = row.last if final else time.monotonic()
     if final:
-        failed = f" ({row.failed:,} failed)" if row.failed else ""
+        failed = f" ({row.counts.failed:,} failed)" if row.counts.failed else ""
         items = f"{row.done:,} item{'' if row.done == 1 else 's'}"
         parts = [f"{items}{failed} in {max(0.0, end - row.first):.1f} s"]
     else:
         parts = [f"{row.done:,}/{row.total:,} done" if row.total else f"{row.done:,} done"]
-        if row.failed:
-            parts.append(f"{row.failed:,} failed")
+        if row.counts.failed:
+            parts.append(f"{row.counts.failed:,} failed")
         if row.counts_in_flight:
             parts.append(f"{row.in_flight:,} in flight")
-    if row.retries:
-        parts.append(f"{row.retries:,} retries")
+    if row.counts.retries:
+        parts.append(f"{row.counts.retries:,} retries")
     if row.done > 1:
         parts.append(f"{_rate(row, end):,.1f}/s")
     if row.blocked:
@@ -253,8 +252,8 @@ def _stats(row: _Row, *, final: bool) -> str:
 def _stats_text(row: _Row, now: float) -> Text:
     """The same numbers, styled for the live table."""
     text = Text(f"{row.done:,} done")
-    if row.failed:
-        text.append(f"  {row.failed:,} failed", style="red")
+    if row.counts.failed:
+        text.append(f"  {row.counts.failed:,} failed", style="red")
     if row.running and row.counts_in_flight:
         text.append(f"  {row.in_flight:,} in flight", style="cyan")
     if row.done > 1:

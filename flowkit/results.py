@@ -40,6 +40,22 @@ class ErrorRecord(BaseModel):
         )
 
 
+@dataclass(slots=True)
+class ItemCounts:
+    """A node's (or one path's) exec calls as its events tell them: every call that ended,
+    the retries among them, and the items that failed for good. Progress and the report
+    keep one each; the runner's own ``NodeStats`` counts items as it runs them."""
+
+    calls: int = 0
+    retries: int = 0
+    failed: int = 0
+
+    @property
+    def done(self) -> int:
+        """Items finished, whatever their outcome (each retry adds one more call)."""
+        return self.calls - self.retries
+
+
 @dataclass
 class NodeStats:
     """Counts for one node over a run."""

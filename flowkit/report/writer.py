@@ -29,7 +29,7 @@ from flowkit.errors import FlowkitWarning
 from flowkit.events import INSTANT, Event, Observer
 from flowkit.limits import LimiterStats
 from flowkit.redact import redact
-from flowkit.results import ErrorRecord
+from flowkit.results import ErrorRecord, ItemCounts
 
 if TYPE_CHECKING:
 
@@ -59,7 +59,7 @@ class _NodeLog:
     """Running stretches, waits and counts of one node, in parallel arrays.
 
     ``starts``/``ends`` hold running stretches (an exec call minus the waits inside it);
-    ``wait_*`` hold waits; ``spans`` counts exec calls.
+    ``wait_*`` hold waits; ``counts`` counts exec calls, retries and failures.
     """
 
     name: str
@@ -74,11 +74,9 @@ class _NodeLog:
     wait_ends: array[float] = field(default_factory=lambda: array("d"))
     wait_index: array[int] = field(default_factory=lambda: array("q"))
     wait_what: array[int] = field(default_factory=lambda: array("l"))
-    spans: int = 0
+    counts: ItemCounts = field(default_factory=ItemCounts)
     first: float = math.inf
     last: float = -math.inf
-    retries: int = 0
-    failed: int = 0
     limiter_wait: dict[str, float] = field(default_factory=dict)
     usage: dict[str, float] = field(default_factory=dict)
     blocked: float = 0.0
@@ -139,7 +137,7 @@ class ReportWriter(Observer):
                 log.limit = event.data.get("limit")
                 log.paths[event.path] = None
         elif kind == "item_retry":
-            self._log(event.node).retries += 1
+            self._log(event.node).counts.retries += 1
         elif kind == "item_error":
             self._error(event)
         elif kind == "limiter_wait" or kind == "item_wait":
@@ -206,7 +204,7 @@ class ReportWriter(Observer):
                     del self._stacked[key]
         end = event.time - self._t0
         log = self._log(event.node)
-        log.spans += 1
+        log.counts.calls += 1
         log.first = min(log.first, start)
         log.last = max(log.last, end)
         inner = self._inner.pop(key, None) if self._inner else None
@@ -217,7 +215,7 @@ class ReportWriter(Observer):
             log.ok.append(event.ok)
 
     def _error(self, event: Event) -> None:
-        self._log(event.node).failed += 1
+        self._log(event.node).counts.failed += 1
         if len(self._errors) < MAX_ERRORS:
             data = event.data
             self._errors.append(
@@ -262,14 +260,14 @@ class ReportWriter(Observer):
             started_at=self._started_at,
             wall_time=self._ended if self._ended is not None else time.monotonic() - self._t0,
             nodes=nodes,
-            spans=sum(log.spans for log in logs),
+            spans=sum(log.counts.calls for log in logs),
             segments=sum(len(log.starts) for log in logs),
             waits=sum(len(log.wait_starts) for log in logs),
             lanes=assign_lanes(run_bars),
             wait_lanes=assign_lanes(wait_bars),
             bars=run_bars + wait_bars,
             blocks=self._blocks,
-            error_count=sum(log.failed for log in logs),
+            error_count=sum(log.counts.failed for log in logs),
             errors=errors,
             limiters=limiters,
         )
@@ -300,16 +298,16 @@ def running(
 def _summarise(log: _NodeLog, limiters: Sequence[LimiterStats]) -> NodeReport:
     peak, busy = overlap(log.starts, log.ends)
     exec_time = max(0.0, math.fsum(log.ends) - math.fsum(log.starts))
-    wall = (log.last - log.first) if log.spans else 0.0
+    wall = (log.last - log.first) if log.counts.calls else 0.0
     waited = max(0.0, math.fsum(log.wait_ends) - math.fsum(log.wait_starts))
     node = NodeReport(
         name=log.name,
         paths=list(log.paths),
         executor=log.executor,
         limit=log.limit,
-        items=log.spans - log.retries,
-        failed=log.failed,
-        retries=log.retries,
+        items=log.counts.done,
+        failed=log.counts.failed,
+        retries=log.counts.retries,
         wall_time=wall,
         exec_time=exec_time,
         busy_time=busy,
