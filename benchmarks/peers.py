@@ -53,7 +53,16 @@ import flowkit
 from flowkit.testing import LLMServer, ServerConfig
 
 HERE = Path(__file__).resolve().parent
+NAMES = {
+    "flowkit": "flowkit",
+    "pocketflow": "PocketFlow",
+    "asyncio": "asyncio",
+    "langgraph": "LangGraph",
+    "prefect": "Prefect",
+    "ray": "Ray",
+}
 SETUP_CAP_S = 120.0
+EXIT_GRACE_S = 30.0
 CAPS_S = {"noop": 120.0, "sleep": 60.0, "cpu": 120.0, "rss": 120.0, "llm": 300.0}
 NOOP_LIMIT = 100
 SLEEP_S, SLEEP_LIMIT = 0.02, 200
@@ -90,6 +99,22 @@ def _pump(stream: TextIO, lines: queue.Queue[str | None]) -> None:
     lines.put(None)
 
 
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` now, from /proc (a peer's servers may sit in own sessions)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            parent = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(int(stat.parent.name))
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        below = children.get(todo.pop(), [])
+        found += below
+        todo += below
+    return found
+
+
 def wait_for(lines: queue.Queue[str | None], wanted: Callable[[str], bool], timeout: float) -> str:
     """The first line that is ``wanted`` (others are skipped); "" if the output ends first."""
     deadline = time.monotonic() + timeout
@@ -111,13 +136,14 @@ def cell(peer: str, workload: str, params: dict[str, Any], cap_s: float) -> Resu
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
     command = [sys.executable, "-m", "peers.cell", peer, workload, json.dumps(params)]
     with tempfile.TemporaryFile("w+") as errors:
-        # A session of its own, so that a kill reaches every process the peer started.
+        # A session of its own: the driver's Ctrl-C goes to the driver, which ends the cell.
         proc = subprocess.Popen(
             command,
             stdout=subprocess.PIPE,
             stderr=errors,
             text=True,
             env=env,
+            cwd=HERE,  # not the repository root, whose flowkit would shadow PYTHONPATH's
             start_new_session=True,
         )
         assert proc.stdout is not None
@@ -133,8 +159,12 @@ def cell(peer: str, workload: str, params: dict[str, Any], cap_s: float) -> Resu
         except TimeoutError:
             result = {"status": "timeout", "phase": phase, "cap_s": limit}
         finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
+            tree = [proc.pid, *descendants(proc.pid)]
+            with contextlib.suppress(subprocess.TimeoutExpired):  # let it stop its own children
+                proc.wait(timeout=EXIT_GRACE_S if result["status"] == "ok" else 0)
+            for pid in tree:  # then end whatever is left, even in sessions of their own
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
             proc.wait()
         if result["status"] == "error":
             errors.seek(0)
@@ -158,8 +188,10 @@ def run_noop(peers: list[str], sizes: list[int], cores: int) -> dict[str, Result
         if tries[0]["status"] == "ok":
             if tries[0]["wall_s"] * large / small < cap:
                 tries.append({"items": large, **cell(peer, "noop", {**params, "n": large}, cap)})
-                if tries[-1]["status"] != "ok":
-                    tries[0]["why"] = f"{large:,} items: {tries[-1]['status']} (cap {cap:.0f} s)"
+                if tries[-1]["status"] == "timeout":
+                    tries[0]["why"] = f"{large:,} items: > {cap:.0f} s"
+                elif tries[-1]["status"] != "ok":
+                    tries[0]["why"] = f"{large:,} items: {tries[-1]['status']}"
             else:
                 guess = tries[0]["wall_s"] * large / small
                 tries[0]["why"] = f"{large:,} items would take ~{guess:.0f} s (cap {cap:.0f} s)"
@@ -276,6 +308,10 @@ def llm_figures(r: Result) -> str:
     )
 
 
+def per_item(us: float) -> str:
+    return f"{us:,.0f}" if us >= 100 else f"{us:.1f}"
+
+
 def fmt(r: Result, text: Callable[[Result], str]) -> str:
     """A cell's text: its figure, or why there is none."""
     if r["status"] == "timeout":
@@ -294,7 +330,7 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, Callable[[Result], str
                 "noop",
                 f"no-op map, {large:,} items: µs/item",
                 lambda r: (
-                    f"{r['us_per_item']:.1f}"
+                    per_item(r["us_per_item"])
                     + ("" if r["items"] == large else f" ({r['items']:,} items)")
                 ),
             )
@@ -304,7 +340,9 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, Callable[[Result], str
             (
                 "sleep",
                 f"{sizes['sleep']:,} x 20 ms awaits, limit {SLEEP_LIMIT}: % of ideal rate",
-                lambda r: f"{r['of_ideal']:.0%}",
+                lambda r: (
+                    f"{r['of_ideal']:.0%}" if r["of_ideal"] >= 0.1 else f"{r['of_ideal']:.1%}"
+                ),
             ),
             ("sleep", "… peak in flight", lambda r: str(r["peak_in_flight"])),
         ]
@@ -342,7 +380,8 @@ def rows(results: dict[str, Any]) -> list[tuple[str, str, Callable[[Result], str
 def table(results: dict[str, Any], peers: list[str]) -> str:
     """The comparison as a markdown table, a column per peer, footnotes numbered below it."""
     footnotes: list[str] = []
-    lines = ["| | " + " | ".join(peers) + " |", "|---|" + "---:|" * len(peers)]
+    header = " | ".join(NAMES[p] for p in peers)
+    lines = [f"| | {header} |", "|---|" + "---:|" * len(peers)]
     for workload, label, text in rows(results):
         cells = []
         for peer in peers:
