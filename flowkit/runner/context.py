@@ -7,7 +7,7 @@ import contextlib
 import time
 from collections.abc import Iterator
 from contextvars import ContextVar
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from flowkit.events import Event
 from flowkit.limits import NamedLimiter
@@ -64,6 +64,11 @@ class LimiterHandle:
 
     def release(self) -> None:
         self._lim.release()
+
+    def __getattr__(self, name: str) -> Any:
+        # Everything else (slots, requests, stats(), ...) is the limiter's own, as it was
+        # when current_limiter returned the NamedLimiter itself.
+        return getattr(self._lim, name)
 
     def adjust_tokens(self, delta: float) -> None:
         """Correct the token budget once a call's real usage is known."""

@@ -231,3 +231,19 @@ async def test_items_queued_for_a_micro_batch_are_drawn_as_waits(tmp_path: Path)
     assert [b.what for b in waits] == ["batch"] * 3
     assert all(b.end - b.start >= 0.03 for b in waits)  # the batch waited to fill
     assert node_report(report, "Batched").wait_time >= 3 * 0.03
+
+
+async def test_current_limiter_still_offers_the_limiters_own_attributes() -> None:
+    seen: dict[str, object] = {}
+
+    class Peek(fk.AsyncNode):
+        async def exec_async(self, prep_res):
+            limiter = fk.current_limiter("llm")
+            assert limiter is not None
+            await limiter.acquire()
+            limiter.release()
+            seen["peak"] = limiter.slots.peak
+            seen["calls"] = limiter.stats().calls
+
+    await fk.Runner(limits={"llm": fk.Limit(max_concurrency=2)}).run_async(Peek(), {})
+    assert seen == {"peak": 1, "calls": 1}
