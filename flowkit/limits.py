@@ -204,8 +204,8 @@ class LimiterStats:
         rate = self.rate_text()
         return (
             f"limiter {self.name} ({self.limits_text()}): peak {self.peak_in_flight}{cap} in "
-            f"flight, {self.calls:,} calls{'' if rate == '-' else ', ' + rate}, waited "
-            f"{self.wait_s:.2f} s ({self.waits:,} waits)"
+            f"flight, {self.calls:,} calls{'' if rate == '-' else ', ' + rate}, "
+            f"{self.waits:,} waited, {self.wait_s:.2f} s in all"
         )
 
 
