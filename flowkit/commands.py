@@ -130,3 +130,21 @@ class Registry:
             )
         self._commands[name] = command
         return command
+
+
+def positive_int(text: str) -> int:
+    """An argparse type for flow options: a whole number of at least 1."""
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
+def positive_number(text: str) -> float:
+    """An argparse type for flow options: a finite number above 0 (a rate, say)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import flowkit as fk
-from flowkit.commands import FlowCommand, UsageError
+from flowkit.commands import FlowCommand, UsageError, positive_int, positive_number
 from flowkit.node import BaseNode
 from flowkit.runner import RunInfo
 from flows.medmcqa.data import DataError, QuestionFile, sample_path
@@ -94,7 +94,7 @@ class MedMCQACommand(FlowCommand):
         group.add_argument("--seed", type=int, default=0, help="mechanisms' and simulation's")
         group.add_argument(
             "--question-concurrency",
-            type=_count,
+            type=positive_int,
             default=64,
             metavar="N",
             help="questions in flight (default 64)",
@@ -107,19 +107,19 @@ class MedMCQACommand(FlowCommand):
             )
             group.add_argument(
                 f"--{role}-max-concurrency",
-                type=_count,
+                type=positive_int,
                 default=limit,
                 metavar="N",
                 help=f"{role} calls in flight (default {limit})",
             )
             group.add_argument(
                 f"--{role}-rpm",
-                type=_rate,
+                type=positive_number,
                 metavar="N",
                 help=f"{role} calls per minute (default: --rpm)",
             )
             group.add_argument(
-                f"--{role}-tpm", type=_rate, metavar="N", help=f"{role} tokens per minute"
+                f"--{role}-tpm", type=positive_number, metavar="N", help=f"{role} tokens per minute"
             )
         group.add_argument(
             "--local-model-path",
@@ -128,7 +128,9 @@ class MedMCQACommand(FlowCommand):
             help="answer the local side with this Hugging Face model (nodes.models, the ml "
             "extra) instead of an endpoint",
         )
-        group.add_argument("--rpm", type=_rate, metavar="N", help="calls per minute, each side")
+        group.add_argument(
+            "--rpm", type=positive_number, metavar="N", help="calls per minute, each side"
+        )
 
     def build(self, args: argparse.Namespace) -> tuple[BaseNode, Any]:
         try:
@@ -251,17 +253,3 @@ def _scenarios(text: str) -> tuple[str, ...]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _count(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return int(text)
-
-
-def _rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value

@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 import flowkit as fk
-from flowkit.commands import FlowCommand, UsageError
+from flowkit.commands import FlowCommand, UsageError, positive_int, positive_number
 from flowkit.node import BaseNode
 from flows.prompt_opt.nodes import prompt_opt_flow
 from flows.prompt_opt.outputs import build_result, concurrency_lines, usage_table, write_summary
@@ -50,28 +50,33 @@ class PromptOptCommand(FlowCommand):
         add("--mode", choices=("gepa", "generational"), default="gepa")
         add(
             "--budget",
-            type=_count,
+            type=positive_int,
             metavar="N",
             help="LLM calls at most (default 1000; none when only --generations is given)",
         )
-        add("--generations", type=_count, metavar="N", help="rounds at most, the seeds' being 1")
+        add(
+            "--generations",
+            type=positive_int,
+            metavar="N",
+            help="rounds at most, the seeds' being 1",
+        )
         add(
             "--turns",
-            type=_count,
+            type=positive_int,
             default=3,
             metavar="K",
             help="turns per conversation (default 3)",
         )
         add(
             "--minibatch",
-            type=_count,
+            type=positive_int,
             default=3,
             metavar="N",
             help="dummies a child is first tried on (default 3)",
         )
         add(
             "--proposals",
-            type=_count,
+            type=positive_int,
             default=2,
             metavar="N",
             help="children per round (default 2)",
@@ -85,14 +90,14 @@ class PromptOptCommand(FlowCommand):
         )
         add(
             "--repeats",
-            type=_count,
+            type=positive_int,
             default=1,
             metavar="N",
             help="conversations per prompt and dummy, averaged",
         )
         add(
             "--patience",
-            type=_count,
+            type=positive_int,
             default=4,
             metavar="N",
             help="stop after N rounds without a child",
@@ -105,14 +110,14 @@ class PromptOptCommand(FlowCommand):
         add("--seed", type=int, default=0, help="random seed for selection and minibatches")
         add(
             "--max-concurrency",
-            type=_count,
+            type=positive_int,
             default=DEFAULT_CONCURRENCY,
             metavar="N",
             help=f"LLM calls in flight, all roles together (default {DEFAULT_CONCURRENCY})",
         )
         add(
             "--rpm",
-            type=_rate,
+            type=positive_number,
             metavar="N",
             help="LLM calls started per minute, all roles together",
         )
@@ -120,7 +125,7 @@ class PromptOptCommand(FlowCommand):
             "--role-limit",
             action="append",
             default=[],
-            type=_role_value(_count),
+            type=_role_value(positive_int),
             metavar="ROLE=N",
             help="give a role its own limit of N calls in flight instead",
         )
@@ -146,7 +151,7 @@ class PromptOptCommand(FlowCommand):
             help="OpenAI-compatible endpoint for a role or, bare, for all (default: "
             "$OPENAI_BASE_URL)",
         )
-        add("--max-attempts", type=_count, metavar="N", help="tries per LLM call (default 5)")
+        add("--max-attempts", type=positive_int, metavar="N", help="tries per LLM call (default 5)")
         add(
             "--sim-latency",
             type=float,
@@ -257,26 +262,10 @@ def _role_value(parse: Any, *, bare: bool = False) -> Any:
     return convert
 
 
-def _count(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return int(text)
-
-
 def _natural(text: str) -> int:
     if not text.isdigit():
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
     return int(text)
-
-
-def _rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
 
 
 def _prices(text: str) -> tuple[float, float]:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import flowkit as fk
-from flowkit.commands import FlowCommand, UsageError
+from flowkit.commands import FlowCommand, UsageError, positive_int, positive_number
 from flowkit.node import BaseNode
 from flows.translation.flow import (
     DEFAULT_LIMIT,
@@ -60,15 +60,17 @@ class TranslationCommand(FlowCommand):
         )
         parser.add_argument(
             "--max-concurrency",
-            type=_count,
+            type=positive_int,
             default=DEFAULT_LIMIT.max_concurrency,
             metavar="N",
             help=f"LLM calls in flight (default {DEFAULT_LIMIT.max_concurrency})",
         )
-        parser.add_argument("--rpm", type=_rate, metavar="N", help="LLM calls started per minute")
+        parser.add_argument(
+            "--rpm", type=positive_number, metavar="N", help="LLM calls started per minute"
+        )
         parser.add_argument(
             "--max-attempts",
-            type=_count,
+            type=positive_int,
             metavar="N",
             help="tries per LLM call on 429, 5xx, timeouts and connection errors (default 5)",
         )
@@ -113,17 +115,3 @@ def _languages(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _count(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return int(text)
-
-
-def _rate(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
-    return value
