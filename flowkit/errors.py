@@ -74,6 +74,19 @@ class CommandLoadError(FlowkitError):
     """A registered flow command could not be imported or is not a FlowCommand."""
 
 
+class PreParseError(Exception):
+    """The CLI's lenient first parse (finding ``run``'s target) met an argument it cannot read;
+    the real parse reports it."""
+
+
+class BadRequest(Exception):
+    """The bytes on the connection are not a request ``flowkit.testing``'s server can read."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
 class FlowkitWarning(UserWarning):
     """Something in a run works against its parallelism, e.g. an exec that blocks the loop."""
 

@@ -12,7 +12,13 @@ from typing import Any, TextIO
 from flowkit.cli.actions import draw_graph, export_run, list_flows, list_runs, run_flow, show_report
 from flowkit.cli.targets import DEFAULT_STORE, FAILED, USAGE, missing_extra_for
 from flowkit.commands import FlowCommand, Registry
-from flowkit.errors import CommandLoadError, FlowkitWarning, MissingExtraError, UsageError
+from flowkit.errors import (
+    CommandLoadError,
+    FlowkitWarning,
+    MissingExtraError,
+    PreParseError,
+    UsageError,
+)
 from flowkit.node import EXECUTORS
 from flowkit.redact import redact
 
@@ -210,15 +216,11 @@ def _executor(text: str) -> tuple[str | None, str]:
     return name, kind
 
 
-class _PreParseError(Exception):
-    pass
-
-
 class _Lenient(argparse.ArgumentParser):
     """Finds ``run``'s target before the real parse; leaves every error to the real one."""
 
     def error(self, message: str) -> Any:
-        raise _PreParseError(message)
+        raise PreParseError(message)
 
 
 def _named_command(argv: list[str], registry: Registry) -> FlowCommand | None:
@@ -229,8 +231,6 @@ def _named_command(argv: list[str], registry: Registry) -> FlowCommand | None:
     _generic_run_options(pre)
     try:
         known, _ = pre.parse_known_args(argv[1:])
-    except _PreParseError:
+    except PreParseError:
         return None
     return registry.get(known.target) if known.target in registry else None
-
-

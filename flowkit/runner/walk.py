@@ -10,8 +10,7 @@ from typing import TYPE_CHECKING, Any
 from flowkit.errors import BatchInputError, ConfigError, FlowStructureError, GraphError
 from flowkit.flow import AsyncFlow, AsyncParallelBatchFlow, BatchFlow, Flow, Parallel
 from flowkit.graph import build_graph
-from flowkit.limits import check_limit
-from flowkit.node import AsyncNode, BaseNode
+from flowkit.node import AsyncNode, BaseNode, node_options
 from flowkit.runner.context import current_node
 from flowkit.runner.items import exec_items
 from flowkit.runner.lanes import drive, items_of
@@ -29,7 +28,7 @@ def validate(run: RunState, root: BaseNode, *, check_node_limits: bool) -> None:
     for node in nodes.values():
         names.add(node.name)
         if isinstance(node, Flow | Parallel):
-            check_limit(node.max_concurrency or 1, f"{node.name}: max_concurrency")
+            node_options(node, warn=False)  # checks the flow's own limit
         else:
             run.plan(node)
     if check_node_limits:
@@ -98,7 +97,7 @@ async def _run_flow(run: RunState, flow: Flow, shared: Any, path: str) -> Any:
         source = items_of(prep_res, flow, "params dicts")
         workers = 1
         if isinstance(flow, AsyncParallelBatchFlow):
-            workers = flow.max_concurrency or DEFAULT_PARALLEL_CAP
+            workers = node_options(flow, warn=False).max_concurrency or DEFAULT_PARALLEL_CAP
 
         async def one(_: int, params: Any) -> None:
             if not isinstance(params, Mapping):
@@ -158,7 +157,8 @@ async def _run_parallel(run: RunState, par: Parallel, shared: Any, path: str) ->
         node.set_params({**par.params})
         await run_node(run, node, view, path)
 
-    await drive(iter(par.branches), par.max_concurrency or len(par.branches), branch)
+    cap = node_options(par, warn=False).max_concurrency or len(par.branches)
+    await drive(iter(par.branches), cap, branch)
     updates = {
         name: {k: v for k, v in view.items() if k not in base or base[k] is not v}
         for name, view in ((n, views[n]) for n in par.branch_names)

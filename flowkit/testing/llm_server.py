@@ -12,10 +12,11 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
+from flowkit.errors import BadRequest
 from flowkit.testing.app import FakeOpenAI
 from flowkit.testing.completions import Responder, default_responder
 from flowkit.testing.config import ServerConfig
-from flowkit.testing.http import BadRequest, Response, read_request
+from flowkit.testing.http import Response, read_request
 from flowkit.testing.stats import StatsSnapshot
 
 
