@@ -94,10 +94,10 @@ class Progress(Observer):
         elif kind == "item_end":
             row = self._rows.get(event.path) or self._add(event)
             row.in_flight -= 1
-            row.counts.calls += 1
+            row.counts.call_ended()
             row.last = event.time
         elif kind == "item_retry":
-            self._rows[event.path].counts.retries += 1
+            self._rows[event.path].counts.call_retried()
         elif kind == "node_start":
             row = self._rows.get(event.path) or self._add(event)
             row.running += 1

@@ -40,32 +40,49 @@ class ErrorRecord(BaseModel):
         )
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class ItemCounts:
-    """A node's (or one path's) exec calls as its events tell them: every call that ended,
-    the retries among them, and the items that failed for good. Progress and the report
-    keep one each; the runner's own ``NodeStats`` counts items as it runs them."""
+    """A node's (or one path's) item counts: the items finished, whatever their outcome; the
+    retries (each one more exec call); the items that failed for good.
 
-    calls: int = 0
+    The one count model: the runner's ``NodeStats`` builds on it and counts items as it runs
+    them; progress rows and the report's node logs keep one each and count from events with
+    ``call_ended`` and ``call_retried``."""
+
+    items: int = 0
     retries: int = 0
     failed: int = 0
 
     @property
+    def calls(self) -> int:
+        """Exec calls that ended: every item finished, plus one more per retry."""
+        return self.items + self.retries
+
+    @property
     def done(self) -> int:
         """Items finished, whatever their outcome (each retry adds one more call)."""
-        return self.calls - self.retries
+        return self.items
+
+    def call_ended(self) -> None:
+        """An exec call ended (an ``item_end`` event): its item counts as finished until an
+        ``item_retry`` says it runs again."""
+        self.items += 1
+
+    def call_retried(self) -> None:
+        """The call that just ended is retried (an ``item_retry`` event): its item is not
+        finished yet; the call counts as a retry."""
+        self.items -= 1
+        self.retries += 1
 
 
 @dataclass
-class NodeStats:
-    """Counts for one node over a run."""
+class NodeStats(ItemCounts):
+    """Counts for one node over a run: ``ItemCounts`` as the runner keeps them (``items``,
+    ``retries``, ``failed``), with the node's limit, executor, peak in flight and waits."""
 
     name: str
     limit: int | None
     executor: str
-    items: int = 0
-    failed: int = 0
-    retries: int = 0
     peak_in_flight: int = 0
     limiter_wait: dict[str, float] = field(default_factory=dict)
     usage: dict[str, float] = field(default_factory=dict)

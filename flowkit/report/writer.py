@@ -137,7 +137,7 @@ class ReportWriter(Observer):
                 log.limit = event.data.get("limit")
                 log.paths[event.path] = None
         elif kind == "item_retry":
-            self._log(event.node).counts.retries += 1
+            self._log(event.node).counts.call_retried()
         elif kind == "item_error":
             self._error(event)
         elif kind == "limiter_wait" or kind == "item_wait":
@@ -204,7 +204,7 @@ class ReportWriter(Observer):
                     del self._stacked[key]
         end = event.time - self._t0
         log = self._log(event.node)
-        log.counts.calls += 1
+        log.counts.call_ended()
         log.first = min(log.first, start)
         log.last = max(log.last, end)
         inner = self._inner.pop(key, None) if self._inner else None
