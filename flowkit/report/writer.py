@@ -276,18 +276,16 @@ class ReportWriter(Observer):
 def running(
     start: float, end: float, waits: Sequence[tuple[float, float]] | None
 ) -> list[tuple[float, float]]:
-    """The stretches of ``[start, end]`` not covered by ``waits``; a call that begins by
-    waiting (within ``INSTANT``) waits from its start."""
+    """The stretches of ``[start, end]`` not covered by ``waits``. A stretch shorter than
+    ``INSTANT`` that ends in a wait (a call that begins by waiting, or goes straight from one
+    wait to the next) counts as waiting."""
     if not waits:
         return [(start, end)]
     out: list[tuple[float, float]] = []
-    waits = sorted(waits)
     at = start
-    if waits[0][0] - start < INSTANT:
-        waits[0] = (start, waits[0][1])
-    for a, b in waits:
+    for a, b in sorted(waits):
         a, b = max(a, start), min(b, end)
-        if a > at:
+        if a - at >= INSTANT:
             out.append((at, a))
         at = max(at, b)
     if end > at or not out:

@@ -221,11 +221,13 @@ async def _provider(settings: LLMSettings) -> Provider:
     """The running loop's provider for ``settings``, created on first use."""
     loop = asyncio.get_running_loop()
     pool = _loops.get(loop)
-    if pool is None:
-        pool = _loops[loop] = _LoopProviders()
-        await pool.start()
-    provider = pool.providers.get(settings)
-    if provider is None:
+    provider = pool.providers.get(settings) if pool is not None else None
+    if provider is not None:
+        return provider
+    with waiting("LLM client set-up"):  # the first calls wait while one builds the client
+        if pool is None:
+            pool = _loops[loop] = _LoopProviders()
+            await pool.start()
         async with pool.creating:
             provider = pool.providers.get(settings)
             if provider is None:

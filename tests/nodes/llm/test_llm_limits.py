@@ -120,3 +120,20 @@ def test_tpm_budget_is_charged_the_replies_real_usage(llm_server: LLMServer) -> 
     assert per_call < 100  # far below the 500-token estimate each call reserved
     # Each call waits for the previous call's real tokens, not for its estimate.
     assert time.sleeps == pytest.approx([per_call / 1000] * 2)
+
+
+@pytest.mark.llm_server(latency_ms=50)
+def test_calls_waiting_for_the_client_or_the_limiter_are_not_counted_as_running(
+    llm_server: LLMServer, tmp_path: Any
+) -> None:
+    from flowkit.report import load_report
+
+    runner = fk.Runner(limits={"llm": fk.Limit(max_concurrency=2)}, report=tmp_path)
+    shared: dict[str, Any] = {"prompts": [f"question {i}" for i in range(8)]}
+    runner.run(fk.AsyncFlow(start=Ask(settings=server_settings(llm_server))), shared)
+    assert llm_server.stats.peak_in_flight == 2
+    report = load_report(tmp_path)
+    [node] = [n for n in report.nodes if n.name == "Ask"]
+    assert node.peak_in_flight == 2 and report.limiters[0].peak_in_flight == 2
+    whats = {b.what for b in report.bars if b.kind == "wait"}
+    assert whats == {"LLM client set-up", "limiter llm"}
