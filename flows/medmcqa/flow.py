@@ -285,38 +285,35 @@ class CellNode(ExperimentNode):
             sink.add(result)
 
 
-class LocalAnswer(CellNode):
+class DirectAnswer(CellNode):
+    """A model answers alone: the local one (scenario 1) or the remote one (scenario 4)."""
+
+    role: Role = "local"
+
+    async def run_cell(self, question: Question, job: Job, tally: Tally) -> Cell:
+        sim, role = self.experiment.simulator, self.role
+        reply = await self.ask(
+            role,
+            tally,
+            answer_prompt(question),
+            ANSWER_SYSTEM,
+            lambda: sim.answer(role, question),
+        )
+        return self.scored(question, job, reply)
+
+
+class LocalAnswer(DirectAnswer):
     """Scenario 1: the local model answers alone."""
 
     scenario = "1"
-
-    async def run_cell(self, question: Question, job: Job, tally: Tally) -> Cell:
-        sim = self.experiment.simulator
-        reply = await self.ask(
-            "local",
-            tally,
-            answer_prompt(question),
-            ANSWER_SYSTEM,
-            lambda: sim.answer("local", question),
-        )
-        return self.scored(question, job, reply)
+    role = "local"
 
 
-class RemoteAnswer(CellNode):
+class RemoteAnswer(DirectAnswer):
     """Scenario 4: the remote model answers alone."""
 
     scenario = "4"
-
-    async def run_cell(self, question: Question, job: Job, tally: Tally) -> Cell:
-        sim = self.experiment.simulator
-        reply = await self.ask(
-            "remote",
-            tally,
-            answer_prompt(question),
-            ANSWER_SYSTEM,
-            lambda: sim.answer("remote", question),
-        )
-        return self.scored(question, job, reply)
+    role = "remote"
 
 
 class CoTAnswer(CellNode):

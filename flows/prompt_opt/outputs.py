@@ -18,6 +18,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 import flowkit as fk
+from flowkit.limits import LimiterStats
 from flows.prompt_opt.pareto import mean_score
 from flows.prompt_opt.prompts import transcript
 from flows.prompt_opt.state import NODE_NAMES, ROLES, OptState, Phase, RoundProgress
@@ -55,17 +56,6 @@ class UsageRow(BaseModel):
     cost: float | None
 
 
-class LimiterUse(BaseModel):
-    """How busy an LLM limiter really was."""
-
-    name: str
-    max_concurrency: int | None
-    peak_in_flight: int
-    mean_in_flight: float
-    calls: int
-    wait_s: float
-
-
 class PromptOptResult(BaseModel):
     """What an optimisation found and what it cost."""
 
@@ -81,7 +71,7 @@ class PromptOptResult(BaseModel):
     candidates: list[CandidateRecord]
     calls: dict[str, int]
     usage: list[UsageRow]
-    limiters: list[LimiterUse]
+    limiters: list[LimiterStats]
     wall_time: float
     phases: list[dict[str, int | str]]
     notes: list[str]
@@ -139,17 +129,7 @@ def build_result(
         candidates=candidate_records(state),
         calls={role: state.calls[role] for role in ROLES},
         usage=usage_rows(info, models or {}, prices or {}),
-        limiters=[
-            LimiterUse(
-                name=s.name,
-                max_concurrency=s.max_concurrency,
-                peak_in_flight=s.peak_in_flight,
-                mean_in_flight=s.mean_in_flight,
-                calls=s.calls,
-                wait_s=s.wait_s,
-            )
-            for s in info.limiters.values()
-        ],
+        limiters=list(info.limiters.values()),
         wall_time=info.wall_time,
         phases=[_phase(p) for p in state.phases],
         notes=state.notes,
