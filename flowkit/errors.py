@@ -66,6 +66,11 @@ class StoreError(FlowkitError):
     """The checkpoint store cannot be used: corrupt, foreign, newer schema, or bad data."""
 
 
+class OutputError(FlowkitError, OSError):
+    """An output file or folder cannot be written: a symbolic link, a folder where a file is
+    expected, or no permission."""
+
+
 class UnknownRunError(StoreError, KeyError):
     """The run id asked for is not in the store."""
 

@@ -27,6 +27,8 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     ),
     (re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9\-._~+/]+=*"), rf"\1 {MASK}"),
     (re.compile(r"(?i)\b(api[_-]?key|access[_-]?token|token|secret)=[^&\s\"']+"), rf"\1={MASK}"),
+    # credentials in a URL: scheme://user:password@host
+    (re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s@:\"']+(?::[^/\s@\"']*)?@"), rf"\1{MASK}@"),
     (re.compile(r"\bsk-[A-Za-z0-9_\-]{8,}"), MASK),
     (re.compile(r"\bgh[pousr]_[A-Za-z0-9]{20,}"), MASK),
     (re.compile(r"\bhf_[A-Za-z0-9]{20,}"), MASK),

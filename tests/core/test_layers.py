@@ -20,6 +20,7 @@ FLOORS: dict[str, int] = {
     "limits": 0,
     "context": 0,
     "redact": 0,
+    "files": 0,
     "extras": 0,
     "messages": 0,
     "templates": 0,
