@@ -22,8 +22,8 @@ from typing import Any
 from _results import write_results
 
 import flowkit as fk
-from flowkit.testing import LLMServer, ServerConfig
 from nodes.llm import LLMSettings, ParallelLLMNode
+from nodes.llm.testing import LLMServer, ServerConfig
 
 
 class Ask(ParallelLLMNode):

@@ -50,7 +50,7 @@ from peers import PEERS
 from peers.work import WORKLOADS, spin
 
 import flowkit
-from flowkit.testing import LLMServer, ServerConfig
+from nodes.llm.testing import LLMServer, ServerConfig
 
 HERE = Path(__file__).resolve().parent
 NAMES = {

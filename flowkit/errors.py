@@ -84,14 +84,6 @@ class PreParseError(Exception):
     the real parse reports it."""
 
 
-class BadRequest(Exception):
-    """The bytes on the connection are not a request ``flowkit.testing``'s server can read."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-
-
 class FlowkitWarning(UserWarning):
     """Something in a run works against its parallelism, e.g. an exec that blocks the loop."""
 

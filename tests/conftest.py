@@ -5,7 +5,7 @@ from collections.abc import Callable
 
 import pytest
 
-pytest_plugins = ["flowkit.testing.pytest_plugin"]
+pytest_plugins = ["nodes.llm.testing.pytest_plugin"]
 
 
 def _alive(pid: int) -> bool:

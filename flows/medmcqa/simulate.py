@@ -29,11 +29,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from flowkit.testing.completions import last_user_text, message_text
 from flows.medmcqa.data import LETTERS, Question
 from flows.medmcqa.privacy.embedder import words
 from flows.medmcqa.privacy.phrasedp import BANDS
 from flows.medmcqa.prompts import ANSWER_SYSTEM, COT_SYSTEM, split_answer_prompt
+from nodes.llm.testing.completions import last_user_text, message_text
 
 Role = Literal["local", "remote"]
 KEEP = {"close": 0.9, "moderate": 0.6, "loose": 0.3}
@@ -117,7 +117,7 @@ class SimulatedModels:
         return None
 
     def responder(self, role: Role, questions: Iterable[Question]) -> Any:
-        """A ``flowkit.testing`` responder answering as the ``role`` model by this rule."""
+        """A ``nodes.llm.testing`` responder answering as the ``role`` model by this rule."""
         by_text = {q.question: q for q in questions}
         index = [(q, _content(q.question)) for q in by_text.values()]
 

@@ -12,7 +12,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from flowkit.messages import estimate_tokens
 from nodes.llm.errors import (
     LLMConnectionError,
     LLMRateLimitError,
@@ -21,6 +20,7 @@ from nodes.llm.errors import (
     LLMTimeoutError,
     MalformedReplyError,
 )
+from nodes.llm.messages import estimate_tokens
 from nodes.llm.settings import LLMSettings
 
 if TYPE_CHECKING:

@@ -16,10 +16,10 @@ import random
 import re
 from collections import Counter
 
-from flowkit.testing.completions import default_responder, usage
 from nodes.llm.errors import LLMRateLimitError, LLMServerError, LLMTimeoutError
 from nodes.llm.provider import ChatRequest, Reply, Simulate
 from nodes.llm.settings import LLMSettings
+from nodes.llm.testing.completions import default_responder, usage
 
 
 class SimulatedProvider:

@@ -14,7 +14,7 @@ from types import ModuleType
 
 import pytest
 
-from flowkit.testing import LLMServer
+from nodes.llm.testing import LLMServer
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 if str(BENCHMARKS) not in sys.path:

@@ -22,7 +22,6 @@ FLOORS: dict[str, int] = {
     "redact": 0,
     "files": 0,
     "extras": 0,
-    "messages": 0,
     "templates": 0,
     # the PocketFlow model and what a run produces: definitions only
     "node": 1,
@@ -40,7 +39,6 @@ FLOORS: dict[str, int] = {
     "report": 4,
     "detector": 4,
     "commands": 4,
-    "testing": 4,
     # drives runs
     "cli": 5,
     "__init__": 6,

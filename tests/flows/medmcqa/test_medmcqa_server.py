@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import flowkit as fk
-from flowkit.testing import LLMServer, ServerConfig
 from flows.medmcqa import Experiment, QuestionFile, SimulatedModels, build_flow, sample_path
 from flows.medmcqa.data import Question
 from flows.medmcqa.run import hashed_embedder
 from nodes.llm import LLMSettings
+from nodes.llm.testing import LLMServer, ServerConfig
 
 
 def http_settings(server: LLMServer, role: str) -> LLMSettings:

@@ -15,12 +15,12 @@ import pytest
 
 import flowkit as fk
 from flowkit.cli import main
-from flowkit.testing import LLMServer, ServerConfig
-from flowkit.testing.completions import last_user_text, request_digest
 from flows.prompt_opt import PromptOptConfig, load_dummies, optimize_prompt, role_settings
 from flows.prompt_opt.cli import PromptOptCommand
 from flows.prompt_opt.prompts import enclosed
 from nodes.llm import LLMSettings
+from nodes.llm.testing import LLMServer, ServerConfig
+from nodes.llm.testing.completions import last_user_text, request_digest
 
 
 def responder(body: dict[str, Any]) -> str:

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from flowkit.testing import LLMServer
-from flowkit.testing.completions import last_user_text, message_text
+from nodes.llm.testing import LLMServer
+from nodes.llm.testing.completions import last_user_text, message_text
 
 CLI = (
     "import sys; from flowkit.cli import main; "

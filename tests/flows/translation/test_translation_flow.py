@@ -9,11 +9,11 @@ import pytest
 
 import flowkit as fk
 from flowkit.events import Event
-from flowkit.testing import LLMServer
-from flowkit.testing.completions import last_user_text, message_text
 from flows.translation import TranslationInputError, translate_document
 from flows.translation.markdown import PLACEHOLDER
 from nodes.llm import LLMConfigError, LLMSettings, Simulation, fake_translation
+from nodes.llm.testing import LLMServer
+from nodes.llm.testing.completions import last_user_text, message_text
 
 DOCUMENT = """---
 title: Guide

@@ -8,8 +8,6 @@ from typing import Any
 import pytest
 
 import flowkit as fk
-from flowkit.testing import LLMServer, ServerConfig
-from flowkit.testing.completions import default_responder, last_user_text
 from nodes.llm import (
     LLMConnectionError,
     LLMRequestError,
@@ -18,6 +16,8 @@ from nodes.llm import (
     MalformedReplyError,
     ParallelLLMNode,
 )
+from nodes.llm.testing import LLMServer, ServerConfig
+from nodes.llm.testing.completions import default_responder, last_user_text
 
 
 def server_settings(base_url: str, **overrides: Any) -> LLMSettings:

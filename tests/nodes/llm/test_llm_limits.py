@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 import flowkit as fk
-from flowkit.testing import LLMServer
-from flowkit.testing.completions import default_responder, usage
 from nodes.llm import LLMNode, LLMSettings, ParallelLLMNode
+from nodes.llm.testing import LLMServer
+from nodes.llm.testing.completions import default_responder, usage
 
 
 def server_settings(server: LLMServer, **overrides: Any) -> LLMSettings:

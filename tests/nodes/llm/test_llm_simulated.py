@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 import flowkit as fk
-from flowkit.testing import LLMServer, ServerConfig
 from nodes.llm import (
     LLMCallError,
     LLMClient,
@@ -22,6 +21,7 @@ from nodes.llm import (
     Simulation,
 )
 from nodes.llm import settings as settings_module
+from nodes.llm.testing import LLMServer, ServerConfig
 
 
 def simulated(**simulation: Any) -> LLMSettings:

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from flowkit.testing import LLMServer
 from nodes.llm import LLMClient, LLMSettings, StructuredOutputError
+from nodes.llm.testing import LLMServer
 
 
 class Verdict(BaseModel):

@@ -12,12 +12,11 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any
 
-from flowkit.errors import BadRequest
-from flowkit.testing.app import FakeOpenAI
-from flowkit.testing.completions import Responder, default_responder
-from flowkit.testing.config import ServerConfig
-from flowkit.testing.http import Response, read_request
-from flowkit.testing.stats import StatsSnapshot
+from nodes.llm.testing.app import FakeOpenAI
+from nodes.llm.testing.completions import Responder, default_responder
+from nodes.llm.testing.config import ServerConfig
+from nodes.llm.testing.http import BadRequest, Response, read_request
+from nodes.llm.testing.stats import StatsSnapshot
 
 
 class _StreamConnection:

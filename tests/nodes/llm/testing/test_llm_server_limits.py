@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from openai import AsyncOpenAI, OpenAI, RateLimitError
 
-from flowkit.testing import LLMServer
+from nodes.llm.testing import LLMServer
 
 MESSAGES: Any = [{"role": "user", "content": "hello"}]
 

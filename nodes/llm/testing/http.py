@@ -8,7 +8,14 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
-from flowkit.errors import BadRequest
+
+class BadRequest(Exception):
+    """The bytes on the connection are not a request ``nodes.llm.testing``'s server can read."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
 MAX_HEADERS = 100

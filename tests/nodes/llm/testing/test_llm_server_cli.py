@@ -1,4 +1,4 @@
-"""``python -m flowkit.testing.server`` as a real subprocess."""
+"""``python -m nodes.llm.testing.server`` as a real subprocess."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 import pytest
 from openai import OpenAI, RateLimitError
 
-COMMAND = [sys.executable, "-m", "flowkit.testing.server"]
+COMMAND = [sys.executable, "-m", "nodes.llm.testing.server"]
 
 
 def test_help_exits_zero() -> None:

@@ -8,7 +8,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from flowkit.messages import estimate_tokens, last_user_text, message_text
+from nodes.llm.messages import estimate_tokens, last_user_text, message_text
 
 Responder = Callable[[dict[str, Any]], str]
 """Turns a chat completion request body into the assistant's reply text."""

@@ -1,4 +1,4 @@
-"""Command line: ``python -m flowkit.testing.server`` serves until Ctrl-C.
+"""Command line: ``python -m nodes.llm.testing.server`` serves until Ctrl-C.
 
 Prints the base URL (``http://127.0.0.1:8000/v1``) on stdout; see ``--help`` for settings.
 """
@@ -12,13 +12,13 @@ import sys
 
 from pydantic import ValidationError
 
-from flowkit.testing.config import ServerConfig
-from flowkit.testing.llm_server import LLMServer
+from nodes.llm.testing.config import ServerConfig
+from nodes.llm.testing.llm_server import LLMServer
 
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m flowkit.testing.server",
+        prog="python -m nodes.llm.testing.server",
         description="Serve a fake OpenAI-compatible API for tests and dry runs until Ctrl-C.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (127.0.0.1)")

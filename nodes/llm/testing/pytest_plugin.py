@@ -1,6 +1,6 @@
 """Pytest plugin with the ``llm_server`` fixture.
 
-Enable it with ``pytest_plugins = ["flowkit.testing.pytest_plugin"]`` in a conftest.
+Enable it with ``pytest_plugins = ["nodes.llm.testing.pytest_plugin"]`` in a conftest.
 Settings for one test come from the marker, e.g.
 ``@pytest.mark.llm_server(latency_ms=200, rpm=5)``, or from ``llm_server.configure(...)``.
 """
@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from flowkit.testing.config import ServerConfig
-from flowkit.testing.llm_server import LLMServer
+from nodes.llm.testing.config import ServerConfig
+from nodes.llm.testing.llm_server import LLMServer
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -11,7 +11,7 @@ import pytest
 from openai import AsyncOpenAI, BadRequestError, InternalServerError, NotFoundError, OpenAI
 from pydantic import BaseModel, ValidationError
 
-from flowkit.testing import LLMServer, ServerConfig
+from nodes.llm.testing import LLMServer, ServerConfig
 
 MESSAGES: Any = [
     {"role": "system", "content": "be brief"},

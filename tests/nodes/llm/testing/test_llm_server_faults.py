@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from openai import APITimeoutError, InternalServerError, OpenAI, RateLimitError
 
-from flowkit.testing import Fault, LLMServer, ServerConfig
+from nodes.llm.testing import Fault, LLMServer, ServerConfig
 
 MESSAGES: Any = [{"role": "user", "content": "hello"}]
 

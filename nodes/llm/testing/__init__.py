@@ -8,14 +8,14 @@ In-process (sync or async tests)::
         server.configure(next_faults=["429", "500"])
         assert server.stats.peak_in_flight <= 4
 
-With pytest, enable ``flowkit.testing.pytest_plugin`` for the ``llm_server`` fixture.
-From a shell: ``python -m flowkit.testing.server --port 8000 --latency-ms 50``.
+With pytest, enable ``nodes.llm.testing.pytest_plugin`` for the ``llm_server`` fixture.
+From a shell: ``python -m nodes.llm.testing.server --port 8000 --latency-ms 50``.
 """
 
-from flowkit.testing.completions import Responder, default_responder
-from flowkit.testing.config import Fault, ServerConfig
-from flowkit.testing.llm_server import LLMServer
-from flowkit.testing.stats import RequestRecord, StatsSnapshot
+from nodes.llm.testing.completions import Responder, default_responder
+from nodes.llm.testing.config import Fault, ServerConfig
+from nodes.llm.testing.llm_server import LLMServer
+from nodes.llm.testing.stats import RequestRecord, StatsSnapshot
 
 __all__ = [
     "Fault",

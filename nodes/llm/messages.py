@@ -1,6 +1,6 @@
 """Chat messages as plain data: a message's text, the last user turn, a rough token count.
 
-Shared by LLM clients (``nodes.llm``) and the fake server (``flowkit.testing``).
+Shared by LLM clients (``nodes.llm``) and the fake server (``nodes.llm.testing``).
 """
 
 from __future__ import annotations

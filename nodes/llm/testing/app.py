@@ -13,16 +13,16 @@ import time
 from collections import deque
 from typing import Any, Protocol
 
-from flowkit.testing.completions import (
+from nodes.llm.testing.completions import (
     Responder,
     chat_completion,
     chat_completion_stream,
     default_responder,
     malformed_completion,
 )
-from flowkit.testing.config import Fault, ServerConfig
-from flowkit.testing.http import Request, Response
-from flowkit.testing.stats import StatsRecorder
+from nodes.llm.testing.config import Fault, ServerConfig
+from nodes.llm.testing.http import Request, Response
+from nodes.llm.testing.stats import StatsRecorder
 
 FAULT_HEADER = "x-flowkit-fault"
 
