@@ -1,8 +1,13 @@
 """flowkit: PocketFlow-style nodes and flows whose parallelism is real, bounded and visible.
 
-Names are imported on first use (PEP 562), so ``import flowkit`` costs next to nothing and
-a script pays only for what it touches: node classes do not load the runner, and the runner
-loads the store, executors and observers when a run needs them.
+The public names are those in the ``__all__`` of the modules in ``_PUBLIC`` (nodes, flows,
+limits, retries, results, errors and the runner), each listed once, there. They are
+imported on first use (PEP 562), lightest module first, so ``import flowkit`` costs next to
+nothing and a script pays only for what it touches: node classes do not load the runner.
+
+This module is also the composition root: it plugs the default engine of PocketFlow's
+``node.run()`` and the runner's standard observers (progress, report, blocking detector)
+into the seams of ``flowkit.engine``, both built only when first needed.
 """
 
 from __future__ import annotations
@@ -10,93 +15,60 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from flowkit import engine as _engine
+
 if TYPE_CHECKING:
-    from flowkit.errors import FlowkitError
-    from flowkit.flow import (
-        AsyncBatchFlow,
-        AsyncFlow,
-        AsyncParallelBatchFlow,
-        BatchFlow,
-        Flow,
-        Parallel,
-    )
-    from flowkit.limits import Limit
-    from flowkit.node import (
-        AsyncBatchNode,
-        AsyncNode,
-        AsyncParallelBatchNode,
-        BaseNode,
-        BatchNode,
-        Node,
-    )
-    from flowkit.results import ErrorRecord, NodeStats, RunInfo
-    from flowkit.retry import Retry
-    from flowkit.runner import Runner, current_limiter, record_usage, waiting
+    from flowkit.errors import *  # noqa: F403
+    from flowkit.flow import *  # noqa: F403
+    from flowkit.limits import *  # noqa: F403
+    from flowkit.node import *  # noqa: F403
+    from flowkit.results import *  # noqa: F403
+    from flowkit.retry import *  # noqa: F403
+    from flowkit.runner import *  # noqa: F403
 
-_HOMES = {
-    "FlowkitError": "flowkit.errors",
-    "AsyncBatchFlow": "flowkit.flow",
-    "AsyncFlow": "flowkit.flow",
-    "AsyncParallelBatchFlow": "flowkit.flow",
-    "BatchFlow": "flowkit.flow",
-    "Flow": "flowkit.flow",
-    "Parallel": "flowkit.flow",
-    "Limit": "flowkit.limits",
-    "AsyncBatchNode": "flowkit.node",
-    "AsyncNode": "flowkit.node",
-    "AsyncParallelBatchNode": "flowkit.node",
-    "BaseNode": "flowkit.node",
-    "BatchNode": "flowkit.node",
-    "Node": "flowkit.node",
-    "Retry": "flowkit.retry",
-    "ErrorRecord": "flowkit.results",
-    "NodeStats": "flowkit.results",
-    "RunInfo": "flowkit.results",
-    "Runner": "flowkit.runner",
-    "current_limiter": "flowkit.runner",
-    "record_usage": "flowkit.runner",
-    "waiting": "flowkit.runner",
-}
+_PUBLIC = (
+    "flowkit.errors",
+    "flowkit.node",
+    "flowkit.flow",
+    "flowkit.limits",
+    "flowkit.retry",
+    "flowkit.results",
+    "flowkit.runner",
+)
 
-__all__ = [
-    "AsyncBatchFlow",
-    "AsyncBatchNode",
-    "AsyncFlow",
-    "AsyncNode",
-    "AsyncParallelBatchFlow",
-    "AsyncParallelBatchNode",
-    "BaseNode",
-    "BatchFlow",
-    "BatchNode",
-    "ErrorRecord",
-    "Flow",
-    "FlowkitError",
-    "Limit",
-    "Node",
-    "NodeStats",
-    "Parallel",
-    "Retry",
-    "RunInfo",
-    "Runner",
-    "current_limiter",
-    "record_usage",
-    "waiting",
-]
+
+def _default_engine() -> Any:
+    from flowkit.runner.run import RunnerEngine
+
+    return RunnerEngine()
+
+
+def _standard_observers(runner: Any, flow: Any, info: Any, emit: Any) -> list[Any]:
+    from flowkit.observers import standard_observers
+
+    return standard_observers(runner, flow, info, emit)
+
+
+_engine.install(_default_engine)
+_engine.install_observers(_standard_observers)
 
 
 def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        try:  # a submodule, e.g. flowkit.errors after a bare ``import flowkit``
-            return importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{name}":
-                raise
-            raise AttributeError(f"module 'flowkit' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(home), name)
-    globals()[name] = value
-    return value
+    if name == "__all__":
+        return sorted(n for m in _PUBLIC for n in importlib.import_module(m).__all__)
+    for home in _PUBLIC:
+        module = importlib.import_module(home)
+        if name in module.__all__:
+            value = getattr(module, name)
+            globals()[name] = value
+            return value
+    try:  # a submodule, e.g. flowkit.events after a bare ``import flowkit``
+        return importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__name__}.{name}":
+            raise
+        raise AttributeError(f"module 'flowkit' has no attribute {name!r}") from None
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *_HOMES})
+    return sorted({*globals(), *__getattr__("__all__")})

@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from types import FrameType
 
 from flowkit.errors import FlowkitWarning
-from flowkit.events import Event, Observer, Subscriber
+from flowkit.events import LoopBlocked, Observer, Subscriber
 from flowkit.graph import build_graph, is_parallel
 from flowkit.node import AsyncNode, BaseNode, node_options
+from flowkit.results import RunInfo
 
 
 @dataclass(frozen=True)
@@ -106,8 +107,8 @@ class BlockDetector(Observer):
 
     # -- lifecycle (on the event loop) ------------------------------------------------------
 
-    def start(self, run_id: str) -> None:
-        self._run_id = run_id
+    def start(self, info: RunInfo) -> None:
+        self._run_id = info.run_id
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._stop.clear()
@@ -199,14 +200,17 @@ class BlockDetector(Observer):
             self.blocks.append(block)
             if self.emit is not None:
                 path = self.paths.get(block.node, block.node)
-                data = {
-                    "seconds": block.seconds,
-                    "hook": block.hook,
-                    "threshold": self.threshold,
-                    "where": f"{block.filename}:{block.lineno}",
-                }
                 self.emit(
-                    Event("loop_blocked", block.started, self._run_id, path, block.node, data=data)
+                    LoopBlocked(
+                        block.started,
+                        self._run_id,
+                        path,
+                        block.node,
+                        block.hook,
+                        block.seconds,
+                        self.threshold,
+                        f"{block.filename}:{block.lineno}",
+                    )
                 )
             if block.node not in self._warned:
                 self._warned.add(block.node)

@@ -6,6 +6,26 @@ the node and the item (PEP 678), so ``except ValueError`` in PocketFlow code sti
 
 from __future__ import annotations
 
+__all__ = [
+    "BatchInputError",
+    "BatchResultError",
+    "CommandLoadError",
+    "ConfigError",
+    "FlowStructureError",
+    "FlowkitError",
+    "FlowkitWarning",
+    "GraphError",
+    "MissingExtraError",
+    "NotImplementedExecError",
+    "OutputError",
+    "PicklingError",
+    "RemoteError",
+    "StoreError",
+    "TooManyErrorsError",
+    "UnknownRunError",
+    "UsageError",
+    "WorkerCrashedError",
+]
 
 class FlowkitError(Exception):
     """Base class of every error raised by flowkit itself."""

@@ -6,7 +6,6 @@ PocketFlow's names and return values.
 
 from __future__ import annotations
 
-import importlib
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -15,6 +14,14 @@ from flowkit.errors import ConfigError, FlowkitWarning, FlowStructureError, Grap
 from flowkit.limits import check_limit
 from flowkit.node import AsyncNode, BaseNode
 
+__all__ = [
+    "AsyncBatchFlow",
+    "AsyncFlow",
+    "AsyncParallelBatchFlow",
+    "BatchFlow",
+    "Flow",
+    "Parallel",
+]
 
 class Flow(BaseNode):
     """Runs from ``start`` and follows the action each node's post returns.
@@ -62,14 +69,6 @@ class Flow(BaseNode):
     def post(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
         return exec_res
 
-    def to_mermaid(self) -> str:
-        """This flow as a Mermaid flowchart (``flowkit.graph.to_mermaid``).
-
-        ``flowkit.graph`` reads flows, so it sits above this module and is looked up by name.
-        """
-        graph: Any = importlib.import_module("flowkit.graph")
-        return str(graph.to_mermaid(self))
-
 
 class BatchFlow(Flow):
     """Runs the flow once per params dict that prep returns, one after another."""
@@ -85,8 +84,6 @@ class AsyncFlow(Flow, AsyncNode):
         return exec_res
 
     _noun = "flow"
-    run_async = AsyncNode.run_async  # not Flow's: through the runner, on the event loop
-    run = AsyncNode.run
 
 
 class AsyncBatchFlow(AsyncFlow, BatchFlow):

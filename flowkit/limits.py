@@ -16,6 +16,11 @@ from dataclasses import dataclass
 
 from flowkit.errors import ConfigError
 
+__all__ = [
+    "Limit",
+    "LimiterStats",
+]
+
 Clock = Callable[[], float]
 RATE_WINDOW = 1.0
 """Seconds of use below which an unpaced limiter reports no achieved rate."""

@@ -13,21 +13,33 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from flowkit.context import current_retry, engine
+from flowkit.engine import current_retry, engine
 from flowkit.errors import ConfigError, FlowkitWarning, GraphError, UsageError
 from flowkit.limits import check_limit
 from flowkit.retry import Retry
 
+__all__ = [
+    "AsyncBatchNode",
+    "AsyncNode",
+    "AsyncParallelBatchNode",
+    "BaseNode",
+    "BatchNode",
+    "Node",
+]
+
 EXECUTORS = ("async", "thread", "process", "ray")
+"""The built-in executors; a runner may add its own (``Runner(executors=...)``)."""
 ON_ERROR = ("raise", "collect")
 
 _ids = itertools.count(1)
 
 
 def check_executor(value: Any, owner: str) -> str | None:
-    if value is not None and value not in EXECUTORS:
+    """An executor name: a built-in one or one a runner defines (checked when a run plans)."""
+    if value is not None and (not isinstance(value, str) or not value.strip()):
         raise ConfigError(
-            f"{owner}: unknown executor {value!r}; choose one of {', '.join(EXECUTORS)}"
+            f"{owner}: executor must be a name ({', '.join(EXECUTORS)}, or one given to "
+            f"Runner(executors=...)), got {value!r}"
         )
     return value
 
@@ -143,7 +155,8 @@ class BaseNode:
     """A step with ``prep(shared) -> exec(prep_res) -> post(shared, prep_res, exec_res)``.
 
     Runner options (class attributes or keywords): ``name``; ``max_concurrency`` (exec calls in
-    flight across the whole run); ``executor`` ("async", "thread", "process", "ray");
+    flight across the whole run); ``executor`` ("async", "thread", "process", "ray", or the
+    name of an executor given to ``Runner(executors=...)``);
     ``uses`` (named limiters); ``retry`` (a ``flowkit.Retry``); ``on_error`` ("raise" or
     "collect") and ``max_errors``; ``chunk_size`` (items per trip to a worker process).
     With a store, results are checkpointed unless ``checkpoint = False``; define

@@ -1,9 +1,9 @@
 """Progress of a run, per node: live bars on a terminal, periodic log lines elsewhere.
 
-Events only bump counters (a dict lookup and an increment per item); drawing happens on a
-timer on the event loop, so a busy run pays for the display a few times a second, not per
-item. Nested flows are indented under their parent. Totals are not known before items start,
-so bars pulse and show counts and rates rather than an ETA.
+The counts are the run's own (``RunInfo``), read when drawing: no per-item event is needed,
+and drawing happens on a timer on the event loop, so a busy run pays for the display a few
+times a second, not per item. Nested flows are indented under their parent. A node's total
+is what its preps announced so far; a generator's unknown length makes the bar pulse.
 """
 
 from __future__ import annotations
@@ -18,16 +18,17 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from flowkit.events import Event, Observer
+from flowkit.events import Event, ItemFailed, LoopBlocked, NodeEnded, NodeStarted, Observer
 from flowkit.redact import redact
-from flowkit.results import ItemCounts
+from flowkit.results import Counts, RunInfo
 
 _live_taken = False  # one live display per process: a nested run's progress stays silent
 
 
 @dataclass(slots=True)
 class _Row:
-    """Counts for one place in the graph (a path), over every run of it."""
+    """One place in the graph (a path), over every run of it; ``counts`` are the run's own
+    item counts there (none for a flow)."""
 
     path: str
     name: str
@@ -35,31 +36,34 @@ class _Row:
     is_flow: bool
     counts_in_flight: bool
     first: float
+    counts: Counts = field(default_factory=Counts)
     running: int = 0
-    in_flight: int = 0
-    counts: ItemCounts = field(default_factory=ItemCounts)
     blocked: int = 0
     ok: bool = True
     last: float = 0.0
     error_shown: bool = False
     logged_at: float = float("-inf")
     logged_done: int = -1
-    total: int | None = 0  # items announced by batch_start; None once any count is unknown
 
     @property
     def done(self) -> int:
-        """Items finished, whatever their outcome (each retry adds one more exec span)."""
-        return self.counts.done
+        """Items finished, whatever their outcome."""
+        return self.counts.items
+
+    @property
+    def total(self) -> int | None:
+        return self.counts.total
 
 
 class Progress(Observer):
     """Shows a run's progress per node on ``console`` (default: stderr).
 
-    On a terminal: a live table of pulsing bars with done, failed, in-flight and rate per
-    node, drawn every ``refresh`` seconds once the run has lasted ``delay`` seconds (quick runs
-    print nothing). Elsewhere (``plain``, the default when the console is not a terminal): a
-    log line per active node every ``interval`` seconds and one when a node finishes. The first
-    failure of each node is printed once, with secrets redacted.
+    On a terminal: a live table of bars with done, failed, in-flight and rate per node, drawn
+    every ``refresh`` seconds once the run has lasted ``delay`` seconds (quick runs print
+    nothing). Elsewhere (``plain``, the default when the console is not a terminal): a log
+    line per active node every ``interval`` seconds and one when a node finishes. Counts are
+    the run's own (``RunInfo``), read when drawing; events only add rows and say what ended
+    or failed. The first failure of each node is printed once, redacted.
     """
 
     def __init__(
@@ -75,41 +79,26 @@ class Progress(Observer):
         self.plain = (not self.console.is_terminal) if plain is None else plain
         self.interval, self.delay, self.refresh = interval, delay, refresh
         self._rows: dict[str, _Row] = {}
+        self._info: RunInfo | None = None
         self._t0 = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._live: Live | None = None
 
-    # -- events (hot: keep the item branches first and small) -------------------------------
-
-    def start(self, run_id: str) -> None:
+    def start(self, info: RunInfo) -> None:
         self._rows = {}
+        self._info = info
         self._t0 = time.monotonic()
         self._schedule()
 
     def __call__(self, event: Event) -> None:
-        kind = event.kind
-        if kind == "item_start":
-            row = self._rows.get(event.path) or self._add(event)
-            row.in_flight += 1
-        elif kind == "item_end":
-            row = self._rows.get(event.path) or self._add(event)
-            row.in_flight -= 1
-            row.counts.call_ended()
-            row.last = event.time
-        elif kind == "item_retry":
-            self._rows[event.path].counts.call_retried()
-        elif kind == "node_start":
+        if isinstance(event, NodeStarted):
             row = self._rows.get(event.path) or self._add(event)
             row.running += 1
-        elif kind == "batch_start":
-            row = self._rows.get(event.path) or self._add(event)
-            n = event.data.get("items")
-            row.total = None if n is None or row.total is None else row.total + n
-        elif kind == "node_end":
+        elif isinstance(event, NodeEnded):
             self._node_end(event)
-        elif kind == "item_error":
+        elif isinstance(event, ItemFailed):
             self._item_error(event)
-        elif kind == "loop_blocked" and event.path in self._rows:
+        elif isinstance(event, LoopBlocked) and event.path in self._rows:
             self._rows[event.path].blocked += 1
 
     def close(self) -> None:
@@ -127,20 +116,23 @@ class Progress(Observer):
                 if not row.is_flow and row.logged_done != row.done:
                     self._log_row(row, final=True)
 
-    def _add(self, event: Event) -> _Row:
-        is_flow = event.data.get("role") == "flow"
+    def _add(self, event: NodeStarted) -> _Row:
+        is_flow = event.role == "flow"
         row = _Row(
             path=event.path,
             name=event.node,
             depth=event.path.count("/"),
             is_flow=is_flow,
-            counts_in_flight=event.data.get("executor") not in ("process", "ray"),
+            counts_in_flight=event.executor not in ("process", "ray"),
             first=event.time,
         )
+        stats = self._info.nodes.get(event.node) if self._info is not None else None
+        if stats is not None and not is_flow:
+            row.counts = stats.paths.setdefault(event.path, Counts())
         self._rows[event.path] = row
         return row
 
-    def _node_end(self, event: Event) -> None:
+    def _node_end(self, event: NodeEnded) -> None:
         row = self._rows[event.path]
         row.running -= 1
         row.ok = row.ok and event.ok
@@ -149,12 +141,11 @@ class Progress(Observer):
         if self.plain and not row.is_flow and row.running == 0 and (not event.ok or not quiet):
             self._log_row(row, final=True)
 
-    def _item_error(self, event: Event) -> None:
+    def _item_error(self, event: ItemFailed) -> None:
         row = self._rows[event.path]
-        row.counts.failed += 1
         if not row.error_shown:
             row.error_shown = True
-            message = redact(f"{event.data.get('error_type')}: {event.data.get('message')}")
+            message = redact(f"{event.error_type}: {event.message}")
             self._say(f"{event.path}: item {event.index} failed: {message[:300]}")
 
     # -- drawing (on a timer) ---------------------------------------------------------------
@@ -239,7 +230,7 @@ def _stats(row: _Row, *, final: bool) -> str:
         if row.counts.failed:
             parts.append(f"{row.counts.failed:,} failed")
         if row.counts_in_flight:
-            parts.append(f"{row.in_flight:,} in flight")
+            parts.append(f"{row.counts.in_flight:,} in flight")
     if row.counts.retries:
         parts.append(f"{row.counts.retries:,} retries")
     if row.done > 1:
@@ -255,7 +246,7 @@ def _stats_text(row: _Row, now: float) -> Text:
     if row.counts.failed:
         text.append(f"  {row.counts.failed:,} failed", style="red")
     if row.running and row.counts_in_flight:
-        text.append(f"  {row.in_flight:,} in flight", style="cyan")
+        text.append(f"  {row.counts.in_flight:,} in flight", style="cyan")
     if row.done > 1:
         rate = _rate(row, now if row.running else row.last)
         text.append(f"  {rate:,.1f}/s", style="dim")

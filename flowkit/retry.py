@@ -14,6 +14,10 @@ from typing import TYPE_CHECKING, TypeVar
 
 from flowkit.errors import ConfigError
 
+__all__ = [
+    "Retry",
+]
+
 T = TypeVar("T")
 
 if TYPE_CHECKING:

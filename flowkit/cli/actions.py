@@ -131,7 +131,8 @@ def show_report(args: argparse.Namespace, registry: Registry, command: FlowComma
     from pydantic import ValidationError
     from rich.console import Console
 
-    from flowkit.report import limiter_table, load_report, render_files, summary_table
+    from flowkit.report.files import load_report, render_files
+    from flowkit.report.tables import limiter_table, summary_table
 
     try:
         report = load_report(args.directory)

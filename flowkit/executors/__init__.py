@@ -1,42 +1,30 @@
-"""Where exec runs when it leaves the event loop: threads, worker processes, Ray.
+"""Where exec runs: the event loop, threads, worker processes, Ray, micro-batches, or an
+executor of the user's own. Each is an object behind the ``Executor`` protocol (``base``).
 
-Each is an ``Executor`` (``base``). Process and Ray executors take items in chunks; a node
-travels to each worker process once (keyed by a digest of its pickle) rather than with every
-chunk. Worker processes ignore SIGINT, are killed when their chunk is cancelled, and are all
-stopped when the run ends.
+Process and Ray executors take items in chunks; a node travels to each worker process once
+(keyed by a digest of its pickle) rather than with every chunk. Worker processes ignore
+SIGINT, die with the process that started them, are killed when their chunk is cancelled,
+and are all stopped when the run ends.
 """
 
 from __future__ import annotations
 
-from flowkit.executors.base import (
-    Executor,
-    NodePayload,
-    Outcome,
-    call_with_retry_index,
-    cpu_count,
-    portable_outcomes,
-    run_items,
-)
+from flowkit.executors.base import Binding, Executor, NodePayload, Outcome, cpu_count
+from flowkit.executors.batch import MicroBatcher
+from flowkit.executors.loop import LoopExecutor
 from flowkit.executors.process import ProcessExecutor
 from flowkit.executors.ray import RayExecutor
-from flowkit.executors.thread import ThreadExecutor, thread_pool
-from flowkit.executors.workers import WORKER_CACHE, exchange, next_message, start_worker
+from flowkit.executors.thread import ThreadExecutor
 
 __all__ = [
-    "WORKER_CACHE",
+    "Binding",
     "Executor",
+    "LoopExecutor",
+    "MicroBatcher",
     "NodePayload",
     "Outcome",
     "ProcessExecutor",
     "RayExecutor",
     "ThreadExecutor",
-    "call_with_retry_index",
     "cpu_count",
-    "exchange",
-    "next_message",
-    "portable_outcomes",
-    "run_items",
-    "start_worker",
-    "thread_pool",
 ]
-

@@ -1,5 +1,11 @@
-"""What every executor shares: the ``Executor`` protocol, a node pickled once, and how a
-worker runs a chunk of items (each failure caught on its own, cur_retry set per item)."""
+"""The ``Executor`` protocol every executor implements, and what executors share: a node
+pickled once, and how a worker runs a chunk of items (each failure caught on its own).
+
+An executor is an object: the runner asks it to ``bind`` a node once per batch and then
+hands the binding its items, one at a time (``call``) or in chunks (``run``, for executors
+that send work to other processes). Users may pass their own:
+``Runner(executors={"gpu": MyExecutor()})``, named by a node as ``executor = "gpu"``.
+"""
 
 from __future__ import annotations
 
@@ -8,30 +14,46 @@ import os
 import pickle
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
-from flowkit.context import current_retry
+from flowkit.engine import current_retry
 from flowkit.errors import PicklingError, RemoteError
 
-Outcome = tuple[bool, Any, float, float]  # (ok, result or exception, started, ended)
+Outcome = tuple[bool, Any, float, float]
+"""One item's outcome: (ok, result or exception, started, ended), ``time.monotonic()``."""
+
+
+class Binding(Protocol):
+    """A node bound to an executor for one batch: how its exec runs there.
+
+    ``chunked`` executors take several items per trip (``run``); the others take one item
+    per ``call``, whose result is awaited when ``awaits``. ``retry`` runs one more try of an
+    item with ``node.cur_retry`` reading ``attempt``. ``run`` with ``attempts`` None is one
+    ``exec_batch`` call on all the items, returning a single outcome holding the results.
+    """
+
+    chunked: bool
+    awaits: bool
+
+    def call(self, item: Any) -> Any: ...
+
+    def retry(self, item: Any, attempt: int) -> Awaitable[Any]: ...
+
+    async def run(
+        self, items: Sequence[Any], attempts: Sequence[int] | None
+    ) -> list[Outcome]: ...
 
 
 class Executor(Protocol):
-    """Where a node's sync exec runs off the event loop: threads, processes or Ray.
-
-    ``prepare`` turns a node into what ``run`` sends (the node itself, or a ``NodePayload``
-    pickled once); ``run`` runs exec on each item (``attempts`` None: one ``exec_batch``
-    call on them all) and returns per-item outcomes; ``close`` ends the pool with the run.
-    """
+    """Where a node's exec runs: the event loop, threads, worker processes, Ray, or a user's
+    own. ``size`` is how many calls it runs at once (a node on it runs at most that many
+    unless its limit says fewer); ``close`` ends its pool when the run ends (``ok`` False:
+    after a failure or a cancel, so busy work is abandoned rather than awaited)."""
 
     size: int
 
-    def prepare(self, node: Any) -> Any: ...
-
-    async def run(
-        self, prepared: Any, items: Sequence[Any], attempts: Sequence[int] | None
-    ) -> list[Outcome]: ...
+    def bind(self, node: Any) -> Binding: ...
 
     def close(self, ok: bool = True) -> None: ...
 
@@ -114,3 +136,53 @@ class NodePayload:
                 "attributes, create them inside exec, or use executor='thread'"
             ) from exc
         self.key = hashlib.blake2b(self.data, digest_size=16).digest()
+
+
+class Chunked:
+    """Base of the bindings of executors that send chunks of items elsewhere (worker
+    processes, Ray): ``retry`` is a chunk of one; ``call`` is not used."""
+
+    chunked = True
+    awaits = True
+
+    def call(self, item: Any) -> Any:
+        raise TypeError("a chunked executor takes items through run()")
+
+    async def run(
+        self, items: Sequence[Any], attempts: Sequence[int] | None
+    ) -> list[Outcome]:
+        raise NotImplementedError
+
+    async def retry(self, item: Any, attempt: int) -> Any:
+        [(ok, value, _, _)] = await self.run([item], [attempt])
+        if not ok:
+            raise value
+        return value
+
+
+class ChunkSizer:
+    """Picks how many items travel to a worker at once: about 20 ms of work per trip."""
+
+    TARGET = 0.02
+    MAX = 256
+
+    def __init__(self, fixed: int | None, size: int | None, workers: int) -> None:
+        self.fixed, self.size, self.workers = fixed, size, workers
+        self.sent = 0
+        self.per_item: float | None = None
+
+    def next(self) -> int:
+        if self.fixed:
+            n = self.fixed
+        elif self.per_item is None:
+            n = 1
+        else:
+            n = max(1, min(self.MAX, int(self.TARGET / max(self.per_item, 1e-7))))
+            if self.size is not None:  # leave work for every worker near the end
+                n = min(n, max(1, (self.size - self.sent) // (2 * self.workers)))
+        self.sent += n
+        return n
+
+    def observe(self, count: int, seconds: float) -> None:
+        sample = seconds / count
+        self.per_item = sample if self.per_item is None else 0.7 * self.per_item + 0.3 * sample

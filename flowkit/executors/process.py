@@ -1,66 +1,71 @@
-"""A pool of worker processes driven from the event loop; nodes travel once per worker."""
+"""Worker processes as an executor, for CPU-bound pure Python: items travel in chunks and a
+node travels once per worker (keyed by a digest of its pickle)."""
 
 from __future__ import annotations
 
-import contextlib
 import pickle
-from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
 from flowkit.errors import PicklingError, WorkerCrashedError
-from flowkit.executors.base import NodePayload, Outcome
-from flowkit.executors.workers import Worker, exchange, remember
-from flowkit.limits import Slots
+from flowkit.executors.base import Chunked, NodePayload, Outcome
+from flowkit.executors.workers import (
+    Worker,
+    WorkerPool,
+    context,
+    exchange,
+    remember,
+    start_worker,
+    worker_main,
+)
 
 
 class ProcessExecutor:
-    """A pool of worker processes driven from the event loop."""
+    """A pool of ``workers`` processes driven from the event loop, started as work needs
+    them (``start_method``: see ``flowkit.executors.workers.context``)."""
 
     def __init__(self, workers: int, start_method: str | None = None) -> None:
         self.size = workers
         self._start_method = start_method
-        self._idle: deque[Worker] = deque()
-        self._busy: set[Worker] = set()
-        self._slots = Slots(workers)  # one per worker that may be busy at once
-        self._closed = False
+        self._pool = WorkerPool(workers, self._spawn)
+
+    def _spawn(self, slot: int) -> Worker:
+        proc, conn = start_worker(context(self._start_method), worker_main)
+        return Worker(proc, conn, slot)
 
     @property
     def pids(self) -> list[int]:
         """Process ids of the live workers."""
-        return [w.proc.pid for w in (*self._idle, *self._busy) if w.proc.pid is not None]
+        return self._pool.pids
 
-    async def _checkout(self) -> Worker:
-        await self._slots.acquire()
-        try:
-            worker = self._idle.popleft() if self._idle else Worker(self._start_method)
-        except BaseException:
-            self._slots.release()
-            raise
-        self._busy.add(worker)
-        return worker
+    def bind(self, node: Any) -> ProcessBinding:
+        return ProcessBinding(self._pool, NodePayload(node))
 
-    def _checkin(self, worker: Worker, healthy: bool) -> None:
-        self._busy.discard(worker)
-        if healthy and not self._closed:
-            self._idle.append(worker)
-        else:
-            worker.kill()
-        self._slots.release()
+    def close(self, ok: bool = True) -> None:
+        """Stop idle workers, kill busy ones, and wait for all of them."""
+        self._pool.close()
 
-    async def run(
-        self, payload: NodePayload, items: Sequence[Any], attempts: Sequence[int] | None
-    ) -> list[Outcome]:
-        """Run ``payload``'s exec over ``items`` in one worker and return per-item outcomes
-        (``attempts`` None: one exec_batch call, one outcome)."""
-        msg = self._encode(payload, items, attempts, with_node=False)
-        worker = await self._checkout()
+
+class ProcessBinding(Chunked):
+    """A node, pickled once, on the process pool."""
+
+    __slots__ = ("payload", "pool")
+
+    def __init__(self, pool: WorkerPool, payload: NodePayload) -> None:
+        self.pool, self.payload = pool, payload
+
+    async def run(self, items: Sequence[Any], attempts: Sequence[int] | None) -> list[Outcome]:
+        """Run exec over ``items`` in one worker and return per-item outcomes (``attempts``
+        None: one exec_batch call, one outcome)."""
+        payload = self.payload
+        msg = _encode(payload, items, attempts, with_node=False)
+        worker = await self.pool.checkout()
         healthy = False
         try:
             if payload.key in worker.known:
                 remember(worker.known, payload.key, None)
             else:
-                msg = self._encode(payload, items, attempts, with_node=True)
+                msg = _encode(payload, items, attempts, with_node=True)
                 remember(worker.known, payload.key, True)
             try:
                 data = await exchange(worker.conn, msg)
@@ -74,43 +79,27 @@ class ProcessExecutor:
                     "`if __name__ == '__main__':` guard"
                 ) from None
             healthy = True
-            return pickle.loads(data)
+            outcomes: list[Outcome] = pickle.loads(data)
+            return outcomes
         finally:
-            self._checkin(worker, healthy)
+            self.pool.checkin(worker, healthy)
 
-    @staticmethod
-    def _encode(
-        payload: NodePayload, items: Sequence[Any], attempts: Sequence[int] | None, with_node: bool
-    ) -> bytes:
-        node_data = payload.data if with_node else None
-        try:
-            return pickle.dumps(
-                (payload.key, node_data, attempts, list(items)),
-                protocol=pickle.HIGHEST_PROTOCOL,
-            )
-        except Exception as exc:
-            for item in items:
-                try:
-                    pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
-                except Exception as item_exc:
-                    raise PicklingError(
-                        f"{payload.name}: item {item!r:.80} cannot be pickled to send to a "
-                        f"worker process ({item_exc}); make prep return plain data"
-                    ) from item_exc
-            raise PicklingError(f"{payload.name}: cannot pickle work ({exc})") from exc
 
-    def prepare(self, node: Any) -> NodePayload:
-        return NodePayload(node)
-
-    def close(self, ok: bool = True) -> None:
-        """Stop idle workers, kill busy ones, and wait for all of them."""
-        self._closed = True
-        while self._idle:
-            worker = self._idle.popleft()
-            with contextlib.suppress(OSError):
-                worker.conn.send_bytes(b"")  # asks the worker to exit
-            worker.proc.join(timeout=2)
-            worker.kill()
-        for worker in list(self._busy):
-            worker.kill()
-        self._busy.clear()
+def _encode(
+    payload: NodePayload, items: Sequence[Any], attempts: Sequence[int] | None, with_node: bool
+) -> bytes:
+    node_data = payload.data if with_node else None
+    try:
+        return pickle.dumps(
+            (payload.key, node_data, attempts, list(items)), protocol=pickle.HIGHEST_PROTOCOL
+        )
+    except Exception as exc:
+        for item in items:
+            try:
+                pickle.dumps(item, protocol=pickle.HIGHEST_PROTOCOL)
+            except Exception as item_exc:
+                raise PicklingError(
+                    f"{payload.name}: item {item!r:.80} cannot be pickled to send to a "
+                    f"worker process ({item_exc}); make prep return plain data"
+                ) from item_exc
+        raise PicklingError(f"{payload.name}: cannot pickle work ({exc})") from exc

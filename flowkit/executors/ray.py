@@ -1,4 +1,5 @@
-"""Chunks of items as Ray tasks, on a local Ray cluster or one given by address."""
+"""Ray as an executor: chunks of items as Ray tasks, on a local cluster or one given by
+address."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from flowkit.errors import WorkerCrashedError
-from flowkit.executors.base import NodePayload, Outcome, cpu_count, portable_outcomes, run_items
+from flowkit.executors.base import (
+    Chunked,
+    NodePayload,
+    Outcome,
+    cpu_count,
+    portable_outcomes,
+    run_items,
+)
 from flowkit.extras import require
 
 
@@ -38,12 +46,16 @@ class RayExecutor:
         self._refs: dict[bytes, Any] = {}
         self._pending: set[Any] = set()
 
-    async def run(
-        self, payload: NodePayload, items: Sequence[Any], attempts: Sequence[int] | None
-    ) -> list[Outcome]:
+    def bind(self, node: Any) -> RayBinding:
+        payload = NodePayload(node)
         ref = self._refs.get(payload.key)
         if ref is None:
             ref = self._refs[payload.key] = self._ray.put(pickle.loads(payload.data))
+        return RayBinding(self, payload.name, ref)
+
+    async def submit(
+        self, name: str, ref: Any, items: Sequence[Any], attempts: Sequence[int] | None
+    ) -> list[Outcome]:
         task = self._remote.remote(ref, list(items), None if attempts is None else list(attempts))
         self._pending.add(task)
         try:
@@ -52,13 +64,11 @@ class RayExecutor:
             self._ray.cancel(task, force=True)
             raise
         except self._ray.exceptions.WorkerCrashedError as exc:
-            raise WorkerCrashedError(f"{payload.name}: a Ray worker died: {exc}") from None
+            raise WorkerCrashedError(f"{name}: a Ray worker died: {exc}") from None
         finally:
             self._pending.discard(task)
-        return pickle.loads(data)
-
-    def prepare(self, node: Any) -> NodePayload:
-        return NodePayload(node)
+        outcomes: list[Outcome] = pickle.loads(data)
+        return outcomes
 
     def close(self, ok: bool = True) -> None:
         """Cancel this run's unfinished Ray tasks; the cluster itself stays up for reuse."""
@@ -66,3 +76,15 @@ class RayExecutor:
             self._ray.cancel(task, force=True)
         self._pending.clear()
         self._refs.clear()
+
+
+class RayBinding(Chunked):
+    """A node, put in Ray's object store once, run as Ray tasks."""
+
+    __slots__ = ("executor", "name", "ref")
+
+    def __init__(self, executor: RayExecutor, name: str, ref: Any) -> None:
+        self.executor, self.name, self.ref = executor, name, ref
+
+    async def run(self, items: Sequence[Any], attempts: Sequence[int] | None) -> list[Outcome]:
+        return await self.executor.submit(self.name, self.ref, items, attempts)

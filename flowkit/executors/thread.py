@@ -1,46 +1,143 @@
-"""A thread pool for sync exec: blocking I/O and code that releases the GIL."""
+"""Threads as an executor: sync exec for blocking I/O and code that releases the GIL.
+
+The pool's threads are daemons: a call still blocking when a run is interrupted is
+abandoned (Python cannot stop a thread), said once, and never holds up the process's exit.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import queue
+import threading
+import warnings
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor as FuturesExecutor
+from concurrent.futures import Future
 from typing import Any
 
-from flowkit.executors.base import Outcome, run_items
+from flowkit.errors import FlowkitWarning
+from flowkit.executors.base import Outcome, call_with_retry_index, run_items
+
+_Work = tuple["Future[Any]", Callable[..., Any], tuple[Any, ...]] | None
 
 
-def thread_pool(workers: int) -> ThreadPoolExecutor:
-    return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="flowkit")
+class DaemonThreadPool(FuturesExecutor):
+    """A ``concurrent.futures`` executor of at most ``workers`` daemon threads, started as
+    work arrives."""
+
+    def __init__(self, workers: int, name: str = "flowkit") -> None:
+        self.workers, self.name = workers, name
+        self._queue: queue.SimpleQueue[_Work] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._idle = 0
+        self.busy = 0
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        if kwargs:
+            return self.submit(lambda: fn(*args, **kwargs))
+        if self._closed:
+            raise RuntimeError("the thread pool is shut down")
+        future: Future[Any] = Future()
+        with self._lock:
+            if self._idle == 0 and len(self._threads) < self.workers:
+                thread = threading.Thread(
+                    target=self._work, name=f"{self.name}-{len(self._threads)}", daemon=True
+                )
+                self._threads.append(thread)
+                thread.start()
+            else:
+                self._idle -= 1
+        self._queue.put((future, fn, args))
+        return future
+
+    def _work(self) -> None:
+        while True:
+            work = self._queue.get()
+            if work is None:
+                return
+            future, fn, args = work
+            if future.set_running_or_notify_cancel():
+                with self._lock:
+                    self.busy += 1
+                try:
+                    future.set_result(fn(*args))
+                except BaseException as exc:
+                    future.set_exception(exc)
+                finally:
+                    with self._lock:
+                        self.busy -= 1
+            with self._lock:
+                self._idle += 1
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        self._closed = True
+        if cancel_futures:
+            while True:
+                try:
+                    work = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if work is not None:
+                    work[0].cancel()
+        for _ in self._threads:
+            self._queue.put(None)
+        if wait:
+            for thread in self._threads:
+                thread.join()
 
 
 class ThreadExecutor:
-    """Runs exec on a pool of ``workers`` threads, started on first use."""
+    """Runs exec on a pool of ``workers`` daemon threads, started on first use."""
 
     def __init__(self, workers: int) -> None:
         self.size = workers
-        self._pool: ThreadPoolExecutor | None = None
+        self._pool: DaemonThreadPool | None = None
 
-    def pool(self) -> ThreadPoolExecutor:
+    def pool(self) -> DaemonThreadPool:
         if self._pool is None:
-            self._pool = thread_pool(self.size)
+            self._pool = DaemonThreadPool(self.size)
         return self._pool
 
-    def prepare(self, node: Any) -> Any:
-        return node  # threads share the process: nothing to pickle
-
-    def call(self, fn: Callable[..., Any], *args: Any) -> Awaitable[Any]:
-        """``fn(*args)`` on a pool thread: one item, without building an outcome."""
-        return asyncio.get_running_loop().run_in_executor(self.pool(), fn, *args)
-
-    async def run(
-        self, prepared: Any, items: Sequence[Any], attempts: Sequence[int] | None
-    ) -> list[Outcome]:
-        return await self.call(run_items, prepared, items, attempts)
+    def bind(self, node: Any) -> ThreadBinding:
+        return ThreadBinding(self.pool(), node)
 
     def close(self, ok: bool = True) -> None:
         """After a clean run the threads are idle: wait for them, so no stray thread makes a
         later process pool fall back from fork to forkserver. After a failure or a cancel a
-        thread may be stuck in a blocking call: don't wait for it."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=ok, cancel_futures=True)
+        thread may be stuck in a blocking call: abandon it, and say so."""
+        pool = self._pool
+        if pool is None:
+            return
+        stuck = pool.busy
+        pool.shutdown(wait=ok, cancel_futures=True)
+        if not ok and stuck:
+            warnings.warn(
+                f"flowkit: {stuck} thread(s) still inside a blocking exec call were abandoned; "
+                "they end with the process",
+                FlowkitWarning,
+                stacklevel=2,
+            )
+
+
+class ThreadBinding:
+    """A node on the thread pool: its sync exec, one item per call."""
+
+    __slots__ = ("fn", "loop", "node", "pool")
+
+    chunked = False
+    awaits = True
+
+    def __init__(self, pool: DaemonThreadPool, node: Any) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.pool, self.node, self.fn = pool, node, node.exec
+
+    def call(self, item: Any) -> Awaitable[Any]:
+        return self.loop.run_in_executor(self.pool, self.fn, item)
+
+    def retry(self, item: Any, attempt: int) -> Awaitable[Any]:
+        return self.loop.run_in_executor(self.pool, call_with_retry_index, self.fn, item, attempt)
+
+    async def run(self, items: Sequence[Any], attempts: Sequence[int] | None) -> list[Outcome]:
+        return await self.loop.run_in_executor(self.pool, run_items, self.node, items, attempts)

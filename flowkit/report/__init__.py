@@ -1,56 +1,15 @@
 """Run report: what each node did, how much of its work really overlapped, and why not more.
 
-``ReportWriter`` (``writer``) records a run's item spans and waits from its events and, when
-the run closes, writes ``report.json`` (the ``RunReport`` model, ``model``), a self-contained
+``ReportWriter`` (``writer``) records a run's calls and waits from its events and, when the
+run closes, writes ``report.json`` (the ``RunReport`` model, ``model``), a self-contained
 ``report.html`` (``page``) and, when matplotlib is installed, ``report.png`` (``files``);
-``tables`` shows a report in a terminal.
+``tables`` shows a report in a terminal; ``load_report`` reads a report.json back.
 """
 
 from __future__ import annotations
 
-from flowkit.report.files import load_report, render_files, render_png, write_report
-from flowkit.report.model import Bar, ErrorEntry, LoopBlock, NodeReport, RunReport
-from flowkit.report.page import colours, render_html, timeline_svg, usage_text
-from flowkit.report.tables import limiter_table, summary_table
-from flowkit.report.writer import (
-    BOUND_SHARE,
-    LIMITER_SHARE,
-    MAX_BARS,
-    MAX_ERRORS,
-    UNDERUSE,
-    ReportWriter,
-    assign_lanes,
-    bound_by,
-    findings,
-    overlap,
-    running,
-)
+from flowkit.report.files import load_report
+from flowkit.report.model import RunReport
+from flowkit.report.writer import ReportWriter
 
-__all__ = [
-    "BOUND_SHARE",
-    "LIMITER_SHARE",
-    "MAX_BARS",
-    "MAX_ERRORS",
-    "UNDERUSE",
-    "Bar",
-    "ErrorEntry",
-    "LoopBlock",
-    "NodeReport",
-    "ReportWriter",
-    "RunReport",
-    "assign_lanes",
-    "bound_by",
-    "colours",
-    "findings",
-    "limiter_table",
-    "load_report",
-    "overlap",
-    "render_files",
-    "render_html",
-    "render_png",
-    "running",
-    "summary_table",
-    "timeline_svg",
-    "usage_text",
-    "write_report",
-]
+__all__ = ["ReportWriter", "RunReport", "load_report"]

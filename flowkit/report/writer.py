@@ -23,23 +23,29 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from heapq import heappop, heappush
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from flowkit.errors import FlowkitWarning
-from flowkit.events import INSTANT, Event, Observer
+from flowkit.events import (
+    INSTANT,
+    CallEnded,
+    CallStarted,
+    Event,
+    ItemFailed,
+    LoopBlocked,
+    NodeStarted,
+    Observer,
+    RunEnded,
+    RunStarted,
+    Waited,
+)
 from flowkit.limits import LimiterStats
 from flowkit.redact import redact
-from flowkit.results import ErrorRecord, ItemCounts
-
-if TYPE_CHECKING:
-
-    from flowkit.results import RunInfo
-
 from flowkit.report.files import write_report
 from flowkit.report.model import Bar, LoopBlock, NodeReport, RunReport
+from flowkit.results import ErrorRecord, NodeStats, RunInfo
 
 MAX_BARS = 20_000
-"""Item bars drawn on the timeline; beyond this many spans, a uniform sample is drawn."""
+"""Item bars drawn on the timeline; beyond this many stretches, a uniform sample is drawn."""
 MAX_ERRORS = 100
 """Failed items listed in the report (the counts stay exact)."""
 UNDERUSE = 0.5
@@ -50,16 +56,12 @@ BOUND_SHARE = 0.5
 """A limiter whose slots were all taken this share of its active time bounded its users."""
 
 
-
-
-
-
 @dataclass
 class _NodeLog:
-    """Running stretches, waits and counts of one node, in parallel arrays.
+    """Running stretches and waits of one node, in parallel arrays.
 
     ``starts``/``ends`` hold running stretches (an exec call minus the waits inside it);
-    ``wait_*`` hold waits; ``counts`` counts exec calls, retries and failures.
+    ``wait_*`` hold waits. Counts (items, retries, failures) are the run's own.
     """
 
     name: str
@@ -74,97 +76,77 @@ class _NodeLog:
     wait_ends: array[float] = field(default_factory=lambda: array("d"))
     wait_index: array[int] = field(default_factory=lambda: array("q"))
     wait_what: array[int] = field(default_factory=lambda: array("l"))
-    counts: ItemCounts = field(default_factory=ItemCounts)
+    calls: int = 0
     first: float = math.inf
     last: float = -math.inf
-    limiter_wait: dict[str, float] = field(default_factory=dict)
-    usage: dict[str, float] = field(default_factory=dict)
     blocked: float = 0.0
 
 
 class ReportWriter(Observer):
-    """Records one run's events and writes its report into ``directory`` when the run closes.
+    """Records one run's calls and waits from its events and writes its report into
+    ``directory`` when the run closes. After the run, ``report`` holds the ``RunReport``.
 
-    ``info`` (the run's ``RunInfo``) adds the tracebacks of items collected under
-    ``on_error="collect"``. After the run, ``report`` holds the ``RunReport`` written.
+    Each exec call is followed by its call id, so a wait recorded inside exec is cut out of
+    exactly the call it happened in, however many copies of the node run the same item at
+    the same path at once (parallel sub-flows). Counts come from the run's ``RunInfo``.
     """
 
-    def __init__(
-        self,
-        directory: str | Path,
-        *,
-        info: RunInfo | None = None,
-        max_bars: int = MAX_BARS,
-    ) -> None:
+    def __init__(self, directory: str | Path, *, max_bars: int = MAX_BARS) -> None:
         self.directory = Path(directory)
-        self.info = info
         self.max_bars = max_bars
         self.report: RunReport | None = None
-        self._reset("")
+        self._reset(RunInfo(run_id="", started=time.time()))
 
-    def _reset(self, run_id: str) -> None:
-        self._run_id = run_id
+    def _reset(self, info: RunInfo) -> None:
+        self.info = info
         self._t0 = time.monotonic()
         self._started_at = datetime.now(UTC)
-        self._flow = ""
+        self._flow = info.flow
         self._ok = False
         self._ended: float | None = None
         self._nodes: dict[str, _NodeLog] = {}
-        self._open: dict[tuple[str, int], float] = {}
-        self._stacked: dict[tuple[str, int], list[float]] = {}
-        self._inner: dict[tuple[str, int], list[tuple[float, float]]] = {}
+        self._open: dict[int, tuple[float, int]] = {}
+        self._inner: dict[int, list[tuple[float, float]]] = {}
         self._whats: dict[str, int] = {}
         self._blocks: list[LoopBlock] = []
         self._errors: list[ErrorRecord] = []
         self._limiters: list[LimiterStats] = []
 
-    def start(self, run_id: str) -> None:
-        self._reset(run_id)
+    def start(self, info: RunInfo) -> None:
+        self._reset(info)
 
     def __call__(self, event: Event) -> None:
-        kind = event.kind
-        if kind == "item_start":
-            key = (event.path, event.index)
-            if key in self._open:  # the same item of another copy of the node is in flight
-                self._stacked.setdefault(key, []).append(self._open[key])
-            self._open[key] = event.time - self._t0
-        elif kind == "item_end":
+        if isinstance(event, CallStarted):
+            self._open[event.call] = (event.time - self._t0, event.index)
+        elif isinstance(event, CallEnded):
             self._end(event)
-        elif kind == "node_start":
-            if event.data.get("role") == "node":
-                log = self._log(event.node)
-                log.executor = event.data.get("executor", log.executor)
-                log.limit = event.data.get("limit")
-                log.paths[event.path] = None
-        elif kind == "item_retry":
-            self._log(event.node).counts.call_retried()
-        elif kind == "item_error":
-            self._error(event)
-        elif kind == "limiter_wait" or kind == "item_wait":
+        elif isinstance(event, Waited):
             self._wait(event)
-        elif kind == "usage":
-            usage = self._log(event.node).usage
-            for name, amount in event.data.items():
-                usage[name] = usage.get(name, 0.0) + amount
-        elif kind == "loop_blocked":
-            seconds = event.data["seconds"]
-            self._log(event.node).blocked += seconds
+        elif isinstance(event, NodeStarted):
+            if event.role == "node":
+                log = self._log(event.node)
+                log.executor, log.limit = event.executor, event.limit
+                log.paths[event.path] = None
+        elif isinstance(event, ItemFailed):
+            self._error(event)
+        elif isinstance(event, LoopBlocked):
+            self._log(event.node).blocked += event.seconds
             start = event.time - self._t0
             self._blocks.append(
                 LoopBlock(
                     node=event.node,
-                    hook=event.data["hook"],
+                    hook=event.hook,
                     start=start,
-                    seconds=seconds,
-                    where=event.data["where"],
+                    seconds=event.seconds,
+                    where=event.where,
                 )
             )
-        elif kind == "run_start":
-            self._flow = event.node
-        elif kind == "run_end":
+        elif isinstance(event, RunStarted):
+            self._flow = event.flow
+        elif isinstance(event, RunEnded):
             self._ok = event.ok
             self._ended = event.time - self._t0
-            self._limiters = list(event.data.get("limiters", {}).values())
+            self._limiters = list(event.limiters.values())
 
     def _log(self, name: str) -> _NodeLog:
         log = self._nodes.get(name)
@@ -172,59 +154,44 @@ class ReportWriter(Observer):
             log = self._nodes[name] = _NodeLog(name)
         return log
 
-    def _wait(self, event: Event) -> None:
-        data = event.data
-        seconds = data["seconds"]
+    def _wait(self, event: Waited) -> None:
         end = event.time - self._t0
-        start = end - seconds
+        start = end - event.seconds
         log = self._log(event.node)
-        name = data.get("limiter")
-        if name is not None:
-            log.limiter_wait[name] = log.limiter_wait.get(name, 0.0) + seconds
-        what = data.get("what") or (f"limiter {name}" if name else "wait")
-        code = self._whats.setdefault(what, len(self._whats))
+        code = self._whats.setdefault(event.what, len(self._whats))
         log.wait_starts.append(start)
         log.wait_ends.append(end)
         log.wait_index.append(event.index)
         log.wait_what.append(code)
-        key = (event.path, event.index)
-        if event.index >= 0 and key in self._open:  # waited inside the running exec call
-            self._inner.setdefault(key, []).append((start, end))
+        if event.call in self._open:  # waited inside the running exec call
+            self._inner.setdefault(event.call, []).append((start, end))
 
-    def _end(self, event: Event) -> None:
-        key = (event.path, event.index)
-        start = self._open.pop(key, None)
-        if start is None:
+    def _end(self, event: CallEnded) -> None:
+        opened = self._open.pop(event.call, None)
+        if opened is None:
             return
-        if self._stacked:
-            older = self._stacked.get(key)
-            if older:
-                self._open[key] = older.pop()
-                if not older:
-                    del self._stacked[key]
+        start, index = opened
         end = event.time - self._t0
         log = self._log(event.node)
-        log.counts.call_ended()
+        log.calls += 1
         log.first = min(log.first, start)
         log.last = max(log.last, end)
-        inner = self._inner.pop(key, None) if self._inner else None
+        inner = self._inner.pop(event.call, None) if self._inner else None
         for a, b in running(start, end, inner):
             log.starts.append(a)
             log.ends.append(b)
-            log.index.append(event.index)
+            log.index.append(index)
             log.ok.append(event.ok)
 
-    def _error(self, event: Event) -> None:
-        self._log(event.node).counts.failed += 1
+    def _error(self, event: ItemFailed) -> None:
         if len(self._errors) < MAX_ERRORS:
-            data = event.data
             self._errors.append(
                 ErrorRecord(
                     node=event.node,
                     index=event.index,
-                    error_type=str(data.get("error_type", "")),
-                    message=redact(str(data.get("message", ""))),
-                    attempts=int(data.get("attempts", 1)),
+                    error_type=event.error_type,
+                    message=redact(event.message),
+                    attempts=event.attempts,
                 )
             )
 
@@ -244,30 +211,31 @@ class ReportWriter(Observer):
         """The report of what was recorded so far."""
         logs = sorted(self._nodes.values(), key=lambda log: min([log.first, *log.wait_starts[:1]]))
         limiters = self._limiters
-        nodes = [_summarise(log, limiters) for log in logs]
+        stats = self.info.nodes
+        nodes = [_summarise(log, stats.get(log.name), limiters) for log in logs]
         whats = list(self._whats)
         run_bars = _bars(logs, self.max_bars, whats, wait=False)
         wait_bars = _bars(logs, self.max_bars, whats, wait=True)
-        traces = {(r.node, r.index): r.traceback for r in (self.info.errors if self.info else [])}
+        traces = {(r.node, r.index): r.traceback for r in self.info.errors}
         errors = [
             e.model_copy(update={"traceback": redact(traces.get((e.node, e.index), ""))})
             for e in self._errors
         ]
         return RunReport(
-            run_id=self._run_id,
+            run_id=self.info.run_id,
             flow=self._flow,
             ok=self._ok,
             started_at=self._started_at,
             wall_time=self._ended if self._ended is not None else time.monotonic() - self._t0,
             nodes=nodes,
-            spans=sum(log.counts.calls for log in logs),
+            spans=sum(log.calls for log in logs),
             segments=sum(len(log.starts) for log in logs),
             waits=sum(len(log.wait_starts) for log in logs),
             lanes=assign_lanes(run_bars),
             wait_lanes=assign_lanes(wait_bars),
             bars=run_bars + wait_bars,
             blocks=self._blocks,
-            error_count=sum(log.counts.failed for log in logs),
+            error_count=sum(n.failed for n in nodes),
             errors=errors,
             limiters=limiters,
         )
@@ -293,30 +261,32 @@ def running(
     return out
 
 
-def _summarise(log: _NodeLog, limiters: Sequence[LimiterStats]) -> NodeReport:
+def _summarise(
+    log: _NodeLog, stats: NodeStats | None, limiters: Sequence[LimiterStats]
+) -> NodeReport:
     peak, busy = overlap(log.starts, log.ends)
     exec_time = max(0.0, math.fsum(log.ends) - math.fsum(log.starts))
-    wall = (log.last - log.first) if log.counts.calls else 0.0
+    wall = (log.last - log.first) if log.calls else 0.0
     waited = max(0.0, math.fsum(log.wait_ends) - math.fsum(log.wait_starts))
     node = NodeReport(
         name=log.name,
         paths=list(log.paths),
         executor=log.executor,
         limit=log.limit,
-        items=log.counts.done,
-        failed=log.counts.failed,
-        retries=log.counts.retries,
+        items=stats.items if stats is not None else log.calls,
+        failed=stats.failed if stats is not None else 0,
+        retries=stats.retries if stats is not None else 0,
         wall_time=wall,
         exec_time=exec_time,
         busy_time=busy,
         mean_in_flight=exec_time / busy if busy > 0 else 0.0,
         peak_in_flight=peak,
         speedup=exec_time / wall if wall > 0 else 0.0,
-        limiter_wait=dict(log.limiter_wait),
+        limiter_wait=dict(stats.limiter_wait) if stats is not None else {},
         loop_blocked=log.blocked,
         findings=[],
         wait_time=waited,
-        usage=dict(log.usage),
+        usage=dict(stats.usage) if stats is not None else {},
         limiters=[lim.name for lim in limiters if log.name in lim.users],
     )
     node.findings = findings(node, limiters)

@@ -1,4 +1,4 @@
-"""Checkpoints: one batch's items read from and written to the run's store."""
+"""Checkpoints: one batch's items read from and written to the run's store (``RunStore``)."""
 
 from __future__ import annotations
 
@@ -7,16 +7,73 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from flowkit.errors import StoreError
-from flowkit.node import BaseNode, defines
+from flowkit.node import AsyncNode, BaseNode, defines
 from flowkit.results import ErrorRecord
-from flowkit.store import StoreWriter, dumps, item_key
+from flowkit.store import ResultCodec, Store, StoreWriter, dumps, item_key
 
 if TYPE_CHECKING:
-    from flowkit.runner.plan import Plan
-    from flowkit.runner.state import RunState
+    from flowkit.runner.items import NodeRun
+    from flowkit.runner.nodes import Settings
+    from flowkit.runner.tasks import TaskGroup
 
 MISS = object()
 """What ``Checkpoint.restore`` gives for an item that must run."""
+
+
+class RunStore:
+    """The run's store as its checkpoints see it: the writer, the outcomes stored before
+    (when resuming), whether stored failures count as done, and how many were reused."""
+
+    def __init__(
+        self,
+        writer: StoreWriter,
+        stored: dict[tuple[str, str], tuple[bool, str]],
+        skip_failed: bool,
+        tasks: Callable[[], TaskGroup],
+    ) -> None:
+        self.writer, self.stored, self.skip_failed, self.tasks = writer, stored, skip_failed, tasks
+        self.resumed = 0
+        self._codecs: dict[str, ResultCodec] = {}
+        self._db: Store | None = None
+
+    @classmethod
+    async def open(
+        cls, settings: Settings, run_id: str, flow: str, tasks: Callable[[], TaskGroup]
+    ) -> RunStore:
+        """Open ``settings.store`` for run ``run_id`` of ``flow`` (resuming it, if asked)."""
+        assert settings.store is not None
+        db = Store(settings.store)
+        try:
+            stored = db.begin(run_id, flow, resume=settings.resume)
+            writer = await db.writer(run_id)
+        except BaseException:
+            db.close()
+            raise
+        store = cls(writer, stored, settings.skip_failed, tasks)
+        store._db = db
+        return store
+
+    async def close(self, run_id: str, status: str) -> None:
+        """Wait for the writer to commit everything, then record how the run ended."""
+        try:
+            await self.writer.close()
+            if self._db is not None:
+                self._db.finish(run_id, status)
+        finally:
+            if self._db is not None:
+                self._db.close()
+
+    def checkpoint(self, nr: NodeRun, node: BaseNode, path: str) -> Checkpoint | None:
+        """A checkpoint for one batch of ``node`` at ``path``; None if the node keeps none."""
+        plan = nr.plan
+        if not plan.checkpoint:
+            return None
+        codec = self._codecs.get(plan.name)
+        if codec is None:
+            on_loop = plan.executor == "async" and isinstance(node, AsyncNode)
+            method = getattr(type(node), "exec_async" if on_loop else "exec")
+            codec = self._codecs[plan.name] = ResultCodec.for_method(plan.name, method)
+        return Checkpoint(self, codec, node, path)
 
 
 class Checkpoint:
@@ -38,15 +95,15 @@ class Checkpoint:
         "params",
         "path",
         "pending",
-        "run",
         "since",
+        "store",
         "stored",
         "writer",
     )
 
-    def __init__(self, run: RunState, plan: Plan, node: BaseNode, writer: StoreWriter, path: str):
-        self.run, self.path, self.codec, self.writer = run, path, plan.codec, writer
-        self.stored = run.stored
+    def __init__(self, store: RunStore, codec: ResultCodec, node: BaseNode, path: str):
+        self.store, self.path, self.codec, self.writer = store, path, codec, store.writer
+        self.stored = store.stored
         self.item_key: Callable[[Any], str] | None = (
             node.item_key if defines(node, "item_key") and callable(node.item_key) else None
         )
@@ -87,10 +144,10 @@ class Checkpoint:
                 value = self.codec.decode(text)
             except ValueError:  # stored by an exec with another return type: run it again
                 return MISS
-            self.run.info.resumed += 1
+            self.store.resumed += 1
             return value
-        if self.run.runner.skip_failed:
-            self.run.info.resumed += 1
+        if self.store.skip_failed:
+            self.store.resumed += 1
             return ErrorRecord.model_validate_json(text)
         return MISS
 
@@ -113,7 +170,7 @@ class Checkpoint:
         pending.append((key, index, value))
         if len(pending) == 1:
             self.since = time.monotonic()
-            self.run.tasks.call_soon(self._flush_soon)
+            self.store.tasks().call_soon(self._flush_soon)
         elif time.monotonic() - self.since > self.FLUSH_AFTER:
             self.flush()
 

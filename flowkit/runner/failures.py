@@ -7,81 +7,50 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from flowkit.context import current_retry
+from flowkit.engine import current_retry
 from flowkit.errors import TooManyErrorsError
+from flowkit.events import CallEnded, CallStarted, ItemFailed
 from flowkit.node import BaseNode, Node
+from flowkit.redact import redact
 from flowkit.results import ErrorRecord
 from flowkit.retry import retry_failed
-from flowkit.runner.admission import Admission
-from flowkit.runner.checkpoint import Checkpoint
+from flowkit.runner.current import current_call
 
 if TYPE_CHECKING:
-    from flowkit.runner.plan import Plan
-    from flowkit.runner.state import RunState
+    from flowkit.runner.checkpoint import Checkpoint
+    from flowkit.runner.items import NodeRun
 
 RetryCall = Callable[[Any, int], Awaitable[Any]]
 """Runs exec once more on an item: ``(item, attempt) -> result``."""
 
 
 class Failures:
-    """Applies a node's on_error policy to items of one batch that failed for good, and runs
-    their recovery (retries, fallback) through the batch's admission."""
+    """The failed items of one batch of ``nr``'s node at ``path``: their recovery, and the
+    node's on_error policy for those that fail for good."""
 
-    __slots__ = ("admission", "count", "last_record", "node", "path", "plan", "run")
+    __slots__ = ("count", "last_record", "node", "nr", "path")
 
-    def __init__(self, run: RunState, plan: Plan, node: BaseNode, admission: Admission) -> None:
-        self.run, self.plan, self.node, self.admission = run, plan, node, admission
-        self.path = admission.path
+    def __init__(self, nr: NodeRun, node: BaseNode, path: str) -> None:
+        self.nr, self.node, self.path = nr, node, path
         self.count = 0
         self.last_record: ErrorRecord | None = None
-
-    def handle(self, index: int, exc: Exception, attempts: int) -> ErrorRecord:
-        """Count the failure and apply on_error: raise it, or collect and return its record."""
-        plan = self.plan
-        plan.stats.failed += 1
-        self.run.event(
-            "item_error",
-            self.path,
-            plan.name,
-            index,
-            False,
-            attempts=attempts,
-            error_type=type(exc).__name__,
-            message=str(exc),
-            policy=plan.on_error,
-        )
-        record = self.last_record = ErrorRecord.of(plan.name, index, exc, attempts)
-        where = f"flowkit: {plan.name} failed on item {index} after {attempts} attempt(s)"
-        if plan.on_error == "raise":
-            if where not in getattr(exc, "__notes__", ()):
-                exc.add_note(where)
-            raise exc
-        self.count += 1
-        self.run.info.errors.append(record)
-        if plan.max_errors is not None and self.count > plan.max_errors:
-            raise TooManyErrorsError(
-                f"{plan.name}: {self.count} items failed, more than max_errors="
-                f"{plan.max_errors}; the batch was stopped. Last error (item {index}): "
-                f"{type(exc).__name__}: {exc}"
-            ) from exc
-        return record
 
     async def settle(
         self,
         index: int,
         item: Any,
         exc: Exception,
-        retry_call: RetryCall | None,
+        retry: RetryCall | None,
         ck: Checkpoint | None,
         key: str,
     ) -> Any:
-        """Recover a failed item (``retry_call`` None: no more tries) and checkpoint how it
-        ended: a result, a collected record, or the record of the error being raised."""
+        """Recover a failed item (``retry`` None: no more tries) and checkpoint how it ended:
+        a result, a collected record, or the record of the error being raised."""
         try:
-            if retry_call is None:
+            if retry is None:
                 res = await self.give_up(index, item, exc, 1)
             else:
-                res = await self.recover(index, item, exc, retry_call)
+                res = await self.recover(index, item, exc, retry)
         except Exception:
             last = self.last_record
             if ck is not None and last is not None and last.index == index:
@@ -91,37 +60,35 @@ class Failures:
             ck.save_outcome(key, index, res)
         return res
 
-    async def recover(self, index: int, item: Any, exc: Exception, retry_call: RetryCall) -> Any:
+    async def recover(self, index: int, item: Any, exc: Exception, retry: RetryCall) -> Any:
         """Retry a failed item per the node's policy, then fall back, then apply on_error."""
-        plan, admission = self.plan, self.admission
+        nr, path = self.nr, self.path
+        counts = nr.counts(path)
 
         def on_retry(attempt: int, wait: float, exc: Exception) -> None:
-            plan.stats.retries += 1
-            self.run.event(
-                "item_retry",
-                self.path,
-                plan.name,
-                index,
-                False,
-                attempt=attempt,
-                wait=wait,
-                error=f"{type(exc).__name__}: {exc}",
-            )
+            nr.retrying(path, index, attempt, wait, exc)
 
         async def again(attempt: int) -> Any:
-            await admission.enter(index)
-            t0 = time.monotonic()
+            await nr.enter(index, 1, path)
+            emit = nr.emit
+            call = next(nr.call_ids) if emit is not None else -1
+            if emit is not None:
+                current_call.set((index, call))
+                emit(CallStarted(time.monotonic(), nr.run_id, path, nr.name, index, call))
+            counts.in_flight += 1
             ok = False
             try:
-                result = await retry_call(item, attempt)
+                result = await retry(item, attempt)
                 ok = True
                 return result
             finally:
-                admission.leave()
-                admission.span(index, t0, time.monotonic(), ok)
+                counts.in_flight -= 1
+                nr.leave()
+                if emit is not None:
+                    emit(CallEnded(time.monotonic(), nr.run_id, path, nr.name, index, call, ok))
 
         ok, value, attempts = await retry_failed(
-            exc, again, plan.retry, self.run.runner.sleep, on_retry
+            exc, again, nr.plan.retry, nr.sleep, on_retry
         )
         if ok:
             return value
@@ -132,7 +99,7 @@ class Failures:
         node = self.node
         token = current_retry.set(attempt - 1)
         try:
-            if self.plan.is_async:
+            if self.nr.plan.is_async:
                 return await node.exec_fallback_async(item, exc)  # type: ignore[attr-defined]
             if isinstance(node, Node):
                 return node.exec_fallback(item, exc)
@@ -141,3 +108,37 @@ class Failures:
             return self.handle(index, final, attempt)
         finally:
             current_retry.reset(token)
+
+    def handle(self, index: int, exc: Exception, attempts: int) -> ErrorRecord:
+        """Count the failure and apply on_error: raise it, or collect and return its record."""
+        nr, plan = self.nr, self.nr.plan
+        nr.counts(self.path).failed += 1
+        if nr.emit is not None:
+            nr.emit(
+                ItemFailed(
+                    time.monotonic(),
+                    nr.run_id,
+                    self.path,
+                    plan.name,
+                    index,
+                    attempts,
+                    type(exc).__name__,
+                    redact(str(exc)),
+                    plan.on_error,
+                )
+            )
+        record = self.last_record = ErrorRecord.of(plan.name, index, exc, attempts)
+        where = f"flowkit: {plan.name} failed on item {index} after {attempts} attempt(s)"
+        if plan.on_error == "raise":
+            if where not in getattr(exc, "__notes__", ()):
+                exc.add_note(where)
+            raise exc
+        self.count += 1
+        nr.errors.append(record)
+        if plan.max_errors is not None and self.count > plan.max_errors:
+            raise TooManyErrorsError(
+                f"{plan.name}: {self.count} items failed, more than max_errors="
+                f"{plan.max_errors}; the batch was stopped. Last error (item {index}): "
+                f"{type(exc).__name__}: {redact(str(exc))}"
+            ) from exc
+        return record

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from flowkit.events import MemoryGuarded, Subscriber
+
 if TYPE_CHECKING:
-    from flowkit.runner.state import RunState
+    from flowkit.runner.tasks import TaskGroup
 
 
 class MemoryGuard:
@@ -22,13 +26,20 @@ class MemoryGuard:
 
     INTERVAL = 0.05
 
-    def __init__(self, max_rss_mb: float, run: RunState) -> None:
+    def __init__(
+        self,
+        max_rss_mb: float,
+        tasks: TaskGroup,
+        busy: Callable[[], bool],
+        emit: Subscriber | None,
+        run_id: str,
+    ) -> None:
         self.limit = max_rss_mb * 1024 * 1024
-        self.run = run
+        self.busy, self.emit, self.run_id = busy, emit, run_id
         self.engaged = False
         self.engagements = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
-        run.tasks.start(self._sample(), self.stop)
+        tasks.start(self._sample(), self.stop)
 
     async def _sample(self) -> None:
         while True:
@@ -36,14 +47,18 @@ class MemoryGuard:
             if rss > self.limit and not self.engaged:
                 self.engaged = True
                 self.engagements += 1
-                self.run.event("memory_guard", "", "", ok=False, rss_mb=rss / 2**20)
+                self._say(rss)
             elif rss <= self.limit and self.engaged:
                 self.engaged = False
-                self.run.event("memory_guard", "", "", ok=True, rss_mb=rss / 2**20)
+                self._say(rss)
                 self._wake(len(self._waiters))
-            elif self.engaged and not any(s.in_flight for s in self.run.info.nodes.values()):
+            elif self.engaged and not self.busy():
                 self._wake(1)
             await asyncio.sleep(self.INTERVAL)
+
+    def _say(self, rss: int) -> None:
+        if self.emit is not None:
+            self.emit(MemoryGuarded(time.monotonic(), self.run_id, self.engaged, rss / 2**20))
 
     def _wake(self, n: int) -> None:
         while n > 0 and self._waiters:
@@ -59,9 +74,8 @@ class MemoryGuard:
         await fut
 
     def stop(self) -> None:
-        """The sampler has stopped: let every waiter go and record the count."""
+        """The sampler has stopped: let every waiter go."""
         self._wake(len(self._waiters))
-        self.run.info.memory_guard_engaged = self.engagements
 
 
 def current_rss() -> int:

@@ -1,31 +1,46 @@
-"""The runner: its options, and ``run`` / ``run_async``, which run a flow from start to end.
+"""The runner: its settings, one run's state, and the walk of a flow's graph.
 
-Nodes say what to do; the runner decides how much runs at once and where: per-node limits
-(one counter per node for the whole run), named limiters, executors, retries and failure
-policy. The work itself is in the modules beside this one: ``walk`` (the graph), ``items``
-and ``lanes`` (bounded item loops), ``admission``, ``failures``, ``checkpoint``, ``memory``.
+``Runner.run`` / ``run_async`` / ``start`` begin a run. ``Run`` plans every node before any
+work starts, then ``run_node`` walks the graph (a node's prep, items and post; a flow's steps
+by action; batch flows' sub-flows and ``Parallel``'s branches), handing each node's items to
+``flowkit.runner.items``. A run owns what it opens (executors, store, background tasks, its
+``RunInfo``) and closes it whatever happens; observers that raise are dropped, not fatal.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
+import functools
+import itertools
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+import uuid
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from flowkit.errors import ConfigError
-from flowkit.events import Event, Observer, Subscriber
-from flowkit.executors import cpu_count
-from flowkit.limits import Limit, check_limit
-from flowkit.node import BaseNode
-from flowkit.results import RunInfo
-from flowkit.runner.context import current_run
-from flowkit.runner.state import RunState
-from flowkit.runner.walk import run_node, validate
+from flowkit.engine import standard_observers
+from flowkit.errors import (
+    ConfigError,
+)
+from flowkit.events import Event, NodeEnded, NodeStarted, RunEnded, RunStarted, Subscriber
+from flowkit.executors import (
+    Executor,
+    LoopExecutor,
+    ProcessExecutor,
+    RayExecutor,
+    ThreadExecutor,
+    cpu_count,
+)
+from flowkit.flow import Flow, Parallel
+from flowkit.graph import build_graph
+from flowkit.limits import Limit, NamedLimiter, check_limit
+from flowkit.node import AsyncNode, BaseNode, node_id, node_options
+from flowkit.results import NodeStats, RunInfo
+from flowkit.runner.current import current_node, current_run
+from flowkit.runner.items import await_hook, call_hook, run_flow, run_items, run_parallel
+from flowkit.runner.nodes import NodeRun, Settings, checked_limits, make_plan
 
 
 class Runner:
@@ -33,10 +48,11 @@ class Runner:
 
     ``limits`` maps node names to an int (overriding that node's ``max_concurrency``) and
     limiter names to a ``flowkit.Limit`` (a budget shared by every node that ``uses`` it).
-    ``thread_workers`` and ``process_workers`` size the pools (default: min(32, cores + 4)
-    threads; one process per core). ``start_method`` picks how worker processes start
-    (default "forkserver" on Linux). ``ray_address`` joins a Ray cluster instead of starting
-    a local one. ``max_steps`` bounds the nodes one pass of any flow may run. ``on_event``
+    ``executors`` adds executors by name (objects of the ``flowkit.executors.Executor``
+    protocol), for nodes that name them. ``thread_workers`` and ``process_workers`` size the
+    pools (default: min(32, cores + 4) threads; one process per core). ``start_method`` picks
+    how worker processes start. ``ray_address`` joins a Ray cluster instead of starting a
+    local one. ``max_steps`` bounds the nodes one pass of any flow may run. ``on_event``
     receives every ``flowkit.events.Event`` of the run (a callable or several; an
     ``Observer`` also hears the run's start and close).
 
@@ -45,17 +61,17 @@ class Runner:
     retrying stored failures unless ``skip_failed``. ``max_rss_mb`` stops admitting new items
     while the process's resident memory is above it.
 
-    ``progress`` shows per-node progress on stderr: live bars on a terminal, log lines every
-    few seconds elsewhere (default: on only when stderr is a terminal). ``report="DIR"``
-    writes ``report.json``, ``report.html`` and ``report.png`` there when the run ends.
-    ``detect_blocking`` (seconds, default 0.1; None turns it off) warns once per node whose
-    code blocks the event loop longer than that (see ``flowkit.detector``).
+    ``progress`` shows per-node progress on stderr (default: only when stderr is a
+    terminal). ``report="DIR"`` writes ``report.json``, ``report.html`` and ``report.png``
+    there when the run ends. ``detect_blocking`` (seconds, default 0.1; None turns it off)
+    warns once per node whose code blocks the event loop longer than that.
     """
 
     def __init__(
         self,
         *,
         limits: Mapping[str, int | Limit] | None = None,
+        executors: Mapping[str, Executor] | None = None,
         thread_workers: int | None = None,
         process_workers: int | None = None,
         start_method: str | None = None,
@@ -73,37 +89,31 @@ class Runner:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self.node_limits: dict[str, int] = {}
-        self.named_limits: dict[str, Limit] = {}
-        for key, value in (limits or {}).items():
-            if isinstance(value, Limit):
-                self.named_limits[key] = value
-            else:
-                self.node_limits[key] = check_limit(value, f"Runner limits[{key!r}]")
+        node_limits, named = checked_limits(limits)
         cores = cpu_count()
-        self.thread_workers = check_limit(
-            thread_workers or min(32, cores + 4), "Runner thread_workers"
-        )
-        self.process_workers = check_limit(process_workers or cores, "Runner process_workers")
-        self.start_method = start_method
-        self.ray_address = ray_address
-        self.max_steps = None if max_steps is None else check_limit(max_steps, "max_steps")
-        self.clock, self.sleep = clock, sleep
         if resume is not None and store is None:
             raise ConfigError("Runner(resume=...) needs a store: pass store='PATH.db' too")
         if resume is not None and run_id is not None and run_id != resume:
             raise ConfigError(f"Runner got run_id={run_id!r} and resume={resume!r}; give one")
-        self.store = store
-        self.run_id = resume or run_id
-        self.resume = resume is not None
-        self.skip_failed = skip_failed
-        if max_rss_mb is not None and (
-            not isinstance(max_rss_mb, int | float)
-            or isinstance(max_rss_mb, bool)
-            or max_rss_mb <= 0
-        ):
-            raise ConfigError(f"Runner max_rss_mb must be a positive number, got {max_rss_mb!r}")
-        self.max_rss_mb = max_rss_mb
+        self.settings = Settings(
+            node_limits=node_limits,
+            named_limits=named,
+            executors=dict(executors or {}),
+            thread_workers=check_limit(
+                thread_workers or min(32, cores + 4), "Runner thread_workers"
+            ),
+            process_workers=check_limit(process_workers or cores, "Runner process_workers"),
+            start_method=start_method,
+            ray_address=ray_address,
+            max_steps=None if max_steps is None else check_limit(max_steps, "max_steps"),
+            store=store,
+            run_id=resume or run_id,
+            resume=resume is not None,
+            skip_failed=skip_failed,
+            max_rss_mb=max_rss_mb,
+            clock=clock,
+            sleep=sleep,
+        )
         self.progress = bool(sys.stderr and sys.stderr.isatty()) if progress is None else progress
         self.report = report
         if detect_blocking and (
@@ -121,6 +131,15 @@ class Runner:
         else:
             self.subscribers = list(on_event)
         self.last_run: RunInfo | None = None
+        """The ``RunInfo`` of the run that ended last (each run's own is on its handle)."""
+
+    @property
+    def named_limits(self) -> Mapping[str, Limit]:
+        return self.settings.named_limits
+
+    @property
+    def process_workers(self) -> int:
+        return self.settings.process_workers
 
     def run(self, flow: BaseNode, shared: Any = None) -> Any:
         """Run ``flow`` from synchronous code; returns what its post returns."""
@@ -135,77 +154,301 @@ class Runner:
 
     async def run_async(self, flow: BaseNode, shared: Any = None) -> Any:
         """Run ``flow`` (a flow or a single node); returns what its post returns."""
+        return await self.start(flow, shared)
+
+    def start(self, flow: BaseNode, shared: Any = None) -> RunHandle:
+        """A run of ``flow``, to await: ``await runner.start(flow, shared)`` gives what its
+        post returns, and the handle's ``info`` is this run's own ``RunInfo``."""
         if not isinstance(flow, BaseNode):
             raise ConfigError(f"Runner can only run nodes and flows, got {type(flow).__name__}")
-        run = RunState(self)
-        self.last_run = run.info
+        run_id = self.settings.run_id or uuid.uuid4().hex[:12]
+        info = RunInfo(run_id=run_id, started=time.time(), flow=flow.name)
+        return RunHandle(self, flow, shared, info)
+
+
+class RunHandle:
+    """One run of a flow: ``info`` is its own ``RunInfo`` (live while it runs); awaiting
+    the handle runs it and gives what the flow's post returns."""
+
+    def __init__(self, runner: Runner, flow: BaseNode, shared: Any, info: RunInfo) -> None:
+        self.runner, self.flow, self.shared, self.info = runner, flow, shared, info
+        self._started = False
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        if self._started:
+            raise RuntimeError("a run handle is awaited once; start another run")
+        self._started = True
+        return self._main().__await__()
+
+    async def _main(self) -> Any:
+        runner, flow, info = self.runner, self.flow, self.info
+        run = Run(runner.settings, info)
         try:
-            validate(run, flow, check_node_limits=True)
-            await run.open_store(flow.name)
+            run.plan(flow, check_node_limits=True)
+            settings = runner.settings
+            if settings.store is not None:
+                from flowkit.runner.checkpoint import RunStore
+
+                run.store = await RunStore.open(settings, info.run_id, flow.name, run.tasks)
         except BaseException:
-            await run.close()
+            await run.close("failed")
             raise
-        subscribers = list(self.subscribers)
-        if self.progress:
-            subscribers.append(_observer("flowkit.progress", "Progress")())
-        if self.report is not None:
-            writer = _observer("flowkit.report", "ReportWriter")
-            subscribers.append(writer(self.report, info=run.info))
-        if len(subscribers) > len(self.subscribers):
-
-            def fan_out(event: Event) -> None:
-                for sub in subscribers:
-                    sub(event)
-
-            run.emit = fan_out
-        observers = [sub for sub in subscribers if isinstance(sub, Observer)]
-        if self.detect_blocking:
-            detector = _observer("flowkit.detector", "BlockDetector").for_run(
-                flow,
-                self.detect_blocking,
-                start_method=self.start_method,
-                emit=run.emit,
-                limits=self.node_limits,
-            )
-            if detector is not None:  # closed first, so its last findings reach the others
-                observers.insert(0, detector)
+        subscribers = list(runner.subscribers)
+        subscribers += standard_observers(runner, flow, info, run.event)
+        run.observe(subscribers)
         token = current_run.set(run)
-        for observer in observers:
-            observer.start(run.info.run_id)
+        status = "failed"
+        try:
+            run.event(RunStarted(time.monotonic(), info.run_id, flow.name))
+            result = await run_node(run, flow, self.shared, "")
+            status = "done"
+            return result
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            status = "interrupted"
+            raise
+        finally:
+            current_run.reset(token)
+            await run.close(status)
+            ended = RunEnded(
+                time.monotonic(), info.run_id, flow.name, status == "done", status, info.limiters
+            )
+            run.event(ended)
+            if run.observers is not None:
+                run.observers.close()
+            runner.last_run = info
+
+
+class Run:
+    """One run's state: node plans and their ``NodeRun``, named limiters, executors, store,
+    background tasks and observers. Only the walk below holds it whole; the item path, the
+    store's checkpoints and the memory guard get narrow objects."""
+
+    def __init__(self, settings: Settings, info: RunInfo) -> None:
+        self.settings, self.info = settings, info
+        self.loop = asyncio.get_running_loop()
+        self._t0 = time.perf_counter()
+        self._tasks: Any = None
+        self.nodes: dict[int, NodeRun] = {}
+        self._limiters: dict[str, NamedLimiter] = {}
+        self._executors: dict[str, Executor] = {}
+        self.observers: Any = None
+        self.emit: Subscriber | None = None
+        self.call_ids = itertools.count()
+        self.store: Any = None  # the checkpoints' RunStore, with a store
+        self.guard: Any = None
+        if settings.max_rss_mb:
+            from flowkit.runner.memory import MemoryGuard
+
+            self.guard = MemoryGuard(
+                settings.max_rss_mb,
+                self.tasks(),
+                lambda: any(s.in_flight for s in info.nodes.values()),
+                None,
+                info.run_id,
+            )
+
+    # -- events -----------------------------------------------------------------------------
+
+    def observe(self, subscribers: list[Subscriber]) -> None:
+        """Deliver events to ``subscribers``; an ``Observer`` among them is started."""
+        if not subscribers:
+            return
+        from flowkit.runner.observing import Observers
+
+        self.observers = Observers(subscribers, self.info)
+        self.emit = self.observers.emit
+        if self.guard is not None:
+            self.guard.emit = self.emit
+        for node_run in self.nodes.values():
+            node_run.emit = self.emit
+
+    def event(self, event: Event) -> None:
+        if self.emit is not None:
+            self.emit(event)
+
+    # -- plans, limiters, executors ---------------------------------------------------------
+
+    def plan(self, root: BaseNode, *, check_node_limits: bool) -> None:
+        """Plan every node of ``root``'s graph (``flowkit.graph``'s walk, the one the run will
+        take) and check every flow's limit: bad configuration is refused before any work."""
+        names = set()
+        for g in build_graph(root).nodes:
+            names.add(g.node.name)
+            if isinstance(g.node, Flow | Parallel):
+                node_options(g.node, warn=False)  # checks the flow's own limit
+            else:
+                self.node_run(g.node)
+        unknown = sorted(set(self.settings.node_limits) - names) if check_node_limits else []
+        if unknown:
+            raise ConfigError(
+                f"Runner limits name unknown node(s) {', '.join(map(repr, unknown))}; "
+                f"nodes in this flow: {', '.join(sorted(names))}. Use a flowkit.Limit "
+                "value for a named limiter"
+            )
+
+    def node_run(self, node: BaseNode) -> NodeRun:
+        """The run-time state of ``node`` (and of every copy of it), made on first use."""
+        key = node_id(node)
+        nr = self.nodes.get(key)
+        if nr is None:
+            plan = make_plan(node, self.settings, self.size_of)
+            executor = self.executor(plan.executor)
+            if plan.executor in ("process", "ray"):
+                executor.bind(node)  # refuse an unpicklable node before any work starts
+            stats = self.info.nodes.get(plan.name)
+            if stats is None:
+                stats = self.info.nodes[plan.name] = NodeStats(plan.name, plan.limit, plan.executor)
+            limiters = tuple(self.limiter(name, plan.name) for name in plan.uses)
+            for lim in limiters:
+                lim.used_by(plan.name, "runner")
+            nr = self.nodes[key] = NodeRun(
+                plan,
+                executor,
+                limiters,
+                stats,
+                emit=self.emit,
+                run_id=self.info.run_id,
+                call_ids=self.call_ids,
+                tasks=self.tasks,
+                sleep=self.settings.sleep,
+                errors=self.info.errors,
+            )
+        return nr
+
+    def defines(self, name: str) -> bool:
+        return name in self.settings.named_limits
+
+    def limiter(self, name: str, user: str) -> NamedLimiter:
+        """The run's named limiter ``name``, for ``user`` (a node, or exec code)."""
+        lim = self._limiters.get(name)
+        if lim is None:
+            spec = self.settings.named_limits.get(name)
+            if spec is None:
+                known = ", ".join(sorted(self.settings.named_limits)) or "none"
+                raise ConfigError(
+                    f"{user}: uses limiter {name!r}, which the runner does not define "
+                    f"(defined: {known}); pass Runner(limits={{{name!r}: flowkit.Limit(...)}})"
+                )
+            lim = self._limiters[name] = NamedLimiter(
+                name, spec, clock=self.settings.clock, sleep=self.settings.sleep
+            )
+        return lim
+
+    def executor(self, name: str) -> Executor:
+        """The run's executor called ``name``, made on first use."""
+        executor = self._executors.get(name)
+        if executor is None:
+            s = self.settings
+            if name in s.executors:
+                executor = s.executors[name]
+            elif name == "async":
+                executor = LoopExecutor()
+            elif name == "thread":
+                executor = ThreadExecutor(s.thread_workers)
+            elif name == "process":
+                executor = ProcessExecutor(s.process_workers, s.start_method)
+            else:
+                executor = RayExecutor(s.ray_address)
+            self._executors[name] = executor
+        return executor
+
+    def size_of(self, name: str) -> int:
+        return self.executor(name).size
+
+    def tasks(self) -> Any:
+        """The run's task group, made on first use (micro-batches, flushes, the guard)."""
+        if self._tasks is None:
+            from flowkit.runner.tasks import TaskGroup
+
+            self._tasks = TaskGroup()
+        return self._tasks
+
+    # -- the end ----------------------------------------------------------------------------
+
+    async def close(self, status: str) -> None:
+        """End the run: background work, store, then executors (``status``: how it ended)."""
+        info = self.info
+        info.wall_time = time.perf_counter() - self._t0
+        info.status = status
+        info.limiters = {name: lim.stats() for name, lim in sorted(self._limiters.items())}
+        if self.guard is not None:
+            info.memory_guard_engaged = self.guard.engagements
+        if self._tasks is not None:
+            await self._tasks.aclose()
+        if self.store is not None:
+            info.resumed = self.store.resumed
+            await self.store.close(info.run_id, status)
+        for name, executor in self._executors.items():
+            if name not in self.settings.executors:  # a user's executor outlives the run
+                executor.close(status == "done")
+
+
+# -- the walk --------------------------------------------------------------------------------
+
+
+async def run_node(run: Run, node: BaseNode, shared: Any, parent: str) -> Any:
+    """Run one node or flow (prep, exec, post); ``parent`` is the enclosing path."""
+    path = f"{parent}/{node.name}" if parent else node.name
+    emit, run_id = run.emit, run.info.run_id
+    if isinstance(node, Flow | Parallel):
+        if emit is not None:
+            emit(NodeStarted(time.monotonic(), run_id, path, node.name, "flow"))
         ok = False
         try:
-            run.event("run_start", flow.name, flow.name)
-            result = await run_node(run, flow, shared, "")
+            step = functools.partial(run_node, run)
+            if isinstance(node, Flow):
+                max_steps = node.max_steps or run.settings.max_steps
+                result = await run_flow(node, shared, path, step, max_steps)
+            else:
+                result = await run_parallel(node, shared, path, step)
             ok = True
             return result
         finally:
-            current_run.reset(token)
-            await run.close(ok)
-            run.event("run_end", flow.name, flow.name, ok=ok, limiters=run.info.limiters)
-            for observer in observers:
-                observer.close()
+            if emit is not None:
+                emit(NodeEnded(time.monotonic(), run_id, path, node.name, ok, "flow"))
+    nr = run.node_run(node)
+    plan = nr.plan
+    if emit is not None:
+        emit(
+            NodeStarted(
+                time.monotonic(), run_id, path, plan.name, "node", plan.executor, plan.limit,
+                plan.batch,
+            )
+        )
+    ok = False
+    token = current_node.set((nr, path))
+    ck = run.store.checkpoint(nr, node, path) if run.store is not None else None
+    try:
+        if plan.is_async:
+            assert isinstance(node, AsyncNode)
+            prep_res = await await_hook(node, "prep_async", shared)
+            exec_res = await run_items(nr, node, prep_res, path, ck, run.guard)
+            result = await await_hook(node, "post_async", shared, prep_res, exec_res)
+        else:
+            prep_res = call_hook(node, "prep", shared)
+            exec_res = await run_items(nr, node, prep_res, path, ck, run.guard)
+            result = call_hook(node, "post", shared, prep_res, exec_res)
+        ok = True
+        return result
+    finally:
+        current_node.reset(token)
+        if emit is not None:
+            emit(NodeEnded(time.monotonic(), run_id, path, plan.name, ok))
 
 
-async def run_in_current_or_new(node: BaseNode, shared: Any) -> Any:
-    """Run ``node`` inside the run already in progress on this loop, else in a new run."""
-    run = current_run.get()
-    if run is not None and run.loop is asyncio.get_running_loop():
-        validate(run, node, check_node_limits=False)
-        return await run_node(run, node, shared, "")
-    return await Runner().run_async(node, shared)
+# -- the engine of PocketFlow's node.run() ------------------------------------------------
 
 
-class Engine:
-    """The default engine of PocketFlow's ``node.run()`` / ``run_async()``: a fresh Runner,
-    or the run already in progress on this loop."""
+class RunnerEngine:
+    """What ``node.run()`` / ``run_async()`` use: a fresh Runner, or the run already in
+    progress on this loop (a sub-flow run from a hook joins the run around it)."""
 
     def run(self, node: BaseNode, shared: Any) -> Any:
         return Runner().run(node, shared)
 
     async def run_async(self, node: BaseNode, shared: Any) -> Any:
-        return await run_in_current_or_new(node, shared)
-
-
-def _observer(module: str, name: str) -> Any:
-    """An observer class, by name: observers sit above the runner, which never imports them."""
-    return getattr(importlib.import_module(module), name)
+        run = current_run.get()
+        if isinstance(run, Run) and run.loop is asyncio.get_running_loop():
+            run.plan(node, check_node_limits=False)
+            return await run_node(run, node, shared, "")
+        return await Runner().run_async(node, shared)

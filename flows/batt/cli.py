@@ -10,7 +10,7 @@ from typing import Any
 
 from flowkit.commands import FlowCommand, UsageError
 from flowkit.node import BaseNode
-from flowkit.runner import RunInfo
+from flowkit.results import RunInfo
 from flows.batt.flow import Executor, TaskSummary, build_flow, validate_tasks
 
 

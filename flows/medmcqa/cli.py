@@ -22,7 +22,7 @@ from typing import Any
 import flowkit as fk
 from flowkit.commands import FlowCommand, UsageError, positive_int, positive_number
 from flowkit.node import BaseNode
-from flowkit.runner import RunInfo
+from flowkit.results import RunInfo
 from flows.medmcqa.data import DataError, QuestionFile, sample_path
 from flows.medmcqa.flow import (
     DEFAULT_EPSILONS,

@@ -13,12 +13,17 @@ start with ``spawn`` (a forked child cannot use CUDA). CPU: give the same "cpu" 
 times for several replicas; they split the cores (torch threads per replica). CPU workers
 start with ``fork`` while the process has one thread, else ``forkserver``.
 
+The pool is also an executor (``flowkit.executors.Executor``): with
+``Runner(executors={"gpu": pool})``, a node that micro-batches (it defines ``exec_batch``) and
+names it (``executor = "gpu"``) has each of its batches run by a replica's batch function. Its
+worker processes are flowkit's own (``flowkit.executors.workers``): they die with the process
+that started them, whatever ends it.
+
 A model too big for one device does not belong here: see ``nodes/models/README.md``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing as mp
 import os
 import pickle
@@ -28,7 +33,6 @@ import sys
 import threading
 import time
 import weakref
-from collections import deque
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection
 from typing import Any
@@ -40,9 +44,9 @@ from flowkit.errors import (
     PicklingError,
     WorkerCrashedError,
 )
-from flowkit.executors import Outcome, cpu_count, portable_outcomes
-from flowkit.executors.workers import exchange, next_message, start_worker
-from flowkit.limits import Slots, check_limit
+from flowkit.executors.base import Chunked, Outcome, cpu_count, portable_outcomes
+from flowkit.executors.workers import Worker, WorkerPool, exchange, next_message, start_worker
+from flowkit.limits import check_limit
 
 BatchFn = Callable[[list[Any]], list[Any]]
 """A replica's batch function: one result per item, in order."""
@@ -91,53 +95,26 @@ def _replica_main(
         conn.send_bytes(portable_outcomes([outcome], f"replica on {device}"))
 
 
-class _Replica:
-    """One worker process and the pipe to it."""
-
-    __slots__ = ("conn", "device", "proc")
-
-    def __init__(self, ctx: Any, factory: bytes, device: str, threads: int | None) -> None:
-        self.device = device
-        gpu = _DEVICE.fullmatch(device)
-        visible = None
-        if gpu is not None and gpu.group(1) is not None:
-            index = int(gpu.group(1))
-            parent_visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-            visible = parent_visible.split(",")[index] if parent_visible else str(index)
-        self.proc, self.conn = start_worker(
-            ctx,
-            _replica_main,
-            factory,
-            device,
-            visible,
-            None if visible else threads,
-            name=f"flowkit-replica-{device}",
-        )
-
-    async def call(self, msg: bytes) -> bytes:
-        """Send one batch and wait, without blocking the event loop, for the reply."""
-        return await exchange(self.conn, msg)
-
-    def stop(self, timeout: float) -> None:
-        """Ask the worker to exit; kill it if it has not within ``timeout`` seconds."""
-        with contextlib.suppress(OSError):
-            self.conn.send_bytes(b"")
-        self.proc.join(timeout)
-        self.kill()
-
-    def kill(self) -> None:
-        if self.proc.is_alive():
-            self.proc.kill()
-        self.proc.join(5)
-        self.conn.close()
-
-
-def _stop_all(workers: list[_Replica | None]) -> None:
-    """Stop every live worker (also run when a pool is garbage-collected or at exit)."""
-    for i, worker in enumerate(workers):
-        if worker is not None:
-            worker.kill()
-            workers[i] = None
+def _start_replica(
+    ctx: Any, factory: bytes, device: str, threads: int | None, slot: int
+) -> Worker:
+    """Start the worker process of the replica for ``device``."""
+    gpu = _DEVICE.fullmatch(device)
+    visible = None
+    if gpu is not None and gpu.group(1) is not None:
+        index = int(gpu.group(1))
+        parent_visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        visible = parent_visible.split(",")[index] if parent_visible else str(index)
+    proc, conn = start_worker(
+        ctx,
+        _replica_main,
+        factory,
+        device,
+        visible,
+        None if visible else threads,
+        name=f"flowkit-replica-{device}",
+    )
+    return Worker(proc, conn, slot)
 
 
 class ReplicaPool:
@@ -182,20 +159,21 @@ class ReplicaPool:
             else:
                 start_method = "fork" if threading.active_count() == 1 else "forkserver"
         self._ctx = mp.get_context(start_method)
-        self._workers: list[_Replica | None] = [None] * self.size
-        self._idle: deque[int] = deque()
-        self._slots = Slots(self.size)  # one per replica that may be busy at once
-        self._closed = False
-        self._finalizer = weakref.finalize(self, _stop_all, self._workers)
+        self._pool = WorkerPool(self.size, self._spawn)
+        self._finalizer = weakref.finalize(self, self._pool.close, 0.0)
+
+    def _spawn(self, slot: int) -> Worker:
+        device = self.devices[slot]
+        return _start_replica(self._ctx, self._factory, device, self.threads_per_replica, slot)
 
     @property
     def pids(self) -> list[int]:
         """Process ids of the replicas running now, in device order."""
-        return [w.proc.pid for w in self._workers if w is not None and w.proc.pid is not None]
+        return self._pool.pids
 
     async def run(self, items: Sequence[Any]) -> list[Any]:
         """Run one batch on an idle replica; returns one result per item, in order."""
-        if self._closed:
+        if self._pool.closed:
             raise PoolClosedError("ReplicaPool is closed: create a new pool to run more batches")
         batch = list(items)
         try:
@@ -205,78 +183,47 @@ class ReplicaPool:
                 f"ReplicaPool: a batch of {len(batch)} item(s) cannot be pickled to send to a "
                 f"replica ({exc}); send plain data"
             ) from exc
-        slot = await self._checkout()
-        worker = self._workers[slot]
-        assert worker is not None
+        try:
+            worker = await self._pool.checkout()
+        except RuntimeError:
+            raise PoolClosedError("ReplicaPool was closed while a batch waited") from None
+        device = self.devices[worker.slot]
         healthy = False
         try:
-            data = await worker.call(msg)
+            data = await exchange(worker.conn, msg)
             healthy = True
         except (EOFError, OSError):
-            if self._closed:
+            if self._pool.closed:
                 raise PoolClosedError("ReplicaPool was closed while a batch ran") from None
             worker.proc.join(1)
             raise WorkerCrashedError(
-                f"ReplicaPool: the replica on {worker.device} (pid {worker.proc.pid}) died "
+                f"ReplicaPool: the replica on {device} (pid {worker.proc.pid}) died "
                 f"(exit code {worker.proc.exitcode}) while running a batch of {len(batch)}: it "
                 "ran out of memory, crashed in native code, or (started by forkserver or spawn) "
                 "re-ran a script that lacks an `if __name__ == '__main__':` guard"
             ) from None
         finally:
-            self._checkin(slot, healthy)
+            self._pool.checkin(worker, healthy)
         [(ok, value, _, _)] = pickle.loads(data)
         if not ok:
-            value.add_note(f"flowkit: raised by the replica on {worker.device}")
+            value.add_note(f"flowkit: raised by the replica on {device}")
             raise value
         if not isinstance(value, list) or len(value) != len(batch):
             got = len(value) if isinstance(value, list) else type(value).__name__
             raise BatchResultError(
-                f"ReplicaPool: the replica on {worker.device} returned {got} results for "
+                f"ReplicaPool: the replica on {device} returned {got} results for "
                 f"{len(batch)} items; its batch function must return a list, one per item"
             )
         return value
 
-    async def _checkout(self) -> int:
-        """A replica for the next batch: an idle one, else a new one, else the next freed."""
-        await self._slots.acquire()
-        try:
-            if self._closed:
-                raise PoolClosedError("ReplicaPool was closed while a batch waited")
-            if self._idle:
-                return self._idle.popleft()
-            slot = self._workers.index(None)  # fewer busy than slots: one is idle or empty
-            self._workers[slot] = _Replica(
-                self._ctx, self._factory, self.devices[slot], self.threads_per_replica
-            )
-            return slot
-        except BaseException:
-            self._slots.release()
-            raise
+    def bind(self, node: Any) -> ReplicaBinding:
+        """As an executor: ``node``'s batches go to the replicas (see the module's doc)."""
+        return ReplicaBinding(self, node.name)
 
-    def _checkin(self, slot: int, healthy: bool) -> None:
-        worker = self._workers[slot]
-        if healthy and not self._closed:
-            self._idle.append(slot)
-        elif worker is not None:  # died, or was cancelled mid-batch: its state is unknown
-            worker.kill()
-            self._workers[slot] = None
-        self._slots.release()
-
-    def close(self, timeout: float = 5.0) -> None:
-        """Stop the replicas: idle ones finish cleanly, busy ones are killed; waits for all."""
-        self._closed = True
-        for slot in self._idle:
-            worker = self._workers[slot]
-            if worker is not None:
-                worker.stop(timeout)
-                self._workers[slot] = None
-        self._idle.clear()
-        for worker in self._workers:  # busy: their batch sees the pipe close and cleans up
-            if worker is not None and worker.proc.is_alive():
-                worker.proc.kill()
-                worker.proc.join(timeout)
-        # Batches still waiting get a slot as the killed ones give theirs back, see the pool
-        # closed and raise PoolClosedError.
+    def close(self, ok: bool = True, timeout: float = 5.0) -> None:
+        """Stop the replicas: idle ones finish cleanly (killed after ``timeout`` s), busy ones
+        are killed, and their batches fail with ``PoolClosedError``; waits for all."""
+        self._pool.close(timeout)
 
     def __enter__(self) -> ReplicaPool:
         return self
@@ -297,8 +244,30 @@ class ReplicaPool:
         )
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else f"{len(self.pids)} running"
+        state = "closed" if self._pool.closed else f"{len(self.pids)} running"
         return f"<ReplicaPool {', '.join(self.devices)}: {state}>"
+
+
+class ReplicaBinding(Chunked):
+    """A node whose batches a ``ReplicaPool`` runs, as the node's executor."""
+
+    __slots__ = ("name", "pool")
+
+    def __init__(self, pool: ReplicaPool, name: str) -> None:
+        self.pool, self.name = pool, name
+
+    async def run(self, items: Sequence[Any], attempts: Sequence[int] | None) -> list[Outcome]:
+        if attempts is not None:
+            raise ConfigError(
+                f"{self.name}: a ReplicaPool runs whole batches; define exec_batch on the node "
+                "so its items are micro-batched"
+            )
+        started = time.monotonic()
+        try:
+            result = await self.pool.run(items)
+        except Exception as exc:
+            return [(False, exc, started, time.monotonic())]
+        return [(True, result, started, time.monotonic())]
 
 
 def _resolve_devices(devices: Sequence[str] | None, replicas: int | None) -> tuple[str, ...]:

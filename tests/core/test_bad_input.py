@@ -44,8 +44,20 @@ def test_action_operator_needs_a_string_but_next_takes_any_action() -> None:
 
 
 def test_unknown_executor() -> None:
-    with pytest.raises(ConfigError, match="unknown executor 'gpu'; choose one of async, thread"):
-        Step(executor="gpu")
+    ran: list[str] = []
+
+    class Gpu(Step):
+        executor = "gpu"
+
+        def exec(self, prep_res):
+            ran.append("exec")
+
+    # a name may be one a runner defines, so it is checked when the run plans, before work
+    with pytest.raises(ConfigError, match="Gpu: unknown executor 'gpu'; choose one of async"):
+        fk.Runner().run(fk.Flow(start=Gpu()), {})
+    assert ran == []
+    with pytest.raises(ConfigError, match="executor must be a name"):
+        Step(executor="")
 
     class Declared(Step):
         executor = "threads"

@@ -8,7 +8,7 @@ import os
 import pytest
 
 import flowkit as fk
-from flowkit.batching import BatchResultError
+from flowkit.errors import BatchResultError
 
 
 class Embed(fk.Node):
@@ -177,6 +177,6 @@ async def test_a_node_reached_from_two_places_logs_each_item_under_its_own_path(
     b = Sized(5, start=node, name="B")
     both = fk.Parallel(a, b, names=["A", "B"], into="by_branch")
     await fk.Runner(on_event=events.append).run_async(both, {})
-    ends = [e.path for e in events if e.kind == "item_end" and e.node == "Doubles"]
+    ends = [e.path for e in events if e.kind == "call_end" and e.node == "Doubles"]
     assert sorted(ends) == ["Parallel/A/Doubles"] * 3 + ["Parallel/B/Doubles"] * 5
     assert sorted(map(len, node.calls)) == [8]  # one batch held items from both places

@@ -5,8 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 
+import pytest
+
 import flowkit as fk
-from flowkit.events import Event, Observer
+from flowkit.errors import FlowkitWarning
+from flowkit.events import CallEnded, CallStarted, Event, ItemFailed, Observer
+from flowkit.results import RunInfo
 
 
 class Recorder(Observer):
@@ -15,8 +19,8 @@ class Recorder(Observer):
         self.started: str | None = None
         self.closed = False
 
-    def start(self, run_id: str) -> None:
-        self.started = run_id
+    def start(self, info: RunInfo) -> None:
+        self.started = info.run_id
 
     def __call__(self, event: Event) -> None:
         self.events.append(event)
@@ -31,10 +35,10 @@ class Recorder(Observer):
 def peak_from(events: list[Event], node: str) -> int:
     level = peak = 0
     for e in sorted(
-        (e for e in events if e.node == node and e.kind in ("item_start", "item_end")),
-        key=lambda e: (e.time, e.kind == "item_start"),
+        (e for e in events if isinstance(e, CallStarted | CallEnded) and e.node == node),
+        key=lambda e: (e.time, isinstance(e, CallStarted)),
     ):
-        level += 1 if e.kind == "item_start" else -1
+        level += 1 if isinstance(e, CallStarted) else -1
         peak = max(peak, level)
     return peak
 
@@ -72,10 +76,10 @@ async def test_events_trace_nodes_items_retries_and_limiter_waits() -> None:
     assert rec.started == runner.last_run.run_id  # type: ignore[union-attr]
     assert rec.closed
     assert kinds["run_start"] == kinds["run_end"] == 1
-    assert kinds["item_start"] == kinds["item_end"] == 11  # ten items and one retry
-    assert kinds["item_retry"] == 1
-    assert kinds["limiter_wait"] >= 1
-    node_paths = {e.path for e in rec.events if e.kind == "node_start"}
+    assert kinds["call_start"] == kinds["call_end"] == 11  # ten items and one retry
+    assert kinds["call_retry"] == 1
+    assert kinds["wait"] >= 1
+    node_paths = {e.path for e in rec.events if isinstance(e, fk.events.NodeStarted)}
     assert node_paths == {"pipeline", "pipeline/Fetch"}
     stats = runner.last_run.nodes["Fetch"]  # type: ignore[union-attr]
     assert peak_from(rec.events, "Fetch") == stats.peak_in_flight
@@ -123,8 +127,8 @@ async def test_failed_items_are_reported_once_with_their_error() -> None:
 
     rec = Recorder()
     await fk.Runner(on_event=rec).run_async(Bad(), {})
-    [error] = [e for e in rec.events if e.kind == "item_error"]
-    assert (error.index, error.data["error_type"], error.data["message"]) == (
+    [error] = [e for e in rec.events if isinstance(e, ItemFailed)]
+    assert (error.index, error.error_type, error.message) == (
         1,
         "ValueError",
         "no twos",
@@ -134,8 +138,73 @@ async def test_failed_items_are_reported_once_with_their_error() -> None:
 def test_process_items_carry_their_worker_side_times() -> None:
     rec = Recorder()
     fk.Runner(on_event=rec).run(Doubler(), {})
-    spans = [e for e in rec.events if e.kind in ("item_start", "item_end")]
+    spans = [e for e in rec.events if isinstance(e, CallStarted | CallEnded)]
     assert len(spans) == 6
-    starts = {e.index: e.time for e in spans if e.kind == "item_start"}
-    ends = {e.index: e.time for e in spans if e.kind == "item_end"}
+    starts = {e.index: e.time for e in spans if isinstance(e, CallStarted)}
+    ends = {e.index: e.time for e in spans if isinstance(e, CallEnded)}
     assert all(ends[i] >= starts[i] for i in range(3))
+
+
+class Raises(Observer):
+    """An observer that raises on one kind of event (or on start/close)."""
+
+    def __init__(self, on: str) -> None:
+        self.on, self.seen = on, 0
+
+    def start(self, info: RunInfo) -> None:
+        if self.on == "start":
+            raise RuntimeError("observer broke on start")
+
+    def __call__(self, event: Event) -> None:
+        self.seen += 1
+        if event.kind == self.on:
+            raise RuntimeError(f"observer broke on {event.kind}")
+
+    def close(self) -> None:
+        if self.on == "close":
+            raise RuntimeError("observer broke on close")
+
+
+class Counted(fk.AsyncParallelBatchNode):
+    on_error = "collect"
+
+    def __init__(self, **options) -> None:
+        super().__init__(**options)
+        self.ran: list[int] = []
+
+    async def prep_async(self, shared):
+        return range(5)
+
+    async def exec_async(self, item):
+        self.ran.append(item)
+        return item * 10
+
+    async def post_async(self, shared, prep_res, exec_res):
+        shared["out"] = exec_res
+
+
+@pytest.mark.parametrize("on", ["start", "call_start", "call_end", "node_end", "close"])
+async def test_an_observer_that_raises_is_dropped_with_a_warning_and_the_run_goes_on(
+    on: str,
+) -> None:
+    broken, rec = Raises(on), Recorder()
+    node, shared = Counted(), {}
+    runner = fk.Runner(on_event=[broken, rec])
+    with pytest.warns(FlowkitWarning, match=f"observer Raises raised RuntimeError.*{on}"):
+        await runner.run_async(node, shared)
+    assert sorted(node.ran) == [0, 1, 2, 3, 4]  # every exec ran
+    assert shared["out"] == [0, 10, 20, 30, 40]
+    info = runner.last_run
+    assert info is not None and info.status == "done" and info.errors == []
+    assert rec.kinds()["call_end"] == 5 and rec.closed  # the others still heard everything
+
+
+async def test_two_runs_on_one_runner_each_own_their_results() -> None:
+    runner = fk.Runner()
+    first, second = Counted(name="First"), Counted(name="Second")
+    a, b = runner.start(first, {}), runner.start(second, {})
+    await asyncio.gather(a, b)
+    assert set(a.info.nodes) == {"First"} and set(b.info.nodes) == {"Second"}
+    assert a.info.nodes["First"].items == b.info.nodes["Second"].items == 5
+    assert a.info.run_id != b.info.run_id
+    assert runner.last_run in (a.info, b.info)

@@ -74,10 +74,10 @@ async def test_a_blocking_sleep_in_async_exec_warns_once_naming_the_node() -> No
     assert "Sleepy.exec_async blocked the event loop" in message
     assert 'executor="thread"' in message and 'executor="process"' in message
     assert Path(warning.filename).name == Path(__file__).name  # points at the blocking line
-    assert {(e.node, e.path, e.data["hook"]) for e in blocked} == {
+    assert {(e.node, e.path, e.hook) for e in blocked} == {
         ("Sleepy", "pipeline/Sleepy", "exec_async")
     }
-    assert sum(e.data["seconds"] for e in blocked) >= 0.3
+    assert sum(e.seconds for e in blocked) >= 0.3
 
 
 async def test_awaiting_work_stays_silent(recwarn: pytest.WarningsRecorder) -> None:

@@ -142,14 +142,15 @@ class Times(fk.Node):
 
 
 async def test_a_node_the_worker_evicted_is_sent_again() -> None:
-    from flowkit.executors import WORKER_CACHE, NodePayload, ProcessExecutor
+    from flowkit.executors import ProcessExecutor
+    from flowkit.executors.workers import WORKER_CACHE
 
     pool = ProcessExecutor(1)
-    payloads = [NodePayload(Times(k)) for k in range(WORKER_CACHE + 2)]
+    bound = [pool.bind(Times(k)) for k in range(WORKER_CACHE + 2)]
     try:
         for round_ in range(2):  # the second round needs the nodes the first one pushed out
-            for k, payload in enumerate(payloads):
-                [(ok, value, _, _)] = await pool.run(payload, [round_ + 1], [0])
+            for k, binding in enumerate(bound):
+                [(ok, value, _, _)] = await binding.run([round_ + 1], [0])
                 assert ok and value == (round_ + 1) * k
     finally:
         pool.close()

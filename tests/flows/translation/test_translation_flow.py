@@ -62,7 +62,7 @@ def test_chunks_finishing_out_of_order_are_reassembled_in_order(tmp_path: Path) 
     finished: list[int] = []
 
     def listen(event: Event) -> None:
-        if event.kind == "item_end" and event.node == "TranslateChunks":
+        if event.kind == "call_end" and event.node == "TranslateChunks":
             finished.append(event.index)
 
     runner = fk.Runner(limits={"llm": fk.Limit(max_concurrency=30)}, on_event=listen)

@@ -17,7 +17,7 @@ import pytest
 import flowkit as fk
 from flowkit.cli import main
 from flowkit.commands import FlowCommand
-from flowkit.runner import RunInfo
+from flowkit.results import RunInfo
 
 FLOWS = """
 import asyncio

@@ -13,14 +13,9 @@ import pytest
 
 import flowkit as fk
 from flowkit.errors import FlowkitWarning
-from flowkit.report import (
-    ReportWriter,
-    RunReport,
-    assign_lanes,
-    load_report,
-    overlap,
-    render_files,
-)
+from flowkit.report import ReportWriter, RunReport, load_report
+from flowkit.report.files import render_files
+from flowkit.report.writer import assign_lanes, overlap
 
 
 class Gate:

@@ -11,7 +11,8 @@ import pytest
 import flowkit as fk
 from flowkit.cli import main
 from flowkit.commands import FlowCommand
-from flowkit.report import load_report, summary_table
+from flowkit.report import load_report
+from flowkit.report.tables import summary_table
 
 
 class Counted:

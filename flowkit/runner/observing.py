@@ -1,0 +1,52 @@
+"""A run's observers: each event is handed to every one of them, and one that raises is
+dropped with one warning, never failing an item or the run (as Trio treats instruments)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from flowkit.errors import FlowkitWarning
+from flowkit.events import Event, Observer, Subscriber
+from flowkit.results import RunInfo
+
+
+class Observers:
+    """The subscribers of one run; ``Observer`` subscribers are started now and closed by
+    ``close``."""
+
+    def __init__(self, subscribers: Sequence[Subscriber], info: RunInfo) -> None:
+        self._subs = list(subscribers)
+        self._observers = [sub for sub in self._subs if isinstance(sub, Observer)]
+        for observer in self._observers:
+            self._isolated(observer, observer.start, info)
+
+    def emit(self, event: Event) -> None:
+        """Hand ``event`` to every subscriber."""
+        for sub in self._subs:
+            try:
+                sub(event)
+            except Exception as exc:
+                self._drop(sub, exc, event.kind)
+
+    def close(self) -> None:
+        for observer in self._observers:
+            if observer in self._subs:
+                self._isolated(observer, observer.close)
+
+    def _isolated(self, sub: Any, fn: Callable[..., None], *args: Any) -> None:
+        try:
+            fn(*args)
+        except Exception as exc:
+            self._drop(sub, exc, fn.__name__)
+
+    def _drop(self, sub: Any, exc: Exception, where: str) -> None:
+        self._subs = [s for s in self._subs if s is not sub]
+        name = getattr(sub, "__qualname__", type(sub).__qualname__)
+        warnings.warn(
+            f"flowkit: the observer {name} raised {type(exc).__name__}: {exc} (on {where}) "
+            "and was disabled; the run goes on",
+            FlowkitWarning,
+            stacklevel=2,
+        )
