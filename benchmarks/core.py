@@ -1,209 +1,205 @@
 """Core runtime benchmarks: per-item overhead, throughput under a limit, memory, executors.
 
-Run by hand: ``python benchmarks/core.py [--quick] [--skip-ray] [--json PATH]``. Prints one
-table per part and writes every figure to JSON (default benchmarks/results/core.json).
+Run by hand: ``python benchmarks/core.py [--quick] [--skip-ray] [--json PATH]
+[--compare DIR] [--rounds N]``. Prints one table per part and writes every figure to JSON
+(default benchmarks/results/core.json).
 
 (a) 100 000 no-op items, max_concurrency=100: flowkit vs asyncio+Semaphore vs pocketflow.
-(b) 2 000 items sleeping 20 ms, limit 200: achieved vs ideal throughput.
-(c) peak RSS for 1 000 000 no-op items (each measured in a fresh process).
+(b) 2 000 items sleeping 20 ms, limit 200: achieved vs ideal throughput, on asyncio's
+    default loop and on uvloop (when installed).
+(c) peak RSS for 1 000 000 no-op items.
 (d) pure-Python exec of ~20 ms x 200 items: sequential, threads, processes, Ray.
+
+Every measurement runs in a fresh interpreter. ``--compare DIR`` measures the flowkit tree at
+DIR too (e.g. a checkout of an earlier commit), alternating the two trees round by round, so
+both see the same machine load; each figure is the best of ``--rounds`` (default 3).
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
+import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import pocketflow as pf
 from _results import write_results
 
+HERE = Path(__file__).resolve().parent
+TREE = HERE.parent
+
+CHILD = r'''
+import asyncio, json, sys, time
+part, n = sys.argv[1], int(sys.argv[2])
 import flowkit as fk
-from flowkit.executors import cpu_count
 
-
-class FkNoop(fk.AsyncParallelBatchNode):
+class Noop(fk.AsyncParallelBatchNode):
     max_concurrency = 100
-
     async def prep_async(self, shared):
         return range(shared["n"])
-
     async def exec_async(self, item):
         return item
-
-
-class PfNoop(pf.AsyncParallelBatchNode):
-    async def prep_async(self, shared):
-        return range(shared["n"])
-
-    async def exec_async(self, item):
-        return item
-
-
-async def raw_semaphore(n: int) -> list[int]:
-    sem = asyncio.Semaphore(100)
-
-    async def one(x: int) -> int:
-        async with sem:
-            return x
-
-    return await asyncio.gather(*(one(x) for x in range(n)))
-
-
-def best_of(repeats: int, fn: Any) -> float:
-    best = float("inf")
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
-def part_a(n: int, repeats: int) -> dict[str, Any]:
-    times = {
-        "flowkit": best_of(repeats, lambda: fk.Runner(progress=False).run(FkNoop(), {"n": n})),
-        "asyncio+semaphore": best_of(repeats, lambda: asyncio.run(raw_semaphore(n))),
-        "pocketflow": best_of(repeats, lambda: asyncio.run(PfNoop().run_async({"n": n}))),
-    }
-    per_item = {k: v / n * 1e6 for k, v in times.items()}
-    return {
-        "items": n,
-        "us_per_item": per_item,
-        "speedup_vs_pocketflow": per_item["pocketflow"] / per_item["flowkit"],
-    }
-
 
 class Sleeper(fk.AsyncParallelBatchNode):
     max_concurrency = 200
-
     async def prep_async(self, shared):
         return range(shared["n"])
-
     async def exec_async(self, item):
         await asyncio.sleep(0.02)
 
-
-def part_b(n: int) -> dict[str, Any]:
-    t0 = time.perf_counter()
-    fk.Runner(progress=False).run(Sleeper(), {"n": n})
-    wall = time.perf_counter() - t0
-    ideal = n / 200 * 0.02
-    return {"items": n, "wall_s": wall, "ideal_s": ideal, "efficiency": ideal / wall}
-
-
-PEAK_RSS = "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')))"
-RSS_CHILD = """
-import asyncio, sys
-sys.path.insert(0, {here!r})
-from core import FkNoop, PfNoop
-import flowkit as fk
-n = {n}
-if {which!r} == "flowkit":
-    fk.Runner(progress=False).run(FkNoop(max_concurrency=100), {{"n": n}})
-else:
-    asyncio.run(PfNoop().run_async({{"n": n}}))
-"""
-
-
-def part_c(n: int) -> dict[str, Any]:
-    here = str(Path(__file__).parent)
-    out: dict[str, Any] = {"items": n}
-    for which in ("baseline", "flowkit", "pocketflow"):
-        code = "import flowkit, pocketflow\n"
-        if which != "baseline":
-            code = RSS_CHILD.format(here=here, n=n, which=which)
-        code += PEAK_RSS  # VmHWM: ru_maxrss would include the parent's pages from before exec
-        res = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, check=True
-        )
-        out[f"{which}_peak_rss_mb"] = int(res.stdout.split()[-1]) / 1024
-    return out
-
-
-class CpuNode(fk.BatchNode):
-    def __init__(self, loop: int, **options: Any) -> None:
+class Cpu(fk.BatchNode):
+    def __init__(self, loop, **options):
         super().__init__(**options)
         self.loop = loop
-
     def prep(self, shared):
         return range(shared["n"])
-
     def exec(self, item):
         total = 0
         for i in range(self.loop):
             total += i * i % 7
         return total
 
+def timed(fn):
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
 
-def part_d(n: int, with_ray: bool) -> dict[str, Any]:
-    loop = 100_000
-    t0 = time.perf_counter()
-    CpuNode(loop).exec(0)
-    loop = int(loop * 0.02 / (time.perf_counter() - t0))
-    t0 = time.perf_counter()
-    CpuNode(loop).exec(0)
-    per_call = time.perf_counter() - t0
-    times: dict[str, float] = {}
+out = {}
+if part == "a":
+    import pocketflow as pf
+    class PfNoop(pf.AsyncParallelBatchNode):
+        async def prep_async(self, shared):
+            return range(shared["n"])
+        async def exec_async(self, item):
+            return item
+    async def sem(n):
+        s = asyncio.Semaphore(100)
+        async def one(x):
+            async with s:
+                return x
+        return await asyncio.gather(*(one(x) for x in range(n)))
     runner = fk.Runner(progress=False)
-    for executor in (None, "thread", "process", *(["ray"] if with_ray else [])):
+    runner.run(Noop(), {"n": 1000})  # warm up: imports and first-use costs
+    out["flowkit"] = min(timed(lambda: runner.run(Noop(), {"n": n})) for _ in range(3)) / n
+    out["asyncio+semaphore"] = min(timed(lambda: asyncio.run(sem(n))) for _ in range(3)) / n
+    out["pocketflow"] = min(
+        timed(lambda: asyncio.run(PfNoop().run_async({"n": n}))) for _ in range(3)
+    ) / n
+elif part in ("b", "b-uvloop"):
+    if part == "b-uvloop":
+        import uvloop
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    runner = fk.Runner(progress=False)
+    runner.run(Sleeper(), {"n": 200})  # warm up
+    out["wall_s"] = min(timed(lambda: runner.run(Sleeper(), {"n": n})) for _ in range(3))
+elif part == "c":
+    fk.Runner(progress=False).run(Noop(), {"n": n})
+    out["peak_rss_mb"] = next(
+        int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM")
+    ) / 1024
+elif part == "d":
+    from flowkit.executors import cpu_count
+    loop = 100_000
+    per = timed(lambda: Cpu(loop).exec(0))
+    loop = int(loop * 0.02 / per)
+    out["ms_per_call"] = timed(lambda: Cpu(loop).exec(0)) * 1000
+    runner = fk.Runner(progress=False)
+    executors = [None, "thread", "process"] + (["ray"] if sys.argv[3] == "ray" else [])
+    for executor in executors:
         if executor == "ray":
-            runner.run(CpuNode(loop, executor="ray"), {"n": 2})  # start the cluster first
-        node = CpuNode(loop, executor=executor) if executor else CpuNode(loop)
-        t0 = time.perf_counter()
-        runner.run(node, {"n": n})
-        times[executor or "sequential"] = time.perf_counter() - t0
-    seq = times["sequential"]
-    return {
-        "items": n,
-        "ms_per_call": per_call * 1000,
-        "cores": cpu_count(),
-        "wall_s": times,
-        "speedup": {k: seq / v for k, v in times.items()},
-        "process_speedup_per_core": seq / times["process"] / cpu_count(),
-    }
+            runner.run(Cpu(loop, executor="ray"), {"n": 2})  # start the cluster first
+        node = Cpu(loop, executor=executor) if executor else Cpu(loop)
+        out[executor or "sequential"] = timed(lambda: runner.run(node, {"n": n}))
+    out["cores"] = cpu_count()
+print(json.dumps(out))
+'''
+
+
+def measure(tree: Path, part: str, n: int, extra: str = "") -> dict[str, Any]:
+    """One part, in a fresh interpreter importing flowkit from ``tree``."""
+    env = {"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"}
+    res = subprocess.run(
+        [sys.executable, "-c", CHILD, part, str(n), extra],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tree,
+    )
+    if res.returncode:
+        raise SystemExit(f"part {part} failed on {tree}:\n{res.stderr[-2000:]}")
+    return dict(json.loads(res.stdout.splitlines()[-1]))
+
+
+def best(rounds: list[dict[str, Any]], key: str, *, high: bool = False) -> float:
+    values = [r[key] for r in rounds]
+    return max(values) if high else min(values)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smaller sizes, fewer repeats")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, one round")
     parser.add_argument("--skip-ray", action="store_true")
+    parser.add_argument("--compare", metavar="DIR", help="also measure the flowkit tree at DIR")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", default="benchmarks/results/core.json")
     args = parser.parse_args()
     q = args.quick
-    results: dict[str, Any] = {"cores": cpu_count(), "python": sys.version.split()[0]}
+    rounds = 1 if q else args.rounds
+    trees = {"this tree": TREE}
+    if args.compare:
+        trees["compared"] = Path(args.compare).resolve()
+    try:
+        import uvloop  # noqa: F401
 
-    a = results["a_overhead"] = part_a(20_000 if q else 100_000, 2 if q else 5)
-    print("(a) per-item overhead, 100k no-op items, limit 100")
-    for k, v in a["us_per_item"].items():
-        print(f"    {k:<20} {v:7.2f} us/item")
-    print(
-        f"    flowkit vs pocketflow: {a['speedup_vs_pocketflow']:.1f}x faster"
-        "  (target <= 2 us, >= 5x)"
-    )
+        loops = ["b", "b-uvloop"]
+    except ImportError:
+        loops = ["b"]
+    sizes = {
+        "a": 20_000 if q else 100_000,
+        "b": 400 if q else 2_000,
+        "c": 100_000 if q else 1_000_000,
+        "d": 40 if q else 200,
+    }
+    parts = ["a", *loops, "c", "d"]
+    got: dict[str, dict[str, list[dict[str, Any]]]] = {t: {p: [] for p in parts} for t in trees}
+    for r in range(rounds):
+        for part in parts:
+            for name, tree in trees.items():  # alternate: both trees see the same load
+                extra = "" if part != "d" or args.skip_ray else "ray"
+                got[name][part].append(measure(tree, part, sizes[part[0]], extra))
+        print(f"round {r + 1} of {rounds} done", file=sys.stderr)
 
-    b = results["b_throughput"] = part_b(400 if q else 2_000)
-    print(
-        f"(b) {b['items']} x 20 ms sleeps, limit 200: wall {b['wall_s']:.3f} s, ideal "
-        f"{b['ideal_s']:.3f} s, {b['efficiency']:.1%} of ideal  (target >= 90 %)"
-    )
-
-    c = results["c_memory"] = part_c(100_000 if q else 1_000_000)
-    print(
-        f"(c) peak RSS, {c['items']} no-op items: flowkit {c['flowkit_peak_rss_mb']:.0f} MB, "
-        f"pocketflow {c['pocketflow_peak_rss_mb']:.0f} MB, interpreter+imports "
-        f"{c['baseline_peak_rss_mb']:.0f} MB  (target flowkit <= 100 MB)"
-    )
-
-    d = results["d_executors"] = part_d(40 if q else 200, not args.skip_ray)
-    print(f"(d) {d['items']} x {d['ms_per_call']:.1f} ms pure-Python exec on {d['cores']} cores")
-    for k, v in d["wall_s"].items():
-        print(f"    {k:<12} {v:7.2f} s   speedup {d['speedup'][k]:.2f}x")
-    print(f"    processes: {d['process_speedup_per_core']:.2f} x core count  (target >= 0.85)")
-
+    results: dict[str, Any] = {"python": sys.version.split()[0], "sizes": sizes, "trees": {}}
+    for name, tree in trees.items():
+        g = got[name]
+        ideal = sizes["b"] / 200 * 0.02
+        tree_out: dict[str, Any] = {
+            "path": str(tree),
+            "a_us_per_item": {k: best(g["a"], k) * 1e6 for k in g["a"][0]},
+            "b_efficiency": {p: ideal / best(g[p], "wall_s") for p in loops},
+            "c_peak_rss_mb": best(g["c"], "peak_rss_mb"),
+        }
+        d = {k: best(g["d"], k) for k in g["d"][0] if k not in ("cores", "ms_per_call")}
+        cores = g["d"][0]["cores"]
+        tree_out["d_wall_s"] = d
+        tree_out["d_process_speedup_per_core"] = d["sequential"] / d["process"] / cores
+        results["trees"][name] = tree_out
+        print(f"== {name}: {tree}")
+        a = tree_out["a_us_per_item"]
+        print("(a) per-item overhead, no-op items, limit 100: " + ", ".join(
+            f"{k} {v:.2f} us" for k, v in a.items()
+        ))
+        print("(b) 20 ms sleeps, limit 200, share of the ideal rate: " + ", ".join(
+            f"{'uvloop' if p.endswith('uvloop') else 'asyncio'} {v:.1%}"
+            for p, v in tree_out["b_efficiency"].items()
+        ))
+        print(f"(c) peak RSS, {sizes['c']:,} no-op items: {tree_out['c_peak_rss_mb']:.0f} MB")
+        print(
+            f"(d) {sizes['d']} x ~20 ms pure Python on {cores} cores: "
+            + ", ".join(f"{k} {v:.2f} s" for k, v in d.items())
+            + f"; processes {tree_out['d_process_speedup_per_core']:.2f} x cores"
+        )
     write_results(args.json, results)
 
 

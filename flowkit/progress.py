@@ -20,7 +20,7 @@ from rich.text import Text
 
 from flowkit.events import Event, ItemFailed, LoopBlocked, NodeEnded, NodeStarted, Observer
 from flowkit.redact import redact
-from flowkit.results import Counts, RunInfo
+from flowkit.results import Counts, NodeStats, RunInfo
 
 _live_taken = False  # one live display per process: a nested run's progress stays silent
 
@@ -37,6 +37,7 @@ class _Row:
     counts_in_flight: bool
     first: float
     counts: Counts = field(default_factory=Counts)
+    stats: NodeStats | None = None
     running: int = 0
     blocked: int = 0
     ok: bool = True
@@ -53,6 +54,14 @@ class _Row:
     @property
     def total(self) -> int | None:
         return self.counts.total
+
+    @property
+    def in_flight(self) -> int | None:
+        """Calls in flight, when known: counted per node, so shown for a node at one path."""
+        stats = self.stats
+        if not self.counts_in_flight or stats is None or len(stats.paths) != 1:
+            return None
+        return stats.in_flight
 
 
 class Progress(Observer):
@@ -129,6 +138,7 @@ class Progress(Observer):
         stats = self._info.nodes.get(event.node) if self._info is not None else None
         if stats is not None and not is_flow:
             row.counts = stats.paths.setdefault(event.path, Counts())
+            row.stats = stats
         self._rows[event.path] = row
         return row
 
@@ -229,8 +239,8 @@ def _stats(row: _Row, *, final: bool) -> str:
         parts = [f"{row.done:,}/{row.total:,} done" if row.total else f"{row.done:,} done"]
         if row.counts.failed:
             parts.append(f"{row.counts.failed:,} failed")
-        if row.counts_in_flight:
-            parts.append(f"{row.counts.in_flight:,} in flight")
+        if row.in_flight is not None:
+            parts.append(f"{row.in_flight:,} in flight")
     if row.counts.retries:
         parts.append(f"{row.counts.retries:,} retries")
     if row.done > 1:
@@ -245,8 +255,8 @@ def _stats_text(row: _Row, now: float) -> Text:
     text = Text(f"{row.done:,} done")
     if row.counts.failed:
         text.append(f"  {row.counts.failed:,} failed", style="red")
-    if row.running and row.counts_in_flight:
-        text.append(f"  {row.counts.in_flight:,} in flight", style="cyan")
+    if row.running and row.in_flight is not None:
+        text.append(f"  {row.in_flight:,} in flight", style="cyan")
     if row.done > 1:
         rate = _rate(row, now if row.running else row.last)
         text.append(f"  {rate:,.1f}/s", style="dim")

@@ -52,14 +52,14 @@ class Counts:
     """Item counts at one place in the graph (a path), over every run of it.
 
     ``items`` counts items finished, whatever their outcome; ``retries`` the extra exec
-    calls; ``failed`` the items that failed for good; ``in_flight`` the calls running now;
-    ``total`` the items prep announced (None once one batch's size was unknown).
+    calls; ``failed`` the items that failed for good; ``total`` the items prep announced
+    (None once one batch's size was unknown). Calls in flight are counted per node
+    (``NodeStats.in_flight``).
     """
 
     items: int = 0
     retries: int = 0
     failed: int = 0
-    in_flight: int = 0
     total: int | None = 0
 
     @property

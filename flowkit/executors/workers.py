@@ -14,6 +14,7 @@ import contextlib
 import multiprocessing as mp
 import os
 import pickle
+import select
 import signal
 import sys
 import threading
@@ -29,7 +30,8 @@ from flowkit.limits import Slots
 WORKER_CACHE = 64
 """Nodes a worker keeps, least recently used first out; the parent mirrors the order."""
 ORPHAN_CHECK = 0.2
-"""Seconds between a worker's checks that its parent is still alive."""
+"""Seconds between a worker's checks that its parent is still alive, where it cannot be told
+at once (no pidfd)."""
 
 # Parents' ends of worker pipes open in this process. A worker forked from it must not keep
 # one open: the worker at the other end would never see end-of-file if this process died.
@@ -93,16 +95,23 @@ def release(conn: Connection) -> None:
 
 
 def _entry(parent_pid: int, target: Callable[..., None], conn: Connection, *args: Any) -> None:
-    """Worker process entry: ignore Ctrl-C (the parent decides), exit when orphaned."""
+    """Worker process entry: ignore Ctrl-C (the parent decides), exit when the process that
+    started it is gone (with forkserver, that process is not this one's parent)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    watched = parent_pid if os.getppid() == parent_pid else os.getppid()  # forkserver: its pid
-    threading.Thread(target=_watch_parent, args=(watched,), daemon=True).start()
+    threading.Thread(target=_watch, args=(parent_pid,), daemon=True).start()
     target(conn, *args)
 
 
-def _watch_parent(pid: int) -> None:
-    while os.getppid() == pid:
-        time.sleep(ORPHAN_CHECK)
+def _watch(pid: int) -> None:
+    """Exit this process as soon as process ``pid`` ends (a pidfd turns readable then)."""
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):  # no pidfd (not Linux 5.3+): poll for being orphaned
+        parent = os.getppid()
+        while os.getppid() == parent:
+            time.sleep(ORPHAN_CHECK)
+        os._exit(1)
+    select.select([fd], [], [])
     os._exit(1)
 
 

@@ -4,14 +4,8 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from flowkit.errors import FlowkitWarning
-
-if TYPE_CHECKING:
-
-    pass
-
 from flowkit.report.model import Bar, RunReport
 from flowkit.report.page import colours, render_html
 

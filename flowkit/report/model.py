@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from pydantic import BaseModel
 
 from flowkit.limits import LimiterStats
 from flowkit.results import ErrorRecord
-
-if TYPE_CHECKING:
-
-    pass
 
 
 class Bar(BaseModel):

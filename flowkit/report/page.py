@@ -8,11 +8,6 @@ import math
 import string
 from collections.abc import Sequence
 from importlib import resources
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-
-    pass
 
 from flowkit.report.model import LoopBlock, RunReport
 

@@ -63,7 +63,6 @@ class Failures:
     async def recover(self, index: int, item: Any, exc: Exception, retry: RetryCall) -> Any:
         """Retry a failed item per the node's policy, then fall back, then apply on_error."""
         nr, path = self.nr, self.path
-        counts = nr.counts(path)
 
         def on_retry(attempt: int, wait: float, exc: Exception) -> None:
             nr.retrying(path, index, attempt, wait, exc)
@@ -75,14 +74,12 @@ class Failures:
             if emit is not None:
                 current_call.set((index, call))
                 emit(CallStarted(time.monotonic(), nr.run_id, path, nr.name, index, call))
-            counts.in_flight += 1
             ok = False
             try:
                 result = await retry(item, attempt)
                 ok = True
                 return result
             finally:
-                counts.in_flight -= 1
                 nr.leave()
                 if emit is not None:
                     emit(CallEnded(time.monotonic(), nr.run_id, path, nr.name, index, call, ok))

@@ -82,10 +82,10 @@ async def run_items(
     if not binding.chunked:
         # Bound once: these run once per item.
         call, awaits = binding.call, binding.awaits
-        # A micro-batcher admits and reports whole batches itself.
-        admits = nr.batcher is None
         try_enter, enter, leave = nr.try_enter, nr.enter, nr.leave
-        emit = nr.emit if admits else None
+        emit = nr.emit
+        if nr.batcher is not None:  # a micro-batcher admits and reports whole batches itself
+            try_enter, leave, emit = _true, _nothing, None
         run_id, name, call_ids = nr.run_id, nr.name, nr.call_ids
         clock = time.monotonic
 
@@ -117,9 +117,8 @@ async def run_items(
                     key = recall(item, results, index)
                     if key is None:
                         continue
-                if admits and not try_enter():
+                if not try_enter():
                     await enter(index, 1, path)
-                counts.in_flight += 1
                 if emit is not None:
                     call_id = next(call_ids)
                     current_call.set((index, call_id))
@@ -132,9 +131,7 @@ async def run_items(
                 except Exception as exc:
                     failed = exc
                 finally:
-                    counts.in_flight -= 1
-                    if admits:
-                        leave()
+                    leave()
                 if emit is not None:
                     emit(CallEnded(clock(), run_id, path, name, index, call_id, failed is None))
                 if failed is not None:
@@ -408,3 +405,10 @@ async def run_workers(workers: int, worker: Callable[[int], Awaitable[None]]) ->
         await asyncio.gather(*tasks, return_exceptions=True)
         raise failed.exception()  # type: ignore[misc]
 
+
+def _true() -> bool:
+    return True
+
+
+def _nothing() -> None:
+    return None

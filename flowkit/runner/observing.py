@@ -14,13 +14,18 @@ from flowkit.results import RunInfo
 
 class Observers:
     """The subscribers of one run; ``Observer`` subscribers are started now and closed by
-    ``close``."""
+    ``close``. ``listening`` says whether any of them wants events."""
 
     def __init__(self, subscribers: Sequence[Subscriber], info: RunInfo) -> None:
-        self._subs = list(subscribers)
-        self._observers = [sub for sub in self._subs if isinstance(sub, Observer)]
+        self._observers = [sub for sub in subscribers if isinstance(sub, Observer)]
+        self._subs = [s for s in subscribers if not isinstance(s, Observer) or s.events]
+        self._dropped: list[Any] = []
         for observer in self._observers:
             self._isolated(observer, observer.start, info)
+
+    @property
+    def listening(self) -> bool:
+        return bool(self._subs)
 
     def emit(self, event: Event) -> None:
         """Hand ``event`` to every subscriber."""
@@ -32,7 +37,7 @@ class Observers:
 
     def close(self) -> None:
         for observer in self._observers:
-            if observer in self._subs:
+            if observer not in self._dropped:
                 self._isolated(observer, observer.close)
 
     def _isolated(self, sub: Any, fn: Callable[..., None], *args: Any) -> None:
@@ -43,6 +48,7 @@ class Observers:
 
     def _drop(self, sub: Any, exc: Exception, where: str) -> None:
         self._subs = [s for s in self._subs if s is not sub]
+        self._dropped.append(sub)
         name = getattr(sub, "__qualname__", type(sub).__qualname__)
         warnings.warn(
             f"flowkit: the observer {name} raised {type(exc).__name__}: {exc} (on {where}) "

@@ -194,7 +194,8 @@ class RunHandle:
             await run.close("failed")
             raise
         subscribers = list(runner.subscribers)
-        subscribers += standard_observers(runner, flow, info, run.event)
+        if runner.progress or runner.report is not None or runner.detect_blocking:
+            subscribers += standard_observers(runner, flow, info, run.event)
         run.observe(subscribers)
         token = current_run.set(run)
         status = "failed"
@@ -256,6 +257,8 @@ class Run:
         from flowkit.runner.observing import Observers
 
         self.observers = Observers(subscribers, self.info)
+        if not self.observers.listening:
+            return
         self.emit = self.observers.emit
         if self.guard is not None:
             self.guard.emit = self.emit

@@ -3,7 +3,9 @@
 Without a pool a node runs its model in this process: ``exec_batch`` on a thread, so the
 event loop stays free, one batch at a time (``max_concurrency = 1``: one batch already keeps
 every core busy). With ``pool=ReplicaPool(...)`` batches go to the pool's replicas from
-``exec_batch_async``, one batch in flight per replica.
+``exec_batch_async``, one batch in flight per replica. A pool given to the runner as an
+executor (``Runner(executors={"replicas": pool})``) works the same for a node that names it
+(``executor="replicas"``), with neither backend nor pool on the node.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 import flowkit as fk
 from flowkit.errors import ConfigError
+from flowkit.node import EXECUTORS
 from flowkit.limits import check_limit
 from nodes.models.embeddings import SentenceEncoder
 from nodes.models.generation import TextGenerator
@@ -48,8 +51,13 @@ class ModelNode(fk.BatchNode):
         batch_wait_ms: float | None = None,
         **options: Any,
     ) -> None:
-        if (backend is None) == (pool is None):
-            raise ConfigError(f"{type(self).__name__}: give a backend or a pool (one of them)")
+        named = options.get("executor", type(self).executor)
+        on_runner_executor = named not in (None, *EXECUTORS)  # e.g. a ReplicaPool by name
+        if (backend is None) == (pool is None) and not (on_runner_executor and backend is None):
+            raise ConfigError(
+                f"{type(self).__name__}: give a backend or a pool (one of them), or name an "
+                "executor given to Runner(executors=...)"
+            )
         if pool is not None:
             if options.setdefault("executor", "async") != "async":
                 raise ConfigError(
@@ -58,6 +66,8 @@ class ModelNode(fk.BatchNode):
                 )
             options.setdefault("max_concurrency", pool.size)
         super().__init__(**options)
+        if on_runner_executor and options.get("max_concurrency") is None:
+            self.max_concurrency = None  # as many batches at once as that executor runs
         if batch_size is not None:
             self.batch_size = check_limit(batch_size, f"{self.name}: batch_size")
         if batch_wait_ms is not None:

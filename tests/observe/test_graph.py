@@ -88,7 +88,7 @@ def example() -> fk.AsyncFlow:
 
 def test_mermaid_round_trips_nodes_nesting_and_actions() -> None:
     flow = example()
-    parsed = parse(flow.to_mermaid())
+    parsed = parse(to_mermaid(flow))
     graph = build_graph(flow)
     expected_parents = {
         g.id: g.parent if g.parent != graph.nodes[0].id else None for g in graph.nodes[1:]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -256,3 +257,69 @@ def test_ray_executor_runs_on_a_local_cluster() -> None:
     rows = shared["out"]
     assert [r["item"] for r in rows] == list(range(6))
     assert os.getpid() not in {r["pid"] for r in rows}
+
+
+class Recording:
+    """A user's executor: runs sync exec inline on the loop, at most ``size`` at once, and
+    records what it ran."""
+
+    size = 3
+
+    def __init__(self) -> None:
+        self.ran: list[object] = []
+        self.closed = False
+
+    def bind(self, node):
+        executor = self
+
+        class Bound:
+            chunked = False
+            awaits = True
+
+            async def call(self, item):
+                executor.ran.append(item)
+                await asyncio.sleep(0.01)
+                return node.exec(item)
+
+            async def retry(self, item, attempt):
+                return await self.call(item)
+
+            async def run(self, items, attempts):
+                raise NotImplementedError
+
+        return Bound()
+
+    def close(self, ok: bool = True) -> None:
+        self.closed = True
+
+
+class OnMine(fk.BatchNode):
+    executor = "mine"
+
+    def prep(self, shared):
+        return list(range(12))
+
+    def exec(self, item):
+        return item * 3
+
+    def post(self, shared, prep_res, exec_res):
+        shared["out"] = exec_res
+
+
+def test_a_users_executor_given_by_name_runs_the_nodes_that_name_it() -> None:
+    mine = Recording()
+    runner = fk.Runner(executors={"mine": mine})
+    shared: dict = {}
+    runner.run(OnMine(), shared)
+    assert shared["out"] == [i * 3 for i in range(12)]
+    assert sorted(mine.ran) == list(range(12))
+    info = runner.last_run
+    assert info is not None
+    stats = info.nodes["OnMine"]
+    assert (stats.executor, stats.peak_in_flight) == ("mine", 3)  # its size bounds the node
+    assert not mine.closed  # a user's executor outlives the run
+
+
+def test_a_users_executor_may_not_take_a_built_in_name() -> None:
+    with pytest.raises(fk.ConfigError, match="'thread' is a built-in executor"):
+        fk.Runner(executors={"thread": Recording()})

@@ -189,3 +189,20 @@ def test_a_node_with_a_pool_runs_on_the_loop_and_is_refused_elsewhere() -> None:
     with pytest.raises(TypeError, match="stays in the process that created it"):
         pickle.dumps(node)
     pool.close()
+
+
+async def test_a_pool_given_to_the_runner_as_an_executor_runs_the_batches_of_nodes_naming_it(
+    alive: Callable[[int], bool],
+) -> None:
+    pool = ReplicaPool(tagger, replicas=2)
+    runner = fk.Runner(executors={"replicas": pool})
+    shared: dict[int, Any] = {}
+    await runner.run_async(PerItem(start=Tag(executor="replicas")), shared)
+    pids = set(pool.pids)
+    assert sorted(shared) == list(range(100))
+    assert {row[0] for row in shared.values()} == pids and len(pids) == 2
+    assert {row[3] for row in shared.values()} == {10}
+    assert runner.last_run is not None and runner.last_run.nodes["Tag"].peak_in_flight == 2
+    assert all(alive(pid) for pid in pids)  # the runner leaves a user's executor running
+    pool.close()
+    assert not any(alive(pid) for pid in pids)

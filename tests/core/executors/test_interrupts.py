@@ -1,0 +1,141 @@
+"""Nothing left behind: worker processes die with the process that started them, whatever
+signal ends it, and Ctrl-C ends a run whose threads are stuck in blocking calls at once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+
+BUSY_WORKERS = textwrap.dedent(
+    """
+    import os, sys, time
+    import flowkit as fk
+
+    class Spin(fk.BatchNode):
+        executor = "process"
+
+        def prep(self, shared):
+            return range(4)
+
+        def exec(self, item):
+            open(os.path.join(sys.argv[1], f"{os.getpid()}.pid"), "w").close()
+            end = time.time() + 60
+            while time.time() < end:
+                pass
+
+    if __name__ == "__main__":
+        fk.Runner(start_method=sys.argv[2], process_workers=2, progress=False).run(Spin(), {})
+    """
+)
+
+
+def start(script: str, *args: str, tmp_path: Path) -> subprocess.Popen[bytes]:
+    path = tmp_path / "job.py"
+    path.write_text(script)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(
+        [sys.executable, str(path), *args], env=env, stderr=subprocess.PIPE, cwd=tmp_path
+    )
+
+
+def started_from(folder: Path) -> list[str]:
+    """Command lines of live processes that name ``folder`` (the job, a forkserver)."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            state = (proc / "stat").read_text().split(") ")[1][0]
+        except OSError:
+            continue
+        if str(folder) in cmdline and state != "Z":
+            found.append(cmdline)
+    return found
+
+
+def wait_for(check: Callable[[], bool], timeout: float) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if check():
+            return True
+        time.sleep(0.02)
+    return check()
+
+
+@pytest.mark.parametrize("start_method", ["fork", "forkserver"])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
+def test_busy_workers_are_gone_within_2_s_of_their_parents_death(
+    tmp_path: Path, alive: Callable[[int], bool], start_method: str, sig: signal.Signals
+) -> None:
+    job = start(BUSY_WORKERS, str(tmp_path), start_method, tmp_path=tmp_path)
+    try:
+        assert wait_for(lambda: len(list(tmp_path.glob("*.pid"))) == 2, 30), "no workers"
+        pids = [int(p.stem) for p in tmp_path.glob("*.pid")]
+        assert all(alive(pid) for pid in pids)
+        job.send_signal(sig)
+        job.wait(10)
+        t0 = time.monotonic()
+        gone = wait_for(lambda: not any(alive(pid) for pid in pids), 2.0)
+        assert gone, f"workers still alive {time.monotonic() - t0:.1f} s after the parent died"
+        assert wait_for(lambda: not started_from(tmp_path), 2.0), started_from(tmp_path)
+    finally:
+        job.kill()
+        job.wait()
+
+
+STUCK_THREADS = textwrap.dedent(
+    """
+    import sys, time
+    import flowkit as fk
+
+    class Stuck(fk.BatchNode):
+        executor = "thread"
+
+        def prep(self, shared):
+            return range(3)
+
+        def exec(self, item):
+            print("started", flush=True)
+            time.sleep(60)
+
+    flow = Stuck()
+    """
+)
+
+
+def test_ctrl_c_ends_a_run_of_stuck_threads_within_1_s_and_says_so(tmp_path: Path) -> None:
+    (tmp_path / "stuck.py").write_text(STUCK_THREADS)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    job = subprocess.Popen(
+        [sys.executable, "-m", "flowkit.cli", "run", "stuck:flow", "--no-store", "--no-progress"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert job.stdout is not None
+        for _ in range(3):
+            assert job.stdout.readline().strip() == "started"
+        t0 = time.monotonic()
+        job.send_signal(signal.SIGINT)
+        job.wait(10)
+        took = time.monotonic() - t0
+        err = job.stderr.read() if job.stderr else ""
+    finally:
+        job.kill()
+        job.wait()
+    assert took < 1.0, f"exited {took:.2f} s after Ctrl-C"
+    assert job.returncode == 130
+    assert "3 thread(s) still inside a blocking exec call were abandoned" in err
+    assert "Traceback" not in err
