@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,7 @@ def run_experiment(
     seed: int = 0,
     variant: Variant = "reference",
     options: MechanismOptions | None = None,
+    corpus: Mapping[str, int] | None = None,
     runner: fk.Runner | None = None,
     question_concurrency: int = 64,
     plot: bool = True,
@@ -66,18 +67,20 @@ def run_experiment(
     """Run the experiment over ``questions`` and return the accuracy table.
 
     Writes ``results.jsonl``, ``accuracy.csv``, ``accuracy.md`` and ``accuracy.png`` (when
-    ``plot``) under ``output``. ``questions`` is read lazily by the flow and once more before
-    for the corpus's word counts (and the default embedder), so it must be re-iterable (a
-    QuestionFile, a list). Settings default to the simulated provider on the ``local`` and
+    ``plot``) under ``output``. ``questions`` is read lazily by the flow; the corpus's word
+    counts (``corpus``, SANTEXT+'s and CusText+'s frequencies) and the default embedder read
+    it once more before, so without both it must be re-iterable (a QuestionFile, a list).
+    Settings default to the simulated provider on the ``local`` and
     ``remote`` limiters (simulated with ``seed``), the embedder to
     ``hashed_embedder(questions)``, the DP variant to ``reference``, the mechanisms'
     options to ``MechanismOptions()``, the runner to ``DEFAULT_LIMITS`` with its report in
     ``output/report``.
     """
-    if iter(questions) is questions:
+    if (embedder is None or corpus is None) and iter(questions) is questions:
         raise ExperimentError(
-            "run_experiment reads the questions twice (the corpus's word counts, then the "
-            "run): pass a QuestionFile or a list, not a one-shot iterator"
+            "run_experiment reads the questions twice (the corpus's word counts and the "
+            "offline embedder, then the run): pass a QuestionFile or a list, not a one-shot "
+            "iterator, or give both embedder= and corpus="
         )
     local = local or LLMSettings(provider="simulated", model="local-sim", limiter="local")
     remote = remote or LLMSettings(provider="simulated", model="remote-sim", limiter="remote")
@@ -91,7 +94,7 @@ def run_experiment(
         simulator=SimulatedModels(seed=seed),
         variant=variant,
         options=options or MechanismOptions(),
-        corpus=corpus_counts(questions),
+        corpus=corpus if corpus is not None else corpus_counts(questions),
     )
     flow = build_flow(experiment, question_concurrency=question_concurrency)
     shared: dict[str, Any] = {"questions": questions, "output": Path(output)}

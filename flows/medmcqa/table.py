@@ -223,8 +223,10 @@ class AccuracyTable:
             import matplotlib.pyplot as plt
         except ImportError as exc:
             raise missing_extra("matplotlib", "report", "Plotting accuracy.png") from exc
-        fig, ax = plt.subplots(figsize=(6.5, 4.2))
+        fig, ax = plt.subplots(figsize=(8.0, 4.2))
         eps = sorted({r.epsilon for r in self.rows.values() if r.epsilon is not None})
+        lines = [s for s in MECHANISMS if any(r.scenario == s for r in self.rows.values())]
+        step = 0.02 * (eps[-1] - eps[0] if len(eps) > 1 else 1.0)  # side by side at one ε
         for scenario in SCENARIOS:
             points = [
                 (r.epsilon or 0.0, r.accuracy, *r.interval)
@@ -235,20 +237,22 @@ class AccuracyTable:
                 continue
             if scenario in MECHANISMS:
                 xs, ys, lows, highs = zip(*points, strict=True)
+                shift = (lines.index(scenario) - (len(lines) - 1) / 2) * step
+                xs = tuple(x + shift for x in xs)
                 errors = [
                     [max(0.0, y - lo) for y, lo in zip(ys, lows, strict=True)],
                     [max(0.0, hi - y) for y, hi in zip(ys, highs, strict=True)],
                 ]
                 ax.errorbar(xs, ys, yerr=errors, marker="o", capsize=3, label=LABELS[scenario])
             else:
-                colour = {"1": "grey", "2": "tab:purple", "4": "black"}[scenario]
+                colour = {"1": "grey", "2": "tab:brown", "4": "black"}[scenario]
                 ax.axhline(points[0][1], linestyle="--", color=colour, label=LABELS[scenario])
         if eps:
             ax.set_xticks(eps)
         ax.set_xlabel("ε")
         ax.set_ylabel("accuracy")
         ax.set_ylim(0, 1)
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         ax.set_title(f"MedMCQA: accuracy by scenario and ε ({self.variant} DP variant)")
         fig.tight_layout()
         fig.savefig(path, dpi=110)

@@ -187,10 +187,6 @@ class WordMechanism:
         """A vocabulary word drawn uniformly: reveals nothing about the word it replaces."""
         return self.space.words[int(rng.integers(len(self.space.words)))]
 
-    def settings(self) -> dict[str, Any]:
-        """What, besides the embedder and ε, decides this mechanism's output (cell keys)."""
-        return {"variant": self.variant}
-
     def bound(self) -> str:
         """The privacy this instance spends per word, in words and numbers."""
         raise NotImplementedError

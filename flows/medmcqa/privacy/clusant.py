@@ -132,14 +132,6 @@ class CluSanT(WordMechanism):
             f"{size} words, median D = {median:.3g}"
         )
 
-    def settings(self) -> dict[str, Any]:
-        return {
-            "variant": self.variant,
-            "clusters": self.n_clusters,
-            "k": self.k,
-            "cluster_seed": self.cluster_seed,
-        }
-
     def cluster_probabilities(self, word: str) -> NDArray[np.float64]:
         """Step 1: ``Pr[C | word]`` for every cluster."""
         c = self.clustering.label[self.space.index[word]]

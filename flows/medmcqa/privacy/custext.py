@@ -39,7 +39,6 @@ from flows.medmcqa.privacy.base import (
     as_rng,
     check_epsilon,
     check_variant,
-    digest_counts,
     is_number,
 )
 from flows.medmcqa.privacy.embedder import TokenSpace
@@ -120,13 +119,6 @@ class CusTextPlus(WordMechanism):
 
     def bound(self) -> str:
         return self.bound_for(self.epsilon, self.variant, self.top_k)
-
-    def settings(self) -> dict[str, Any]:
-        return {
-            "variant": self.variant,
-            "top_k": self.top_k,
-            "corpus": digest_counts(self.frequencies),
-        }
 
     def cluster_probabilities(self, word: str) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
         """The cluster of a mapped word (vocabulary indices) and ``Pr[y | word]`` over it."""

@@ -85,9 +85,6 @@ class PhraseDP:
     def bound(self) -> str:
         return self.bound_for(self.epsilon, self.variant)
 
-    def settings(self) -> dict[str, object]:
-        return {"variant": self.variant}
-
     @property
     def scale(self) -> float:
         """The factor of ``cos`` in the logits: ε (reference) or ε/4 (strict)."""

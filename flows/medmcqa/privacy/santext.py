@@ -43,7 +43,6 @@ from flows.medmcqa.privacy.base import (
     by_frequency,
     check_epsilon,
     check_variant,
-    digest_counts,
     median_distance,
 )
 from flows.medmcqa.privacy.embedder import TokenSpace, Vector, distances
@@ -111,14 +110,6 @@ class SanTextPlus(WordMechanism):
         """``bound_for``, and the median distance between two vocabulary words."""
         median = median_distance(self.space.vectors)
         return f"{self.bound_for(self.epsilon, self.variant, self.p)}; median d = {median:.3g}"
-
-    def settings(self) -> dict[str, Any]:
-        return {
-            "variant": self.variant,
-            "p": self.p,
-            "w": self.w,
-            "corpus": digest_counts(self.frequencies),
-        }
 
     @property
     def replace_share(self) -> float:

@@ -17,6 +17,7 @@ from flows.medmcqa import (
     DEFAULT_LIMITS,
     SCENARIOS,
     Experiment,
+    ExperimentError,
     MechanismOptions,
     QuestionFile,
     SimulatedModels,
@@ -356,3 +357,19 @@ def test_flowkit_graph_draws_the_four_levels(capsys: pytest.CaptureFixture[str])
     drawn = capsys.readouterr().out
     for name in ("medmcqa", "scenarios", "private", "paraphrase", "inferdpt", "santext+"):
         assert name in drawn
+
+
+def test_a_one_shot_iterator_needs_the_embedder_and_the_corpus_given(tmp_path: Path) -> None:
+    questions = list(QuestionFile(sample_path(), limit=3))
+    fast = {"local": settings("local"), "remote": settings("remote"), "plot": False}
+    with pytest.raises(ExperimentError, match="corpus="):
+        run_experiment(iter(questions), tmp_path, embedder=hashed_embedder(questions), **fast)
+    table = run_experiment(
+        iter(questions),
+        tmp_path,
+        embedder=hashed_embedder(questions),
+        corpus=corpus_counts(questions),
+        scenarios=("1", "3.3"),
+        **fast,
+    )
+    assert table.get("3.3", 2.0).n == 3 and table.get("3.3", 2.0).words > 0

@@ -271,7 +271,7 @@ def distances_from(word: str, space: TokenSpace) -> np.ndarray:
     return np.linalg.norm(space.vectors - space.vectors[space.index[word]], axis=1)
 
 
-@pytest.mark.parametrize("r", [0.8, 1.3, 2.5])
+@pytest.mark.parametrize("r", [0.8, 1.0, 1.3, 1.6, 2.5])
 def test_inferdpt_choice_given_a_radius_is_the_authors_and_strict_clips_at_zero(r: float) -> None:
     space, epsilon = toy_space(), 1.5
     d = distances_from("fever", space)
