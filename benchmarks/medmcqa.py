@@ -50,6 +50,7 @@ from flows.medmcqa import (
 )
 from flows.medmcqa.flow import Job, Tally
 from flows.medmcqa.privacy import BANDS, clean_candidates
+from flows.medmcqa.run import corpus_counts
 from nodes.llm import LLMSettings, Simulation
 
 LOCAL_S, REMOTE_S = 0.2, 0.5
@@ -82,6 +83,7 @@ def experiment(scale: float = 1.0) -> Experiment:
         settings("local", LOCAL_S),
         settings("remote", REMOTE_S),
         hashed_embedder(Questions(64)),
+        corpus=corpus_counts(Questions(64)),
     )
 
 

@@ -12,6 +12,11 @@ scenarios, mechanisms and ε values all run at once and only the two providers' 
 (4 local and 8 remote calls in flight) bound them. Then the run's numbers show where the
 time went: calls in flight per provider, and how long calls waited for a slot.
 
+The sanitisers run as their authors' code does (``variant="reference"``); pass
+``variant="strict"`` to ``run_experiment`` (or ``--dp-variant strict`` to ``flowkit run
+medmcqa``) for the forms that spend exactly ε. The table ends with what each one spends and
+how many of the question's words it left unchanged.
+
 Run: python cookbook/08_medmcqa_privacy_experiment.py
 """
 
@@ -20,6 +25,8 @@ from __future__ import annotations
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 import flowkit as fk
 from flows.medmcqa import (
@@ -30,7 +37,7 @@ from flows.medmcqa import (
     sample_path,
 )
 from flows.medmcqa.data import Question
-from flows.medmcqa.privacy import InferDPT, SanTextPlus
+from flows.medmcqa.privacy import InferDPT, SanTextPlus, word_counts
 from flows.medmcqa.prompts import ANSWER_SYSTEM, COT_SYSTEM, answer_prompt, cot_prompt
 from nodes.llm import LLMClient, LLMSettings, Simulation
 
@@ -49,6 +56,8 @@ async def the_loop(questions: list[Question]) -> int:
     """The experiment as it is usually first written: every call waits for the last one."""
     local, remote = LLMClient(LOCAL), LLMClient(REMOTE)
     embedder = hashed_embedder(questions)
+    corpus = word_counts(q.question for q in questions)  # SANTEXT+ ranks words by it
+    space = embedder.token_space()
     correct = 0
 
     async def answer(client: LLMClient, role: str, q: Question, cot: str | None = None) -> bool:
@@ -69,8 +78,8 @@ async def the_loop(questions: list[Question]) -> int:
         correct += await answer(local, "local", q, await cot_for(q, q.question))  # 2
         correct += await answer(remote, "remote", q)  # 4
         for eps in EPSILONS:  # 3.2 and 3.3
-            for mechanism in (InferDPT, SanTextPlus):
-                private = mechanism(embedder.token_space(), eps, rng=0).sanitise(q.question)
+            for mechanism in (InferDPT(space, eps), SanTextPlus(space, eps, frequencies=corpus)):
+                private = mechanism.sanitise(q.question, np.random.default_rng(0))
                 correct += await answer(local, "local", q, await cot_for(q, private))
     return correct
 

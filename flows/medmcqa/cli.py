@@ -1,6 +1,7 @@
 """``flowkit run medmcqa``: the MedMCQA privacy experiment from a shell.
 
     flowkit run medmcqa --output out/                       # bundled sample, offline
+    flowkit run medmcqa --output out/ --scenarios 1,2,4,3.0,3.2,3.3,3.4,3.5 --dp-variant strict
     flowkit run medmcqa --input dev.json --cop-base 0 --provider openai \\
         --local-base-url http://localhost:8000/v1 --local-model llama-3.1-8b \\
         --remote-model deepseek-chat --remote-base-url https://api.deepseek.com/v1 \\
@@ -24,18 +25,19 @@ from flowkit.commands import FlowCommand, UsageError, positive_int, positive_num
 from flowkit.node import BaseNode
 from flowkit.results import RunInfo
 from flows.medmcqa.data import DataError, QuestionFile, sample_path
-from flows.medmcqa.flow import (
+from flows.medmcqa.experiment import (
     DEFAULT_EPSILONS,
     Experiment,
     ExperimentError,
-    build_flow,
+    MechanismOptions,
     check_epsilons,
     check_scenarios,
 )
-from flows.medmcqa.privacy import Embedder, MiniLMEmbedder
-from flows.medmcqa.run import DEFAULT_LIMITS, hashed_embedder, write_outputs
-from flows.medmcqa.simulate import Role
-from flows.medmcqa.table import SCENARIOS, AccuracyTable
+from flows.medmcqa.flow import build_flow
+from flows.medmcqa.privacy import VARIANTS, Embedder, MiniLMEmbedder
+from flows.medmcqa.run import DEFAULT_LIMITS, corpus_counts, hashed_embedder, write_outputs
+from flows.medmcqa.simulate import Role, SimulatedModels
+from flows.medmcqa.table import DEFAULT_SCENARIOS, SCENARIOS, AccuracyTable
 from nodes.llm import LLMConfigError, LLMSettings
 from nodes.models import TextGenerator
 
@@ -45,8 +47,8 @@ class MedMCQACommand(FlowCommand):
 
     name = "medmcqa"
     description = (
-        "MedMCQA privacy experiment: local/remote scenarios and three text-DP sanitisers "
-        "x ε, parallel under per-provider limits, with an accuracy table"
+        "MedMCQA privacy experiment: local/remote scenarios and text-DP sanitisers x ε, "
+        "parallel under per-provider limits, with an accuracy table"
     )
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
@@ -81,9 +83,54 @@ class MedMCQACommand(FlowCommand):
         group.add_argument(
             "--scenarios",
             type=_scenarios,
-            default=SCENARIOS,
+            default=DEFAULT_SCENARIOS,
             metavar="S,S,...",
-            help=f"default: all of {','.join(SCENARIOS)}",
+            help=f"default {','.join(DEFAULT_SCENARIOS)}; all: {','.join(SCENARIOS)}",
+        )
+        group.add_argument(
+            "--dp-variant",
+            choices=VARIANTS,
+            default="reference",
+            help="reference: each mechanism as its authors' code (default); strict: each "
+            "spends exactly the ε it is given (see flows/medmcqa/README.md)",
+        )
+        defaults = MechanismOptions()
+        group.add_argument(
+            "--santext-p",
+            type=float,
+            default=defaults.santext_p,
+            metavar="P",
+            help=f"SANTEXT+: chance a non-sensitive word is replaced (default "
+            f"{defaults.santext_p})",
+        )
+        group.add_argument(
+            "--santext-w",
+            type=float,
+            default=defaults.santext_w,
+            metavar="W",
+            help=f"SANTEXT+: share of words, the rarest, that are sensitive (default "
+            f"{defaults.santext_w})",
+        )
+        group.add_argument(
+            "--custext-top-k",
+            type=positive_int,
+            default=defaults.custext_top_k,
+            metavar="K",
+            help=f"CusText+: words per cluster (default {defaults.custext_top_k})",
+        )
+        group.add_argument(
+            "--clusant-clusters",
+            type=positive_int,
+            default=defaults.clusant_clusters,
+            metavar="N",
+            help=f"CluSanT: clusters (default {defaults.clusant_clusters})",
+        )
+        group.add_argument(
+            "--clusant-k",
+            type=positive_number,
+            default=defaults.clusant_k,
+            metavar="K",
+            help=f"CluSanT: centroid scale (default {defaults.clusant_k:g})",
         )
         group.add_argument("--provider", choices=("simulated", "openai"), default="simulated")
         group.add_argument(
@@ -91,7 +138,9 @@ class MedMCQACommand(FlowCommand):
             choices=("hashed", "minilm"),
             help="default: minilm with --provider openai, else hashed",
         )
-        group.add_argument("--seed", type=int, default=0, help="mechanisms' and simulation's")
+        group.add_argument(
+            "--seed", type=int, default=0, help="the mechanisms' and the simulated models' draws"
+        )
         group.add_argument(
             "--question-concurrency",
             type=positive_int,
@@ -138,6 +187,13 @@ class MedMCQACommand(FlowCommand):
                 args.input or sample_path(), cop_base=args.cop_base, limit=args.limit_items
             )
             questions.check()
+            options = MechanismOptions(
+                santext_p=args.santext_p,
+                santext_w=args.santext_w,
+                custext_top_k=args.custext_top_k,
+                clusant_clusters=args.clusant_clusters,
+                clusant_k=args.clusant_k,
+            )
             experiment = Experiment(
                 _settings(args, "local"),
                 _settings(args, "remote"),
@@ -145,7 +201,11 @@ class MedMCQACommand(FlowCommand):
                 args.epsilons,
                 args.scenarios,
                 args.seed,
+                simulator=SimulatedModels(seed=args.seed),
                 local_generator=_generator(args.local_model_path),
+                variant=args.dp_variant,
+                options=options,
+                corpus=corpus_counts(questions),
             )
         except (DataError, ExperimentError, LLMConfigError) as exc:
             raise UsageError(str(exc)) from None
@@ -190,8 +250,8 @@ class MedMCQACommand(FlowCommand):
         print(table.to_markdown(), end="")
         print(
             f"{sink.questions} questions, {sink.cells} cells ({table.failed} failed) in "
-            f"{run_info.wall_time:.1f} s; wrote {args.output / 'results.jsonl'}, "
-            + ", ".join(p.name for p in written)
+            f"{run_info.wall_time:.1f} s, DP variant {table.variant}; wrote "
+            f"{args.output / 'results.jsonl'}, " + ", ".join(p.name for p in written)
         )
         if table.failed:
             print(
@@ -251,5 +311,3 @@ def _scenarios(text: str) -> tuple[str, ...]:
         return check_scenarios(text.split(","))
     except ExperimentError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-

@@ -2,40 +2,41 @@
 
 ``QuestionsFlow`` fans out over the questions (an AsyncParallelBatchFlow pulling them
 lazily). Each question's flow is a ``Parallel`` of the scenario branches: 1 (local), 2
-(local + remote CoT), 4 (remote) and the private branch, itself a ``Parallel`` of the three
-sanitisers, each a parallel batch over the ε values. Every LLM call draws on the ``local``
+(local + remote CoT), 4 (remote) and the private branch, itself a ``Parallel`` of the
+sanitisers (3.0, 3.2 and 3.3 by default; 3.4 and 3.5 on request), each a parallel batch over
+the ε values. Every LLM call draws on the ``local``
 or ``remote`` limiter, shared by every question, scenario, mechanism and ε at once: those
 limits, not the graph's shape, decide how much runs.
 
 One cell (a scenario x mechanism x ε of one question) is one item: it is checkpointed on
-its own, and a failure becomes an error record in ``results.jsonl`` and the table while
-the other cells go on. The node classes are the building blocks to subclass.
+its own, under a key that holds a digest of every setting it depends on, and a failure
+becomes an error record in ``results.jsonl`` and the table while the other cells go on.
+The node classes are the building blocks to subclass.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
-
-import numpy as np
+from typing import Any
 
 import flowkit as fk
 from flowkit.errors import FlowkitError
 from flows.medmcqa.data import Question
-from flows.medmcqa.privacy import (
-    BANDS,
-    Embedder,
-    InferDPT,
-    PhraseDP,
-    SanTextPlus,
-    clean_candidates,
+from flows.medmcqa.experiment import (
+    DEFAULT_EPSILONS,
+    Experiment,
+    ExperimentError,
+    Job,
+    MechanismOptions,
+    check_epsilons,
+    check_scenarios,
 )
+from flows.medmcqa.privacy import BANDS, PhraseDP, Sanitised, WordMechanism, clean_candidates
+from flows.medmcqa.privacy.phrasedp import kept_words
 from flows.medmcqa.prompts import (
     ANSWER_SYSTEM,
     COT_SYSTEM,
@@ -46,106 +47,34 @@ from flows.medmcqa.prompts import (
     paraphrases_in,
     parse_answer,
 )
-from flows.medmcqa.simulate import Role, SimulatedModels
-from flows.medmcqa.table import MECHANISMS, SCENARIOS, Cell, ResultSink
-from nodes.llm import LLMClient, LLMSettings
+from flows.medmcqa.simulate import Role
+from flows.medmcqa.table import MECHANISMS, Cell, ResultSink
+from nodes.llm import LLMClient
 
-DEFAULT_EPSILONS = (1.0, 2.0, 3.0)
-Mechanism = PhraseDP | InferDPT | SanTextPlus
-
-
-class ExperimentError(FlowkitError, ValueError):
-    """Options the experiment cannot run with (an unknown scenario, a bad ε)."""
+__all__ = [
+    "DEFAULT_EPSILONS",
+    "CellNode",
+    "CoTAnswer",
+    "Experiment",
+    "ExperimentError",
+    "Job",
+    "LocalAnswer",
+    "MechanismOptions",
+    "NoCandidatesError",
+    "Paraphrase",
+    "PhraseDPCells",
+    "PrivateCells",
+    "QuestionsFlow",
+    "RemoteAnswer",
+    "Tally",
+    "build_flow",
+    "check_epsilons",
+    "check_scenarios",
+]
 
 
 class NoCandidatesError(FlowkitError, RuntimeError):
     """PhraseDP had no paraphrase to choose from for a question."""
-
-
-def check_scenarios(scenarios: Iterable[str]) -> tuple[str, ...]:
-    """The scenarios in table order, each once; refuses unknown names."""
-    chosen = {s.strip() for s in scenarios if s.strip()}
-    unknown = chosen - set(SCENARIOS)
-    if unknown or not chosen:
-        raise ExperimentError(
-            f"unknown scenario(s) {', '.join(sorted(unknown)) or '(none given)'}: choose from "
-            f"{', '.join(SCENARIOS)}"
-        )
-    return tuple(s for s in SCENARIOS if s in chosen)
-
-
-def check_epsilons(epsilons: Iterable[float]) -> tuple[float, ...]:
-    """The ε values, sorted, each once; each must be a positive finite number."""
-    values = sorted({float(e) for e in epsilons})
-    if not values or not all(0 < e < float("inf") for e in values):
-        raise ExperimentError(f"ε values must be positive numbers, got {values or 'none'}")
-    return tuple(values)
-
-
-@dataclass
-class Experiment:
-    """Everything the nodes share: the two models, the embedder, the grid and the seed.
-
-    ``local`` and ``remote`` are LLM settings whose ``limiter`` names the runner's budget
-    (``local`` and ``remote`` by default). ``local_generator`` (e.g. a ``nodes.models``
-    ``TextGenerator``) answers for the local side instead of an endpoint: one prompt per
-    call, in a thread, under the local limiter. ``simulator`` supplies reply text when a
-    provider is the simulated one. Mechanisms are built once per (scenario, ε) and shared by every
-    question; each cell draws from its own generator, seeded by the seed, question,
-    scenario and ε, so a rerun sanitises identically.
-    """
-
-    local: LLMSettings
-    remote: LLMSettings
-    embedder: Embedder
-    epsilons: tuple[float, ...] = DEFAULT_EPSILONS
-    scenarios: tuple[str, ...] = SCENARIOS
-    seed: int = 0
-    simulator: SimulatedModels = field(default_factory=SimulatedModels)
-    paraphrases_per_band: int = 3
-    local_generator: Callable[[Sequence[str]], list[str]] | None = None
-    _mechanisms: dict[tuple[str, float], Mechanism] = field(
-        default_factory=dict, init=False, repr=False
-    )
-    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        self.scenarios = check_scenarios(self.scenarios)
-        self.epsilons = check_epsilons(self.epsilons)
-        for settings in (self.local, self.remote):
-            settings.check()
-
-    @property
-    def cells_per_question(self) -> int:
-        private = sum(s in MECHANISMS for s in self.scenarios)
-        return len(self.scenarios) - private + private * len(self.epsilons)
-
-    def settings(self, role: Role) -> LLMSettings:
-        return self.local if role == "local" else self.remote
-
-    def mechanism(self, scenario: str, epsilon: float) -> Mechanism:
-        """The sanitiser of a private scenario at ε, built on first use (thread-safe)."""
-        key = (scenario, epsilon)
-        with self._lock:
-            found = self._mechanisms.get(key)
-            if found is None:
-                kind = MECHANISMS[scenario]
-                if kind == "phrasedp":
-                    found = PhraseDP(self.embedder, epsilon, rng=self.seed)
-                elif kind == "inferdpt":
-                    found = InferDPT(self.embedder.token_space(), epsilon, rng=self.seed)
-                else:
-                    found = SanTextPlus(self.embedder.token_space(), epsilon, rng=self.seed)
-                self._mechanisms[key] = found
-            return found
-
-    def rng(self, job: Job) -> np.random.Generator:
-        """The generator of one cell."""
-        digest = hashlib.blake2b(job.question_id.encode(), digest_size=8).digest()
-        eps = round((job.epsilon or 0.0) * 1000)
-        return np.random.default_rng(
-            [self.seed, int.from_bytes(digest, "little"), SCENARIOS.index(job.scenario), eps]
-        )
 
 
 async def generate(generator: Callable[[Sequence[str]], list[str]], text: str, limiter: str) -> str:
@@ -168,15 +97,6 @@ async def generate(generator: Callable[[Sequence[str]], list[str]], text: str, l
 def estimate_tokens(text: str) -> int:
     """About four characters a token: the cells' token counts are estimates."""
     return -(-len(text) // 4)
-
-
-class Job(NamedTuple):
-    """One cell to compute; PhraseDP's carry the question's paraphrase candidates."""
-
-    question_id: str
-    scenario: str
-    epsilon: float | None = None
-    candidates: tuple[str, ...] = ()
 
 
 @dataclass
@@ -240,7 +160,9 @@ class CellNode(ExperimentNode):
         return self.jobs(self.question(), shared)
 
     def item_key(self, job: Job) -> str:
-        return f"{job.question_id}/{job.scenario}/{job.epsilon}"
+        """The question, scenario and ε, and a digest of every setting the cell depends on
+        (``Experiment.cell_settings``): a resumed run reuses only cells made as it would."""
+        return f"{job.question_id}/{job.scenario}/{job.epsilon}/{self.experiment.key(job.scenario)}"
 
     async def exec_async(self, job: Job) -> Cell:
         question, tally = self.question(), Tally()
@@ -266,6 +188,7 @@ class CellNode(ExperimentNode):
             scenario=job.scenario,
             mechanism=MECHANISMS.get(job.scenario),
             epsilon=job.epsilon,
+            variant=self.experiment.variant if job.scenario in MECHANISMS else None,
             answer=letter,
             correct=letter == question.letter,
             **fields,
@@ -280,6 +203,7 @@ class CellNode(ExperimentNode):
                     scenario=job.scenario,
                     mechanism=MECHANISMS.get(job.scenario),
                     epsilon=job.epsilon,
+                    variant=self.experiment.variant if job.scenario in MECHANISMS else None,
                     error=f"{result.error_type}: {result.message}",
                 )
             sink.add(result)
@@ -323,7 +247,7 @@ class CoTAnswer(CellNode):
     scenario = "2"
 
     async def cot_then_answer(
-        self, question: Question, job: Job, tally: Tally, text: str, sanitised: str | None
+        self, question: Question, job: Job, tally: Tally, text: str, sanitised: Sanitised | None
     ) -> Cell:
         sim = self.experiment.simulator
         cot = await self.ask(
@@ -336,15 +260,26 @@ class CoTAnswer(CellNode):
             ANSWER_SYSTEM,
             lambda: sim.answer("local", question, cot),
         )
-        return self.scored(question, job, reply, sanitised=sanitised, cot=cot)
+        if sanitised is None:
+            return self.scored(question, job, reply, cot=cot)
+        return self.scored(
+            question,
+            job,
+            reply,
+            sanitised=sanitised.text,
+            kept=sanitised.kept,
+            words=sanitised.words,
+            cot=cot,
+        )
 
     async def run_cell(self, question: Question, job: Job, tally: Tally) -> Cell:
         return await self.cot_then_answer(question, job, tally, question.question, None)
 
 
 class PrivateCells(CoTAnswer):
-    """Scenario 3.x for a word-level sanitiser: one cell per ε, all at once. The sanitiser
-    runs in a thread (it is NumPy work), then the remote CoT sees only its output."""
+    """Scenario 3.x for a word-level sanitiser (3.2 to 3.5): one cell per ε, all at once.
+    The sanitiser runs in a thread (it is NumPy work), then the remote CoT sees only its
+    output."""
 
     def __init__(self, experiment: Experiment, scenario: str, **options: Any) -> None:
         options.setdefault("name", MECHANISMS[scenario])
@@ -354,20 +289,20 @@ class PrivateCells(CoTAnswer):
     def jobs(self, question: Question, shared: dict[str, Any]) -> list[Job]:
         return [Job(question.id, self.scenario, eps) for eps in self.experiment.epsilons]
 
-    async def sanitise(self, question: Question, job: Job) -> str:
+    async def sanitise(self, question: Question, job: Job) -> Sanitised:
         """The text the remote model sees; runs in a thread, as building the mechanism (the
         first time) and sanitising are NumPy work."""
         return await asyncio.to_thread(self.sanitise_sync, question, job)
 
-    def sanitise_sync(self, question: Question, job: Job) -> str:
+    def sanitise_sync(self, question: Question, job: Job) -> Sanitised:
         assert job.epsilon is not None
         mechanism = self.experiment.mechanism(job.scenario, job.epsilon)
-        assert isinstance(mechanism, InferDPT | SanTextPlus)
-        return mechanism.sanitise(question.question, self.experiment.rng(job))
+        assert isinstance(mechanism, WordMechanism)
+        return mechanism.sanitised(question.question, self.experiment.rng(job))
 
     async def run_cell(self, question: Question, job: Job, tally: Tally) -> Cell:
         sanitised = await self.sanitise(question, job)
-        return await self.cot_then_answer(question, job, tally, sanitised, sanitised)
+        return await self.cot_then_answer(question, job, tally, sanitised.text, sanitised)
 
 
 class PhraseDPCells(PrivateCells):
@@ -381,7 +316,7 @@ class PhraseDPCells(PrivateCells):
         candidates = tuple(shared.get("candidates", ()))
         return [job._replace(candidates=candidates) for job in super().jobs(question, shared)]
 
-    def sanitise_sync(self, question: Question, job: Job) -> str:
+    def sanitise_sync(self, question: Question, job: Job) -> Sanitised:
         if not job.candidates:
             raise NoCandidatesError(
                 f"question {question.id}: no usable paraphrase (every band failed or copied "
@@ -390,7 +325,8 @@ class PhraseDPCells(PrivateCells):
         assert job.epsilon is not None
         mechanism = self.experiment.mechanism(job.scenario, job.epsilon)
         assert isinstance(mechanism, PhraseDP)
-        return mechanism.select(question.question, job.candidates, self.experiment.rng(job))
+        chosen = mechanism.select(question.question, job.candidates, self.experiment.rng(job))
+        return Sanitised(chosen, *kept_words(question.question, chosen))
 
 
 class Paraphrase(ExperimentNode):
@@ -398,7 +334,8 @@ class Paraphrase(ExperimentNode):
     band, all bands at once; duplicates and copies of the question are dropped."""
 
     def item_key(self, band: str) -> str:
-        return f"{self.params['question']['id']}/paraphrase/{band}"
+        key = self.experiment.key("paraphrase")
+        return f"{self.params['question']['id']}/paraphrase/{band}/{key}"
 
     async def prep_async(self, shared: dict[str, Any]) -> list[str]:
         return [band for band, _ in BANDS]
@@ -445,12 +382,14 @@ class QuestionsFlow(fk.AsyncParallelBatchFlow):
             output / "results.jsonl",
             self.experiment.cells_per_question,
             progress_every=shared.get("progress_every"),
+            variant=self.experiment.variant,
         )
         return ({"question": q.model_dump()} for q in shared["questions"])
 
     async def post_async(self, shared: dict[str, Any], prep_res: Any, exec_res: Any) -> None:
         sink: ResultSink = shared["sink"]
         sink.close()
+        sink.table.bounds = await asyncio.to_thread(self.experiment.bounds)
         shared["table"] = sink.table
 
 
@@ -473,7 +412,7 @@ def build_flow(experiment: Experiment, *, question_concurrency: int = 64) -> Que
         paraphrase = Paraphrase(experiment, name="paraphrase")
         paraphrase >> PhraseDPCells(experiment)
         private.append(fk.AsyncFlow(start=paraphrase, name="phrasedp_flow"))
-    for scenario in ("3.2", "3.3"):
+    for scenario in ("3.2", "3.3", "3.4", "3.5"):
         if scenario in chosen:
             private.append(PrivateCells(experiment, scenario))
     if private:

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import flowkit as fk
 from flows.medmcqa.data import Question
-from flows.medmcqa.flow import (
+from flows.medmcqa.experiment import (
     DEFAULT_EPSILONS,
     Experiment,
     ExperimentError,
-    build_flow,
+    MechanismOptions,
 )
-from flows.medmcqa.privacy import Embedder, HashedEmbedder
-from flows.medmcqa.table import SCENARIOS, AccuracyTable
+from flows.medmcqa.flow import build_flow
+from flows.medmcqa.privacy import Embedder, HashedEmbedder, Variant, word_counts
+from flows.medmcqa.simulate import SimulatedModels
+from flows.medmcqa.table import DEFAULT_SCENARIOS, AccuracyTable
 from nodes.llm import LLMSettings
 
 DEFAULT_LIMITS = {"local": fk.Limit(max_concurrency=8), "remote": fk.Limit(max_concurrency=16)}
@@ -25,6 +27,11 @@ DEFAULT_LIMITS = {"local": fk.Limit(max_concurrency=8), "remote": fk.Limit(max_c
 def hashed_embedder(questions: Iterable[Question], *, dim: int = 64) -> HashedEmbedder:
     """The offline embedder over the words of ``questions`` (read once, only words kept)."""
     return HashedEmbedder((q.question for q in questions), dim=dim)
+
+
+def corpus_counts(questions: Iterable[Question]) -> dict[str, int]:
+    """Word counts of the questions' texts: the corpus SANTEXT+ and CusText+ rank words by."""
+    return dict(word_counts(q.question for q in questions))
 
 
 def write_outputs(table: AccuracyTable, output: str | Path, *, plot: bool = True) -> list[Path]:
@@ -48,8 +55,11 @@ def run_experiment(
     remote: LLMSettings | None = None,
     embedder: Embedder | None = None,
     epsilons: Sequence[float] = DEFAULT_EPSILONS,
-    scenarios: Sequence[str] = SCENARIOS,
+    scenarios: Sequence[str] = DEFAULT_SCENARIOS,
     seed: int = 0,
+    variant: Variant = "reference",
+    options: MechanismOptions | None = None,
+    corpus: Mapping[str, int] | None = None,
     runner: fk.Runner | None = None,
     question_concurrency: int = 64,
     plot: bool = True,
@@ -57,16 +67,20 @@ def run_experiment(
     """Run the experiment over ``questions`` and return the accuracy table.
 
     Writes ``results.jsonl``, ``accuracy.csv``, ``accuracy.md`` and ``accuracy.png`` (when
-    ``plot``) under ``output``. ``questions`` is read lazily by the flow; building the default
-    embedder reads it once more, so it must then be re-iterable (a QuestionFile, a list).
-    Settings default to the simulated provider on the ``local`` and ``remote`` limiters, the
-    embedder to ``hashed_embedder(questions)``, the runner to ``DEFAULT_LIMITS`` with its
-    report in ``output/report``.
+    ``plot``) under ``output``. ``questions`` is read lazily by the flow; the corpus's word
+    counts (``corpus``, SANTEXT+'s and CusText+'s frequencies) and the default embedder read
+    it once more before, so without both it must be re-iterable (a QuestionFile, a list).
+    Settings default to the simulated provider on the ``local`` and
+    ``remote`` limiters (simulated with ``seed``), the embedder to
+    ``hashed_embedder(questions)``, the DP variant to ``reference``, the mechanisms'
+    options to ``MechanismOptions()``, the runner to ``DEFAULT_LIMITS`` with its report in
+    ``output/report``.
     """
-    if embedder is None and iter(questions) is questions:
+    if (embedder is None or corpus is None) and iter(questions) is questions:
         raise ExperimentError(
-            "run_experiment reads the questions twice when it builds the offline embedder: "
-            "pass a QuestionFile or a list, not a one-shot iterator, or give embedder="
+            "run_experiment reads the questions twice (the corpus's word counts and the "
+            "offline embedder, then the run): pass a QuestionFile or a list, not a one-shot "
+            "iterator, or give both embedder= and corpus="
         )
     local = local or LLMSettings(provider="simulated", model="local-sim", limiter="local")
     remote = remote or LLMSettings(provider="simulated", model="remote-sim", limiter="remote")
@@ -77,6 +91,10 @@ def run_experiment(
         tuple(epsilons),
         tuple(scenarios),
         seed,
+        simulator=SimulatedModels(seed=seed),
+        variant=variant,
+        options=options or MechanismOptions(),
+        corpus=corpus if corpus is not None else corpus_counts(questions),
     )
     flow = build_flow(experiment, question_concurrency=question_concurrency)
     shared: dict[str, Any] = {"questions": questions, "output": Path(output)}

@@ -8,17 +8,21 @@ The rule, deterministic for a seed (every draw is a hash of the seed and what it
   option the chain concludes with, with probability ``follow``; otherwise it guesses (one
   guess per model and question, uniform over A-D).
 - **Chains of thought.** The remote author saw a text with *overlap* ``q`` with the
-  original: the share of the original's distinct words (three letters or more) that appear
-  in it. Its conclusion names the correct option with probability ``skill["remote"] · q``,
-  else an option drawn uniformly. So a CoT written for the full question helps, one for a
-  heavily sanitised question barely beats a guess.
+  original: the share of the original's distinct content words (three letters or more, not
+  a stop word) that appear in it. Its conclusion names the correct option with probability
+  ``skill["remote"] · q``, else an option drawn uniformly. So a CoT written for the full
+  question helps, one for a heavily sanitised question barely beats a guess.
 - **Paraphrases.** Each candidate keeps each word of the question with the band's keep
   rate (close 0.9, moderate 0.6, loose 0.3) and drops or genericises the others.
 
 With the defaults (local 0.35, remote 0.85, follow 0.7) the expected accuracies are about
 0.51 (scenario 1), 0.80 (2), 0.89 (4), and for 3.x between 0.51 and 0.80, rising with the
-overlap the sanitiser leaves, hence with ε. ``responder(role)`` answers the local test
-server's requests with the same rule, so runs over HTTP see the same replies.
+overlap the sanitiser leaves (the share of words it keeps: the privacy table's last
+column), so with ε where the mechanism keeps more at a larger ε. The rule knows no
+medicine: it rewards kept words, whichever they are, so the offline table shows the
+experiment's mechanics and each mechanism's word survival, not real accuracy.
+``responder(role)`` answers the local test server's requests with the same rule, so runs
+over HTTP see the same replies.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from flows.medmcqa.data import LETTERS, Question
+from flows.medmcqa.privacy.base import STOP_WORDS
 from flows.medmcqa.privacy.embedder import words
 from flows.medmcqa.privacy.phrasedp import BANDS
 from flows.medmcqa.prompts import ANSWER_SYSTEM, COT_SYSTEM, split_answer_prompt
@@ -47,11 +52,12 @@ def _uniform(*parts: object) -> float:
 
 
 def _content(text: str) -> set[str]:
-    return {w for w in words(text) if len(w) >= 3}
+    return {w for w in words(text) if len(w) >= 3 and w not in STOP_WORDS}
 
 
 def overlap(seen: str, original: str) -> float:
-    """Share of the original's distinct words (3+ letters) that also appear in ``seen``."""
+    """Share of the original's distinct content words (3+ letters, not a stop word) that
+    also appear in ``seen``."""
     target = _content(original)
     return len(target & _content(seen)) / len(target) if target else 1.0
 

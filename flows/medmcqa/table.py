@@ -13,9 +13,17 @@ from typing import IO
 
 from pydantic import BaseModel
 
-SCENARIOS = ("1", "2", "4", "3.0", "3.2", "3.3")
+SCENARIOS = ("1", "2", "4", "3.0", "3.2", "3.3", "3.4", "3.5")
 """Every scenario, in the table's order."""
-MECHANISMS = {"3.0": "phrasedp", "3.2": "inferdpt", "3.3": "santext+"}
+DEFAULT_SCENARIOS = ("1", "2", "4", "3.0", "3.2", "3.3")
+"""The scenarios a run has unless told otherwise (3.4 and 3.5 are optional)."""
+MECHANISMS = {
+    "3.0": "phrasedp",
+    "3.2": "inferdpt",
+    "3.3": "santext+",
+    "3.4": "custext+",
+    "3.5": "clusant",
+}
 """The private scenarios and their sanitisers."""
 LABELS = {
     "1": "1 local",
@@ -24,6 +32,12 @@ LABELS = {
     "3.0": "3.0 PhraseDP",
     "3.2": "3.2 InferDPT",
     "3.3": "3.3 SANTEXT+",
+    "3.4": "3.4 CusText+",
+    "3.5": "3.5 CluSanT",
+}
+VARIANT_NOTES = {
+    "reference": "reference (each mechanism as its authors' code)",
+    "strict": "strict (each mechanism spends exactly the ε it is given)",
 }
 
 
@@ -32,12 +46,17 @@ class Cell(BaseModel):
 
     ``calls`` and ``tokens`` count this cell's own LLM calls (tokens estimated at about four
     characters each; the run report has the providers' counts), ``seconds`` its wall time.
+    A private cell records the DP ``variant`` and how many of the question's ``words`` the
+    sanitised text ``kept`` unchanged.
     """
 
     question_id: str
     scenario: str
     mechanism: str | None = None
     epsilon: float | None = None
+    variant: str | None = None
+    kept: int | None = None
+    words: int | None = None
     sanitised: str | None = None
     cot: str | None = None
     answer: str | None = None
@@ -67,10 +86,17 @@ class Row:
     n: int = 0
     correct: int = 0
     failed: int = 0
+    kept: int = 0
+    words: int = 0
 
     @property
     def accuracy(self) -> float | None:
         return self.correct / self.n if self.n else None
+
+    @property
+    def kept_share(self) -> float | None:
+        """The share of the questions' words the sanitiser left unchanged (private rows)."""
+        return self.kept / self.words if self.words else None
 
     @property
     def interval(self) -> tuple[float, float]:
@@ -79,9 +105,12 @@ class Row:
 
 @dataclass
 class AccuracyTable:
-    """Accuracy per scenario x ε; failed cells are counted apart, not scored."""
+    """Accuracy per scenario x ε; failed cells are counted apart, not scored. ``variant``
+    is the DP variant that ran; ``bounds`` what each private row's mechanism spends."""
 
     rows: dict[tuple[str, float | None], Row] = field(default_factory=dict)
+    variant: str = "reference"
+    bounds: dict[tuple[str, float], str] = field(default_factory=dict)
 
     def add(self, cell: Cell) -> None:
         key = (cell.scenario, cell.epsilon)
@@ -91,6 +120,9 @@ class AccuracyTable:
         else:
             row.n += 1
             row.correct += bool(cell.correct)
+            if cell.words:
+                row.kept += cell.kept or 0
+                row.words += cell.words
 
     def ordered(self) -> list[Row]:
         def key(row: Row) -> tuple[int, float]:
@@ -120,11 +152,14 @@ class AccuracyTable:
                 "ci_low",
                 "ci_high",
                 "failed",
+                "variant",
+                "words_kept",
             ]
         )
         for row in self.ordered():
             low, high = row.interval
-            acc = row.accuracy
+            acc, kept = row.accuracy, row.kept_share
+            private = row.scenario in MECHANISMS
             writer.writerow(
                 [
                     row.scenario,
@@ -136,12 +171,17 @@ class AccuracyTable:
                     f"{low:.4f}",
                     f"{high:.4f}",
                     row.failed,
+                    self.variant if private else "",
+                    "" if kept is None else f"{kept:.4f}",
                 ]
             )
         return out.getvalue()
 
     def to_markdown(self) -> str:
+        """The accuracy table, then (when private rows ran) what each mechanism spends."""
         lines = [
+            f"DP variant: {VARIANT_NOTES.get(self.variant, self.variant)}",
+            "",
             "| scenario | ε | n | accuracy | 95 % CI (Wilson) | failed |",
             "| --- | --- | ---: | ---: | --- | ---: |",
         ]
@@ -153,6 +193,22 @@ class AccuracyTable:
                 f"| {LABELS[row.scenario]} | {eps} | {row.n} | {acc} | "
                 f"{low:.3f}-{high:.3f} | {row.failed} |"
             )
+        private = [row for row in self.ordered() if row.scenario in MECHANISMS]
+        if private:
+            lines += [
+                "",
+                "| mechanism | variant | ε | privacy spent per word (formal bound) | "
+                "question words unchanged |",
+                "| --- | --- | --- | --- | ---: |",
+            ]
+            for row in private:
+                assert row.epsilon is not None
+                kept = "-" if row.kept_share is None else f"{row.kept_share:.1%}"
+                bound = self.bounds.get((row.scenario, row.epsilon), "-")
+                lines.append(
+                    f"| {LABELS[row.scenario]} | {self.variant} | {row.epsilon:g} | {bound} | "
+                    f"{kept} |"
+                )
         return "\n".join(lines) + "\n"
 
     def plot(self, path: Path) -> None:
@@ -167,8 +223,10 @@ class AccuracyTable:
             import matplotlib.pyplot as plt
         except ImportError as exc:
             raise missing_extra("matplotlib", "report", "Plotting accuracy.png") from exc
-        fig, ax = plt.subplots(figsize=(6.5, 4.2))
+        fig, ax = plt.subplots(figsize=(8.0, 4.2))
         eps = sorted({r.epsilon for r in self.rows.values() if r.epsilon is not None})
+        lines = [s for s in MECHANISMS if any(r.scenario == s for r in self.rows.values())]
+        step = 0.02 * (eps[-1] - eps[0] if len(eps) > 1 else 1.0)  # side by side at one ε
         for scenario in SCENARIOS:
             points = [
                 (r.epsilon or 0.0, r.accuracy, *r.interval)
@@ -179,21 +237,23 @@ class AccuracyTable:
                 continue
             if scenario in MECHANISMS:
                 xs, ys, lows, highs = zip(*points, strict=True)
+                shift = (lines.index(scenario) - (len(lines) - 1) / 2) * step
+                xs = tuple(x + shift for x in xs)
                 errors = [
                     [max(0.0, y - lo) for y, lo in zip(ys, lows, strict=True)],
                     [max(0.0, hi - y) for y, hi in zip(ys, highs, strict=True)],
                 ]
                 ax.errorbar(xs, ys, yerr=errors, marker="o", capsize=3, label=LABELS[scenario])
             else:
-                colour = {"1": "grey", "2": "tab:purple", "4": "black"}[scenario]
+                colour = {"1": "grey", "2": "tab:brown", "4": "black"}[scenario]
                 ax.axhline(points[0][1], linestyle="--", color=colour, label=LABELS[scenario])
         if eps:
             ax.set_xticks(eps)
         ax.set_xlabel("ε")
         ax.set_ylabel("accuracy")
         ax.set_ylim(0, 1)
-        ax.legend(fontsize=8, loc="lower right")
-        ax.set_title("MedMCQA: accuracy by scenario and privacy budget")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+        ax.set_title(f"MedMCQA: accuracy by scenario and ε ({self.variant} DP variant)")
         fig.tight_layout()
         fig.savefig(path, dpi=110)
         plt.close(fig)
@@ -208,11 +268,16 @@ class ResultSink:
     """
 
     def __init__(
-        self, path: Path, cells_per_question: int, *, progress_every: float | None = None
+        self,
+        path: Path,
+        cells_per_question: int,
+        *,
+        progress_every: float | None = None,
+        variant: str = "reference",
     ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.table = AccuracyTable()
+        self.table = AccuracyTable(variant=variant)
         self.cells_per_question = cells_per_question
         self.cells = 0
         self.questions = 0

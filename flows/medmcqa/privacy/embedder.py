@@ -39,7 +39,8 @@ def replace_words(text: str, replace: Callable[[str], str]) -> str:
 class TokenSpace:
     """A vocabulary of words with one vector each and a frequency rank (0: most frequent).
 
-    ``oov`` gives a vector for a word outside the vocabulary (None: such words have none).
+    ``oov`` gives a vector for a word outside the vocabulary (None: such words have none);
+    sentence vectors use it, the word-level mechanisms do not.
     """
 
     words: tuple[str, ...]
@@ -99,6 +100,10 @@ class Embedder(Protocol):
         """The word vocabulary the word-level mechanisms draw replacements from."""
         ...
 
+    def fingerprint(self) -> str:
+        """A short text that changes whenever the embeddings do (part of a cell's key)."""
+        ...
+
 
 def _unit_rows(matrix: Vector) -> Vector:
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
@@ -113,6 +118,13 @@ class TableEmbedder:
 
     def token_space(self) -> TokenSpace:
         return self.space
+
+    def fingerprint(self) -> str:
+        """A digest of the words and their vectors."""
+        digest = hashlib.blake2b(digest_size=8)
+        digest.update("\n".join(self.space.words).encode())
+        digest.update(np.ascontiguousarray(self.space.vectors, dtype=np.float64).tobytes())
+        return f"table:{digest.hexdigest()}"
 
     def sentences(self, texts: Sequence[str]) -> Vector:
         dim = self.space.vectors.shape[1]
@@ -161,8 +173,9 @@ class MiniLMEmbedder:
     Sentences: the model's normalised sentence embeddings. Token space: the whole-word
     entries of its BERT word-piece vocabulary (letters only, two characters or more, or
     numbers), each with its row of the input embedding matrix; the vocabulary's order is
-    BERT's, roughly by frequency, and serves as the frequency rank. A word outside it gets
-    the mean of its word pieces' rows.
+    BERT's, roughly by frequency, and serves as the frequency rank where no corpus counts are
+    given. ``oov`` gives a word outside it the mean of its word pieces' rows (for sentence
+    vectors; the mechanisms treat such a word as unknown, as their authors' code does).
     """
 
     def __init__(self, model: str | None = None, device: str = "cpu") -> None:
@@ -174,6 +187,9 @@ class MiniLMEmbedder:
 
     def sentences(self, texts: Sequence[str]) -> Vector:
         return np.asarray(self.encoder(list(texts)), dtype=np.float64)
+
+    def fingerprint(self) -> str:
+        return f"minilm:{self.encoder.model or 'all-MiniLM-L6-v2'}"
 
     def token_space(self) -> TokenSpace:
         with self._lock:

@@ -1,36 +1,63 @@
 """InferDPT's RANTEXT perturbation (Tong et al., 2023), one word at a time.
 
-For a word ``t`` with embedding ``v``:
+The reference variant follows the authors' ``func.py`` (github mengtong0110/InferDPT,
+``add_laplace_noise_to_vector`` and ``perturb_sentence``), which techhse runs verbatim. For
+a word ``t`` with embedding ``v``:
 
-1. add Laplace noise to each dimension ``j`` of ``v``, with scale ``Δ_j / ε``, where ``Δ_j``
-   is the range (max - min) of dimension ``j`` over the vocabulary;
-2. the random adjacency radius ``r`` is the distance between the noisy and the clean vector;
-   the random adjacency list is every vocabulary word within distance ``r`` of ``v``;
-3. one word of the list is chosen by the exponential mechanism with utility
-   ``u = (r - d) / r`` (in [0, 1], sensitivity 1): ``Pr[t'] ∝ exp(ε · u / 2)``.
+1. draw Laplace noise ``Y`` with scale ``β_j = Δ_j / Z(ε)`` in each dimension ``j``, where
+   ``Δ_j`` is the range (max - min) of dimension ``j`` over the vocabulary and
+   ``Z(ε) = ε`` for ε < 2, ``Z(ε) = tt(ε) = a·ln(b·ε - c) + d`` from 2 on (``a, b, c, d``
+   below: the authors' curve fit; tt(2) = 9.12, tt(3) = 9.36);
+2. the radius is ``r = ‖Y‖₂`` (the distance between ``v + Y`` and ``v``); the random
+   adjacency list is every vocabulary word at distance ``d < r`` from ``v``;
+3. one word of the list is drawn with ``Pr[t'] ∝ exp(ε/2 · (r - d)/r)``: the exponential
+   mechanism with utility in [0, 1], sensitivity 1.
 
-Numbers are replaced by a uniform random integer below 1000. A word with no vector is
-replaced by a uniform draw from the vocabulary.
+A number becomes a uniform random integer from 1 to 1000; a word outside the vocabulary
+(or an empty list) is dropped from the text, as ``perturb_sentence`` does.
 
-Where the authors' public code departs from the paper (its noise scale for ε >= 2, for
-one), this class follows the paper: one formula for every ε, so the results at every ε
-come from one mechanism, the one the paper describes and analyses.
-
-The selection is conditioned on a random ``r``, so no closed-form output distribution is
-exposed: ``adjacency_probabilities(word, r)`` gives the distribution of step 3 for a given
-radius, which is what the tests check the sampler against. No DP bound beyond the paper's
-analysis is claimed here.
+Privacy. The paper's guarantee is ε for step 3, the list being given. The radius is the
+norm of noise drawn without looking at the word, so the noise scale sets only how long the
+lists are; but the list itself depends on the word (a word far from ``t`` can only be drawn
+when ``r`` exceeds its distance), so the reference variant has no ε bound over the whole
+mechanism. The strict variant draws from the whole vocabulary with the utility clipped at 0
+(``max(0, (r - d)/r)``): for every ``r`` that is the exponential mechanism with a utility in
+[0, 1], so the whole mechanism is ε-LDP per word; a word outside the vocabulary is replaced
+by a uniform vocabulary word. Both use the authors' noise scale, which the bound does not
+depend on. Numbers and words are told apart in both (a number always becomes a number).
 """
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import numpy as np
 from numpy.typing import NDArray
 
-from flows.medmcqa.privacy.embedder import TokenSpace, Vector, distances, replace_words, words
+from flows.medmcqa.privacy.base import (
+    Variant,
+    WordMechanism,
+    as_rng,
+    check_epsilon,
+    check_variant,
+    is_number,
+)
+from flows.medmcqa.privacy.embedder import TokenSpace, Vector, distances
+
+TT = (0.01658160142016071, 19.064721649556482, 38.1294334077209, 9.311083811697406)
+"""``tt(ε) = a·ln(b·ε - c) + d``: the authors' ``a, b, c, d`` (``func.py``)."""
 
 
-class InferDPT:
+def noise_divisor(epsilon: float) -> float:
+    """``Z(ε)``, what the authors divide each dimension's range by: ε below 2, tt(ε) above."""
+    if epsilon < 2:
+        return epsilon
+    a, b, c, d = TT
+    return a * math.log(b * epsilon - c) + d
+
+
+class InferDPT(WordMechanism):
     """RANTEXT at budget ``epsilon``; ``rng`` (a seed or a Generator) drives the draws that
     are not given a generator of their own."""
 
@@ -41,66 +68,77 @@ class InferDPT:
         space: TokenSpace,
         epsilon: float,
         *,
+        variant: Variant = "reference",
         rng: np.random.Generator | int | None = None,
     ) -> None:
-        if not epsilon > 0:
-            raise ValueError(f"InferDPT: epsilon must be positive, got {epsilon}")
-        self.space, self.epsilon = space, float(epsilon)
-        self.rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        self.space, self.epsilon = space, check_epsilon(epsilon, "InferDPT")
+        self.variant = check_variant(variant, "InferDPT")
+        self.rng = as_rng(rng)
         vectors = space.vectors
-        self.noise_scale: Vector = (vectors.max(axis=0) - vectors.min(axis=0)) / self.epsilon
-        """The Laplace scale of each dimension: the vocabulary's range over ε."""
+        self.noise_scale: Vector = (vectors.max(axis=0) - vectors.min(axis=0)) / noise_divisor(
+            self.epsilon
+        )
+        """The Laplace scale of each dimension: the vocabulary's range over ``Z(ε)``."""
         self._sq = np.einsum("ij,ij->i", vectors, vectors)
+
+    @classmethod
+    def bound_for(cls, epsilon: float, variant: Variant) -> str:
+        if variant == "strict":
+            return f"ε = {epsilon:g} (whole mechanism); noise Δ/{noise_divisor(epsilon):.2f}"
+        return (
+            f"ε = {epsilon:g} given the adjacency list; none over the whole mechanism (the list "
+            f"depends on the word); noise Δ/{noise_divisor(epsilon):.2f}"
+        )
+
+    def bound(self) -> str:
+        return self.bound_for(self.epsilon, self.variant)
 
     def distances(self, vectors: Vector) -> NDArray[np.float64]:
         """Euclidean distances from each of ``vectors`` to every vocabulary word."""
         return distances(vectors, self.space.vectors, self._sq)
 
-    def radius(self, vector: Vector, rng: np.random.Generator | None = None) -> float:
-        """Step 1-2: the distance between ``vector`` and its Laplace-noised copy."""
+    def radius(self, rng: np.random.Generator | None = None) -> float:
+        """Steps 1-2: the Euclidean norm of one Laplace noise vector (it does not depend on
+        the word)."""
         noise = (rng or self.rng).laplace(0.0, self.noise_scale)
-        return float(np.linalg.norm(noise))
+        return float(np.sqrt(np.sum(noise * noise)))
 
-    def adjacency_probabilities(
+    def probabilities_given_radius(
         self, word: str, r: float, d: NDArray[np.float64] | None = None
     ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
-        """Step 3 for radius ``r``: the adjacency list (vocabulary indices) and each one's
-        probability; ``d`` is the word's distance to every vocabulary word, when known. An
-        empty list (an unknown word far from all) falls back to the nearest word."""
+        """Step 3 for radius ``r``: the candidate words (vocabulary indices) and each one's
+        probability; ``d`` is the word's distance to every vocabulary word, when known.
+        Reference: the words with ``d < r`` (none: the word is dropped); strict: all."""
         if d is None:
-            vector = self.space.vector(word)
-            if vector is None:
-                raise KeyError(f"InferDPT: {word!r} has no vector")
-            d = self.distances(vector)[0]
-        inside = np.flatnonzero(d <= r)
-        if inside.size == 0:
-            return np.asarray([int(np.argmin(d))]), np.ones(1)
-        utility = (r - d[inside]) / r if r > 0 else np.ones(inside.size)
+            i = self.space.index.get(word)
+            if i is None:
+                raise KeyError(f"InferDPT: {word!r} is not in the vocabulary")
+            d = self.distances(self.space.vectors[i])[0]
+        if self.variant == "strict":
+            inside = np.arange(len(d))
+            utility = np.maximum(0.0, (r - d) / r) if r > 0 else (d == 0).astype(float)
+        else:
+            inside = np.flatnonzero(d < r)
+            if inside.size == 0:
+                return inside, np.zeros(0)
+            utility = (r - d[inside]) / r
         weights = np.exp(0.5 * self.epsilon * (utility - utility.max()))
         return inside, weights / weights.sum()
 
-    def sanitise_word(
-        self,
-        word: str,
-        rng: np.random.Generator | None = None,
-        d: NDArray[np.float64] | None = None,
-    ) -> str:
-        """One draw of RANTEXT for a single (lower-case) word (``d`` as above)."""
-        rng = rng or self.rng
-        if word.replace(".", "", 1).isdigit():
-            return str(int(rng.integers(0, 1000)))
-        vector = self.space.vector(word)
-        if vector is None:
-            return self.space.words[int(rng.integers(len(self.space.words)))]
-        indices, probs = self.adjacency_probabilities(word, self.radius(vector, rng), d)
-        return self.space.words[int(indices[rng.choice(len(probs), p=probs)])]
+    def context(self, text_words: list[str]) -> dict[str, NDArray[np.float64]]:
+        known = [w for w in dict.fromkeys(text_words) if w in self.space.index]
+        if not known:
+            return {}
+        rows = self.space.vectors[[self.space.index[w] for w in known]]
+        return dict(zip(known, self.distances(rows), strict=True))
 
-    def sanitise(self, text: str, rng: np.random.Generator | None = None) -> str:
-        """``text`` with every word perturbed independently; spacing and punctuation kept."""
-        known = {w: v for w in words(text) if (v := self.space.vector(w)) is not None}
-        table = (
-            dict(zip(known, self.distances(np.asarray(list(known.values()))), strict=True))
-            if known
-            else {}
-        )
-        return replace_words(text, lambda word: self.sanitise_word(word, rng, table.get(word)))
+    def replace(self, word: str, rng: np.random.Generator, context: Any) -> str:
+        if is_number(word):
+            return str(int(rng.integers(1, 1001)))
+        d = context.get(word) if context else None
+        if d is None:
+            return "" if self.variant == "reference" else self.uniform_word(rng)
+        indices, probs = self.probabilities_given_radius(word, self.radius(rng), d)
+        if indices.size == 0:
+            return ""
+        return self.space.words[int(indices[rng.choice(len(probs), p=probs)])]

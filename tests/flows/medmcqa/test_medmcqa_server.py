@@ -18,7 +18,7 @@ from typing import Any
 import flowkit as fk
 from flows.medmcqa import Experiment, QuestionFile, SimulatedModels, build_flow, sample_path
 from flows.medmcqa.data import Question
-from flows.medmcqa.run import hashed_embedder
+from flows.medmcqa.run import corpus_counts, hashed_embedder
 from nodes.llm import LLMSettings
 from nodes.llm.testing import LLMServer, ServerConfig
 
@@ -59,7 +59,10 @@ def run_flow(
     question_concurrency: int = 64,
 ) -> dict[str, Any]:
     experiment = Experiment(
-        http_settings(local, "local"), http_settings(remote, "remote"), hashed_embedder(questions)
+        http_settings(local, "local"),
+        http_settings(remote, "remote"),
+        hashed_embedder(questions),
+        corpus=corpus_counts(questions),
     )
     runner = fk.Runner(
         limits={
