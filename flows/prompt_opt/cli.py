@@ -97,7 +97,12 @@ class PromptOptCommand(FlowCommand):
             help="a JSON object of named components to start from (or a list of them)",
         )
         search = parser.add_argument_group("search")
-        search.add_argument("--mode", choices=("gepa", "generational"), default="gepa")
+        search.add_argument(
+            "--mode",
+            choices=("gepa", "generational"),
+            default="gepa",
+            help="gepa: children gated on a minibatch (default); generational: all scored",
+        )
         search.add_argument(
             "--turns",
             type=positive_int,
@@ -118,14 +123,38 @@ class PromptOptCommand(FlowCommand):
             metavar="N",
             help="children per round (default: calls in flight // minibatch)",
         )
-        search.add_argument("--sampler", choices=("unsolved", "epoch"), default="unsolved")
-        search.add_argument("--merge", choices=("auto", "llm", "crossover", "off"), default="auto")
+        search.add_argument(
+            "--sampler",
+            choices=("unsolved", "epoch"),
+            default="unsolved",
+            help="unsolved: skip rows the parent already aces (default); epoch: gepa's",
+        )
+        search.add_argument(
+            "--merge",
+            choices=("auto", "llm", "crossover", "off"),
+            default="auto",
+            help="after a round that found something: gepa's crossover when it applies, "
+            "else an LLM merge (auto)",
+        )
         search.add_argument(
             "--merges", type=int, default=5, metavar="N", help="merge attempts at most (default 5)"
         )
-        search.add_argument("--failures", choices=("zero", "require"), default="zero")
-        search.add_argument("--rescore", choices=("auto", "always", "never"), default="auto")
-        search.add_argument("--finalists", type=positive_int, default=3, metavar="N")
+        search.add_argument(
+            "--failures",
+            choices=("zero", "require"),
+            default="zero",
+            help="a failed evaluation scores 0 (default); require: a gate needs every run",
+        )
+        search.add_argument(
+            "--rescore",
+            choices=("auto", "always", "never"),
+            default="auto",
+            help="score the finalists again before naming the best (auto: when the judge "
+            "proved noisy)",
+        )
+        search.add_argument(
+            "--finalists", type=positive_int, default=3, metavar="N", help="re-scored at the end"
+        )
         search.add_argument(
             "--repeats", type=positive_int, default=1, metavar="N", help="runs per row, averaged"
         )

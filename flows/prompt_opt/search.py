@@ -129,6 +129,7 @@ class OptState:
         self.sampler = MinibatchSampler(self.train, self.rng)
         self.budget = Budget(config, self.pool, self.prices, self.stop, self.per_eval, splits)
         self._round_start = self.stop.elapsed()
+        self._perfect: set[str] = set()
         for components in seeds:
             cand = self.pool.add(components, (), 1, "seed")
             if cand.status == "rejected":
@@ -181,6 +182,7 @@ class OptState:
     def plan_round(self) -> bool:
         """Plan the next round's proposals; False (with a stop reason) when none may run."""
         reserve = self._end_reserve()
+        self._perfect.clear()
         why = self.stop.requested() or self.budget.out_of_time()
         proposals = 0 if why is not None else self.n_proposals
         while proposals and not self.budget.round_fits(proposals, reserve):
@@ -205,8 +207,10 @@ class OptState:
                 planned.append(reflect)
         if not planned:
             self.round -= 1
+            drawn = sorted(self._perfect, key=order)
             self.stop_reason = (
-                "no proposal possible: the parents are perfect on their training rows"
+                f"no proposal possible: {', '.join(drawn)} "
+                f"{'is' if len(drawn) == 1 else 'are'} perfect on every training row"
             )
             return False
         siblings = Counter((p.parents, p.component) for p in planned if p.kind == "reflect")
@@ -244,7 +248,7 @@ class OptState:
         self.next_component[parent] += 1
         rows = self._minibatch(parent)
         if not rows:
-            self.notes.append(f"round {self.round}: {parent} is perfect on every training row")
+            self._perfect.add(parent)
             return None
         proposal = Proposal(key, "reflect", (parent,), rows, "parent", component=component)
         if self.config.mode == "generational":

@@ -39,9 +39,8 @@ async def test_every_request_sent_is_billed_to_its_client() -> None:
 
 async def test_a_call_that_fails_for_good_bills_its_tries_and_counts_as_failed() -> None:
     async with LLMServer(ServerConfig(fail_rate_500=1.0)) as server:
-        with metered() as bills:
-            with pytest.raises(LLMError):
-                await client_for(server, max_attempts=3).chat("q")
+        with metered() as bills, pytest.raises(LLMError):
+            await client_for(server, max_attempts=3).chat("q")
     assert (bills["judge"].attempts, bills["judge"].failed, bills["judge"].answered) == (3, 1, 0)
 
 
