@@ -3,7 +3,8 @@
 ::
 
     Evaluate (one conversation per queued evaluation, all at once)
-      User ⇄ Assistant, strictly in turn, up to ``turns`` turns ─► Judge ─► Record
+      User ⇄ Assistant, strictly in turn, up to ``turns`` turns ─► Judge
+      (a call that fails for good ─► Record, which ends the conversation as failed)
 
 Each node makes at most one LLM call, which takes its role's limiter for that call only,
 so a conversation waiting for its next turn holds no slot; each call is one checkpointed
@@ -238,24 +239,29 @@ class Judge(ConversationNode):
         )
         return Judged(verdict=verdict, error=error, bill=bill)
 
-    async def post_async(self, shared: dict[str, Any], item: Turn, verdict: Any) -> str:
+    async def post_async(self, shared: dict[str, Any], item: Turn, verdict: Any) -> None:
         got = self.counted(shared, verdict)
         if got is not None:
             ev, value = got
             ev.score, ev.feedback = value.score, value.feedback
-        return "default"
+        end_conversation(shared, self.params["ev"])
+
+
+def end_conversation(shared: dict[str, Any], key: str) -> None:
+    """A conversation is over, judged or failed: its transcript becomes the trace."""
+    state = _state(shared)
+    ev = state.pool.evaluations[key]
+    ev.trace = transcript(ev.messages)
+    state.pool.finish(ev)
 
 
 class Record(fk.AsyncNode):
-    """Ends a conversation, judged or failed: its transcript becomes the trace."""
+    """Ends a conversation that failed before its judge."""
 
     checkpoint = False
 
     async def post_async(self, shared: dict[str, Any], prep_res: Any, exec_res: Any) -> None:
-        state = _state(shared)
-        ev = state.pool.evaluations[self.params["ev"]]
-        ev.trace = transcript(ev.messages)
-        state.pool.finish(ev)
+        end_conversation(shared, self.params["ev"])
 
 
 class Evaluate(fk.AsyncParallelBatchFlow):
@@ -337,7 +343,6 @@ class DummiesTask(Task):
         talk_assistant - "next" >> talk_user
         talk_assistant - "judge" >> score
         talk_assistant - "failed" >> record
-        score >> record
         return Evaluate(start=talk_user)
 
     async def evaluate(self, candidate: Candidate, rows: Sequence[Any]) -> list[Scored]:
