@@ -44,8 +44,9 @@ class PromptOptConfig(BaseModel):
 
     ``budget`` caps the LLM requests billed (every try: retries, re-asks and failed tries
     count), ``max_cost`` the dollars (from the price table), ``max_time`` the seconds of
-    wall time; a round starts only when its worst case fits. ``generations`` caps the rounds
-    (the seeds' being 1); ``patience`` stops after that many rounds without a better best.
+    wall time; a round runs only the proposals its worst case allows. ``generations`` caps
+    the rounds (the seeds' being 1); ``patience`` stops after that many rounds without a
+    better best.
     ``failures`` "zero": a failed evaluation scores 0; "require": a child's gate also needs
     every gate evaluation (its own and its parent's) scored.
     """
@@ -166,7 +167,8 @@ def budget_plan(
         rounds = (config.budget - seed_calls) // round_calls if round_calls else 0
         lines.append(
             f"budget {config.budget} calls billed (retries and re-asks count): at least "
-            f"{max(rounds, 0)} full round(s); a round starts only if its worst case fits"
+            f"{max(rounds, 0)} full round(s); a round runs only as many proposals as its worst "
+            "case allows"
         )
     if config.max_cost is not None:
         lines.append(f"cost cap ${config.max_cost:g} from the price table")
