@@ -9,8 +9,9 @@ faster than one at a time: that figure was an estimate nobody measured.
 Part 1 measures the hand-written shape. Part 2 runs the same workload as the bundled
 ``prompt-opt`` flow, where the same limit is a runner limiter taken per LLM call (a
 conversation waiting for its next turn holds no slot), and prints what the limiter really
-reached. Part 3 lets the flow optimise for real (offline): the best score rises from the
-seed prompt's as the judge's feedback reaches the reflector.
+reached. Part 3 lets the flow optimise for real (offline), GEPA-style, on dummies split
+into training (minibatch gates and the reflector's evidence), validation (the Pareto front
+and the best) and test (scored once at the end): a callback prints each child accepted.
 
 Run: python cookbook/09_prompt_optimisation.py
 """
@@ -20,12 +21,17 @@ from __future__ import annotations
 import asyncio
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import flowkit as fk
 from flows.prompt_opt import (
     SEED_PROMPT,
+    CandidateAccepted,
+    OptEvent,
     PromptOptConfig,
+    PromptOptWarning,
+    llm_limits,
     load_dummies,
     optimize_prompt,
     role_settings,
@@ -82,13 +88,16 @@ def main() -> None:
         LLMSettings(provider="simulated", simulation=Simulation(latency_s=LATENCY))
     )
     config = PromptOptConfig(
-        mode="generational", generations=2, budget=None, proposals=2, merges=0, turns=TURNS
+        mode="generational", generations=2, budget=None, proposals=2, merge="off", turns=TURNS
     )
     seeds = [SEED_PROMPT, SEED_PROMPT + "- Sign every reply as the front desk.\n"]
     runner = fk.Runner(limits={"llm": fk.Limit(max_concurrency=3)})
-    result = optimize_prompt(
-        load_dummies()[:2], seeds, config=config, settings=settings, runner=runner
-    )
+    two = load_dummies()[:2]
+    with warnings.catch_warnings():  # as the hand-written one did: one set for everything
+        warnings.simplefilter("ignore", PromptOptWarning)
+        result = optimize_prompt(
+            train=two, val=two, seed_prompts=seeds, config=config, settings=settings, runner=runner
+        )
     calls = sum(result.calls.values())
     one_at_a_time = calls * LATENCY
     print(
@@ -101,20 +110,36 @@ def main() -> None:
             f"flight, mean {use.mean_in_flight:.2f} while active: the real concurrency"
         )
 
-    print("Part 3: optimising the clinic assistant's prompt on 8 dummies (GEPA mode, offline)")
+    print("Part 3: optimising the clinic assistant's prompt (GEPA mode, offline)")
     fast = role_settings(LLMSettings(provider="simulated", simulation=Simulation(latency_s=0)))
+
+    def accepted(event: OptEvent) -> None:
+        if isinstance(event, CandidateAccepted):
+            print(
+                f"  round {event.round}: {event.candidate} ({event.how} of "
+                f"{', '.join(event.parents)}) accepted, validation {event.val_score:.2f}, "
+                f"{event.calls} calls so far"
+            )
+
     with tempfile.TemporaryDirectory() as out:
-        result = optimize_prompt(settings=fast, output=out)
-        written = sorted(p.name for p in Path(out).iterdir())
-    print(
-        f"  best score {result.seed_score:.2f} (seed) -> {result.best_score:.2f} in "
-        f"{result.rounds} rounds, {sum(result.calls.values())} LLM calls; {result.stop_reason}"
-    )
-    for progress in result.progress:
-        print(
-            f"  round {progress.round}: best {progress.best:.2f}, mean {progress.mean:.2f}, "
-            f"Pareto front {progress.front}"
+        result = optimize_prompt(
+            settings=fast,
+            output=out,
+            split=(0.5, 0.25, 0.25),  # 4 training, 2 validation, 2 test dummies
+            callbacks=[accepted],
+            runner=fk.Runner(limits=llm_limits(), progress=False),
         )
+        written = sorted(p.name for p in Path(out).iterdir())
+    print(f"  splits: {result.splits.how}")
+    print(
+        f"  validation {result.seed_score:.2f} (seed) -> {result.best_score:.2f} (best) in "
+        f"{result.rounds} rounds, {result.billed} LLM calls billed; {result.stop_reason}"
+    )
+    print(
+        f"  test, scored once at the end: seed {result.seed_test_score:.2f}, best "
+        f"{result.test_score:.2f}: the held-out dummies show how much of what the training "
+        "dummies taught carries over (here, where most needs are personal, little)"
+    )
     print(f"  the output folder holds: {', '.join(written)}")
 
 

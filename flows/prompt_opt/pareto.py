@@ -1,13 +1,14 @@
-"""Pareto selection and acceptance over per-dummy score tables, as GEPA does them.
+"""Pareto selection and gate acceptance over per-row score tables, as gepa does them.
 
-A score table maps each candidate to its score on each dummy; a missing or None score is a
-conversation that errored, which counts for nothing (neither a win nor a zero).
+A score table maps each candidate to its score on each validation row (the optimiser scores
+a failed evaluation 0; a missing or None score counts for nothing, neither a win nor a zero).
 
-- ``pareto_front``: for every dummy, the candidates with its best score; candidates that are
+- ``pareto_front``: for every row, the candidates with its best score; candidates that are
   best nowhere, or best only where another surviving candidate is also best (dominated), are
-  removed. Each survivor is weighted by how many dummies it is best on.
+  removed. Each survivor is weighted by how many rows it is best on.
 - ``select_parent``: one draw from the front, with probability proportional to that weight.
-- ``accept``: a child joins the pool only if it beats its parent on the dummies both scored.
+- ``accept``: a child passes its gate only if its sum on the gate rows beats its parent's
+  fresh sum on the same rows (a merge: reaches the better parent's).
 """
 
 from __future__ import annotations
@@ -17,36 +18,36 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 Scores = Mapping[str, float | None]
-"""One candidate's score per dummy id (None: every conversation on that dummy errored)."""
+"""One candidate's score per row id (None: not scored there)."""
 Table = Mapping[str, Scores]
 """Score tables: candidate id -> its scores."""
 
 
-def mean_score(scores: Scores, dummies: Iterable[str] | None = None) -> float | None:
-    """The mean of the scores that exist (over ``dummies`` only, when given); None if none."""
-    keys = scores.keys() if dummies is None else dummies
+def mean_score(scores: Scores, rows: Iterable[str] | None = None) -> float | None:
+    """The mean of the scores that exist (over ``rows`` only, when given); None if none."""
+    keys = scores.keys() if rows is None else rows
     values = [v for k in keys if (v := scores.get(k)) is not None]
     return sum(values) / len(values) if values else None
 
 
 def winners(table: Table) -> dict[str, set[str]]:
-    """For each dummy that some candidate scored, the candidates with the best score there."""
+    """For each row that some candidate scored, the candidates with the best score there."""
     best: dict[str, float] = {}
     for scores in table.values():
-        for dummy, value in scores.items():
-            if value is not None and value > best.get(dummy, float("-inf")):
-                best[dummy] = value
+        for row, value in scores.items():
+            if value is not None and value > best.get(row, float("-inf")):
+                best[row] = value
     return {
-        dummy: {cid for cid, scores in table.items() if scores.get(dummy) == top}
-        for dummy, top in best.items()
+        row: {cid for cid, scores in table.items() if scores.get(row) == top}
+        for row, top in best.items()
     }
 
 
 def pareto_front(table: Table) -> dict[str, int]:
-    """The non-dominated candidates, each with the number of dummies it is best on.
+    """The non-dominated candidates, each with the number of rows it is best on.
 
     Candidates are considered from the lowest mean score up (ties: the later id first); one
-    is dropped when every dummy it is best on has another surviving best candidate, so of two
+    is dropped when every row it is best on has another surviving best candidate, so of two
     candidates with equal scores everywhere only one (the earlier id) stays.
     """
     best = winners(table)
@@ -65,7 +66,7 @@ def pareto_front(table: Table) -> dict[str, int]:
 
 
 def select_parent(table: Table, rng: random.Random) -> str:
-    """One candidate drawn from the Pareto front, weighted by the dummies it is best on."""
+    """One candidate drawn from the Pareto front, weighted by the rows it is best on."""
     front = pareto_front(table)
     if not front:
         raise ValueError("no candidate has a score yet: nothing to select from")
@@ -75,7 +76,7 @@ def select_parent(table: Table, rng: random.Random) -> str:
 
 @dataclass(frozen=True)
 class Decision:
-    """Whether a child joins the pool, with the scores compared and why, in words."""
+    """Whether a child joins the pool, with the sums compared and why, in words."""
 
     accepted: bool
     child: float | None
@@ -84,33 +85,36 @@ class Decision:
 
 
 def accept(
-    child: Scores, parents: Sequence[Scores], dummies: Iterable[str], *, merge: bool = False
+    child: Sequence[float],
+    parents: Sequence[Sequence[float]],
+    *,
+    merge: bool = False,
+    failed: int = 0,
+    require_all: bool = False,
 ) -> Decision:
-    """Compare a child with its parent(s) on ``dummies``, counting only dummies all scored.
+    """Compare a child's gate values with its parent's on the same rows, as gepa does: by
+    their sums (a failed evaluation is already 0 in them; ``failed`` says how many there
+    were, child's and parent's together).
 
-    A mutation must beat its parent (strictly); a merge must be at least as good as the
-    better of its two parents. A child with no dummy in common with its parents is refused.
+    A mutation must beat its parent strictly; a merge must reach at least the better of its
+    parents. With ``require_all`` a gate with any failed evaluation refuses the child.
     """
-    shared = [
-        d
-        for d in dummies
-        if child.get(d) is not None and all(p.get(d) is not None for p in parents)
-    ]
-    if not shared:
-        return Decision(False, None, None, "no conversation on these dummies succeeded")
-    mine = mean_score(child, shared)
-    theirs = max(mean_score(p, shared) or 0.0 for p in parents)
-    assert mine is not None
-    where = f"on {len(shared)} dummies"
+    if not child:
+        return Decision(False, None, None, "no gate rows")
+    if require_all and failed:
+        return Decision(False, None, None, f"{failed} gate evaluation(s) failed")
+    mine = sum(child)
+    theirs = max(sum(p) for p in parents)
+    where = f"on {len(child)} rows" + (f" ({failed} failed, scored 0)" if failed else "")
     if merge:
         ok = mine >= theirs
-        verdict = "at least as good as" if ok else "below"
+        verdict = "at least" if ok else "below"
         return Decision(
-            ok, mine, theirs, f"{mine:.3f} {where}, {verdict} the better parent's {theirs:.3f}"
+            ok, mine, theirs, f"sum {mine:.2f} {where}, {verdict} the better parent's {theirs:.2f}"
         )
     ok = mine > theirs
     verdict = "beats" if ok else "does not beat"
-    return Decision(ok, mine, theirs, f"{mine:.3f} {where} {verdict} the parent's {theirs:.3f}")
+    return Decision(ok, mine, theirs, f"sum {mine:.2f} {where} {verdict} the parent's {theirs:.2f}")
 
 
 def _order_key(cid: str) -> tuple[int, str]:

@@ -1,4 +1,4 @@
-"""What each role is asked: the user simulator, the judge, the reflector and the merger.
+"""What each role is asked: the user simulator, the judge, the reflector and the LLM merger.
 
 The reflector and merger read prompts between ``<<<`` and ``>>>`` and answer the same way,
 so a reply is easy to cut out (``extract_prompt``); the offline simulation parses the very
@@ -56,39 +56,37 @@ In the feedback, say which needs were met, and for each unmet need write one sen
 starting "The assistant should" that says what it must do next time."""
 
 REFLECT_SYSTEM = """\
-You improve the system prompt of an assistant from evidence: conversations it had with \
-users, their scores and a judge's feedback."""
+You improve the system prompt of an assistant from evidence: what it did, the scores it got \
+and a judge's feedback."""
 
 REFLECT_REQUEST = """\
-## Current system prompt
+## Current {what}
 {open}
 {prompt}
 {close}
-
-## Conversations with this prompt
-{conversations}
+{context}
+## {unit}s with this prompt
+{examples}
 {rejected}
 ## Task
-{variant}Write an improved system prompt that fixes the problems above without losing what works. \
-Keep general rules general: they must help users beyond these conversations. Reply with \
-the new system prompt only, between {open} and {close}."""
+{variant}Write an improved {what} that fixes the problems above without losing what works. \
+Keep general rules general: they must help users beyond these examples. Reply with \
+the new text only, between {open} and {close}."""
 
 MERGE_REQUEST = """\
-Two system prompts for the same assistant each serve some users best.
+{count} versions of a system prompt for the same assistant each serve some users best.
 
-## Prompt A (mean score {score_a:.3f})
-{open}
-{prompt_a}
-{close}
-
-## Prompt B (mean score {score_b:.3f})
-{open}
-{prompt_b}
-{close}
+{versions}
 
 ## Task
-Write one system prompt that keeps everything that makes either prompt work. Reply with the \
+Write one system prompt that keeps everything that makes each version work. Reply with the \
 new system prompt only, between {open} and {close}."""
+
+MERGE_VERSION = """\
+## Version {name} (mean score {score:.3f})
+{open}
+{prompt}
+{close}"""
 
 
 def transcript(messages: Iterable[Message]) -> str:
@@ -117,10 +115,10 @@ def judge_request(dummy: Dummy, messages: Sequence[Message]) -> str:
 
 
 class Evidence(BaseModel):
-    """One conversation shown to the reflector: what was said, its score and (maybe) why."""
+    """One evaluation shown to the reflector: what happened, its score and (maybe) why."""
 
-    dummy: str
-    messages: tuple[dict[str, str], ...]
+    row: str
+    trace: str
     score: float
     feedback: str | None
 
@@ -136,37 +134,64 @@ def reflect_request(
     rejected: Sequence[str],
     variant: int = 0,
     variants: int = 1,
+    *,
+    component: str = "system_prompt",
+    others: Mapping[str, str] | None = None,
+    unit: str = "conversation",
 ) -> str:
-    """The reflector's request; ``rejected`` lists earlier rewrites, one line each;
-    ``variant`` (0-based) of ``variants`` asks sibling rewrites to differ."""
+    """The reflector's request to rewrite one component (``prompt`` is its text; ``others``
+    the candidate's other components, shown unchanged); ``rejected`` lists earlier rewrites,
+    one line each; ``variant`` (0-based) of ``variants`` asks sibling rewrites to differ."""
     blocks = []
     for n, item in enumerate(evidence, 1):
-        block = f"### Conversation {n} (score {item.score:.2f})\n{transcript(item.messages)}"
+        block = f"### {unit.capitalize()} {n} (score {item.score:.2f})\n{item.trace}"
         if item.feedback is not None:
             block += f"\n{FEEDBACK_LABEL} {item.feedback}"
         blocks.append(block)
     tried = ""
     if rejected:
         tried = f"\n{REJECTED_HEADING}\n" + "\n".join(f"- {line}" for line in rejected) + "\n"
+    context = ""
+    if others:
+        quoted = [
+            f"### {name}\n" + "\n".join(f"| {line}" for line in text.strip().splitlines())
+            for name, text in others.items()
+        ]
+        context = "\n## The prompt's other parts (unchanged)\n" + "\n\n".join(quoted) + "\n"
+    what = "system prompt" if component == "system_prompt" and not others else f"`{component}`"
     return REFLECT_REQUEST.format(
+        what=what,
         open=OPEN,
         close=CLOSE,
         prompt=prompt.strip(),
-        conversations="\n\n".join(blocks) or "(none succeeded)",
+        context=context,
+        unit=unit.capitalize(),
+        examples="\n\n".join(blocks) or "(none succeeded)",
         rejected=tried,
         variant=VARIANT.format(n=variant + 1, k=variants) if variants > 1 else "",
     )
 
 
-def merge_request(prompt_a: str, score_a: float, prompt_b: str, score_b: float) -> str:
-    return MERGE_REQUEST.format(
-        open=OPEN,
-        close=CLOSE,
-        prompt_a=prompt_a.strip(),
-        prompt_b=prompt_b.strip(),
-        score_a=score_a,
-        score_b=score_b,
-    )
+def rejected_line(old: str, new: str, why: str) -> str:
+    """One line for the reflector about a rejected rewrite: what it added, and why it failed
+    (``- added: <line> | ... | why: <reason>``; the simulated reflector reads it back)."""
+    have = {line.strip() for line in old.splitlines()}
+    added = [line.strip().lstrip("-* ").strip() for line in new.splitlines()]
+    changes = [f"added: {line}" for line in added if line and f"- {line}" not in have]
+    return " | ".join([*changes, f"why: {why}"])
+
+
+def merge_request(versions: Sequence[tuple[str, float]]) -> str:
+    """The LLM merger's request: each version's text and validation mean."""
+    names = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    blocks = [
+        MERGE_VERSION.format(
+            name=names[n % 26], score=score, open=OPEN, close=CLOSE, prompt=text.strip()
+        )
+        for n, (text, score) in enumerate(versions)
+    ]
+    count = {2: "Two", 3: "Three", 4: "Four"}.get(len(versions), str(len(versions)))
+    return MERGE_REQUEST.format(count=count, versions="\n\n".join(blocks), open=OPEN, close=CLOSE)
 
 
 _FENCED = re.compile(r"```[^\n]*\n(.*?)```", re.S)

@@ -1,40 +1,48 @@
-"""``optimize_prompt``: the optimisation from Python, with its limits, settings and outputs.
+"""``optimize_prompt``: the optimisation from Python, with its data, limits, settings and outputs.
 
 Every LLM call draws on a named limiter, taken per call: by default one shared ``llm``
-budget of 3 calls in flight (what the hand-written optimiser's semaphore allowed); a role
-given its own limit draws on a limiter named after it instead.
+budget of 3 calls in flight; a role given its own limit draws on a limiter named after it.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import flowkit as fk
-from flows.prompt_opt.nodes import RoleSettings, prompt_opt_flow
-from flows.prompt_opt.outputs import Prices, PromptOptResult, build_result, write_summary
-from flows.prompt_opt.scenario import (
-    SEED_PROMPT,
-    Dummy,
-    PromptOptInputError,
-    check_unique,
-    load_dummies,
-)
-from flows.prompt_opt.state import ROLES, PromptOptConfig, Role
+from flowkit.errors import FlowkitWarning
+from flows.prompt_opt.budget import StopSwitch
+from flows.prompt_opt.config import PromptOptConfig
+from flows.prompt_opt.conversation import ROLES, DummiesTask, Role, RoleSettings
+from flows.prompt_opt.data import DEFAULT_SPLIT, Splits, make_splits
+from flows.prompt_opt.events import Callback, Callbacks, LiveLog
+from flows.prompt_opt.nodes import prompt_opt_flow
+from flows.prompt_opt.outputs import PromptOptResult, build_result, write_summary
+from flows.prompt_opt.scenario import SEED_PROMPT, PromptOptInputError, load_dummies
+from flows.prompt_opt.search import Prices
+from flows.prompt_opt.task import Task
 from nodes.llm import DEFAULT_LIMITER, LLMSettings
 
 DEFAULT_CONCURRENCY = 3
 """LLM calls in flight by default, across every role."""
+SEED_COMPONENT = "system_prompt"
+"""The component a seed prompt given as text becomes."""
+
+
+class PromptOptWarning(FlowkitWarning):
+    """Something about the data or options that weakens what the result means."""
 
 
 def llm_limits(
     max_concurrency: int = DEFAULT_CONCURRENCY,
     rpm: float | None = None,
     role_limits: Mapping[Role, int] | None = None,
+    tpm: float | None = None,
 ) -> dict[str, fk.Limit]:
     """Runner limits: the shared ``llm`` budget, plus one limiter per role given its own."""
-    limits = {DEFAULT_LIMITER: fk.Limit(max_concurrency=max_concurrency, rpm=rpm)}
+    limits = {DEFAULT_LIMITER: fk.Limit(max_concurrency=max_concurrency, rpm=rpm, tpm=tpm)}
     for role, n in (role_limits or {}).items():
         limits[role] = fk.Limit(max_concurrency=n)
     return limits
@@ -62,21 +70,39 @@ def role_settings(
     return out
 
 
+def seed_candidates(
+    seed_prompts: Sequence[str] | None = None, seeds: Sequence[Mapping[str, str]] | None = None
+) -> list[dict[str, str]]:
+    """The seed candidates: dicts of components as given, or each prompt text as a
+    ``system_prompt`` component (default: the bundled seed prompt). All must share their
+    component names, and every component must hold some text."""
+    if seeds is not None and seed_prompts is not None:
+        raise PromptOptInputError("give seed prompts or seed candidates, not both")
+    out = (
+        [dict(s) for s in seeds]
+        if seeds is not None
+        else [{SEED_COMPONENT: p} for p in (seed_prompts or [SEED_PROMPT])]
+    )
+    if not out:
+        raise PromptOptInputError("give at least one seed prompt or candidate")
+    names = list(out[0])
+    for cand in out:
+        if list(cand) != names:
+            raise PromptOptInputError(
+                f"every seed candidate needs the same components; {list(cand)} != {names}"
+            )
+        if not cand or not all(isinstance(t, str) and t.strip() for t in cand.values()):
+            raise PromptOptInputError("every component of every seed must hold some text")
+    return out
+
+
 def check_inputs(
-    dummies: Sequence[Dummy], settings: RoleSettings, limits: Mapping[str, object]
+    task: Task, splits: Splits[Any], reflect: LLMSettings, limits: Mapping[str, object]
 ) -> None:
-    """Refuse, before any call: no dummies, two with one id, dummies a simulated judge cannot
-    score, and a role whose limiter the runner does not define (its calls would be unbounded)."""
-    if not dummies:
-        raise PromptOptInputError(
-            "no dummies given: pass at least one, or None for the bundled set"
-        )
-    check_unique(dummies)
-    judge = settings.get("judge")
-    if judge is not None and judge.provider == "simulated":
-        for dummy in dummies:
-            dummy.check_simulable()
-    for role, s in settings.items():
+    """Refuse, before any call: rows the task cannot use, and a role whose limiter the
+    runner does not define (its calls would be unbounded)."""
+    task.check([*splits.train, *splits.val, *splits.test])
+    for role, s in {**task.roles(), "reflect": reflect}.items():
         if s.limiter not in limits:
             raise PromptOptInputError(
                 f"the {role} role draws on limiter {s.limiter!r}, which the runner does not "
@@ -84,45 +110,98 @@ def check_inputs(
             )
 
 
+def in_flight(task: Task, limits: Mapping[str, fk.Limit]) -> int | None:
+    """The calls the task's evaluations may have in flight: its assistant's limiter's cap
+    (or the shared ``llm`` one's)."""
+    roles = task.roles()
+    name = roles["assistant"].limiter if "assistant" in roles else DEFAULT_LIMITER
+    limit = limits.get(name) or limits.get(DEFAULT_LIMITER)
+    return limit.max_concurrency if limit is not None else None
+
+
 def optimize_prompt(
-    dummies: Sequence[Dummy] | None = None,
+    dummies: Sequence[Any] | None = None,
     seed_prompts: Sequence[str] | None = None,
     *,
+    train: Sequence[Any] | None = None,
+    val: Sequence[Any] | None = None,
+    test: Sequence[Any] | None = None,
+    split: tuple[float, float, float] | None = DEFAULT_SPLIT,
+    seeds: Sequence[Mapping[str, str]] | None = None,
+    task: Task | None = None,
     config: PromptOptConfig | None = None,
     settings: RoleSettings | None = None,
     runner: fk.Runner | None = None,
     output: str | Path | None = None,
     prices: Prices | None = None,
     flow: fk.AsyncFlow | None = None,
+    callbacks: Sequence[Callback] = (),
+    stop: StopSwitch | None = None,
 ) -> PromptOptResult:
-    """Improve a system prompt on ``dummies`` (default: the bundled clinic set), starting
-    from ``seed_prompts`` (default: the bundled seed prompt).
+    """Improve a candidate (default: the bundled seed prompt) on a task (default: the
+    dummies conversation with ``settings``, on the bundled clinic dummies).
 
-    ``settings`` maps roles to LLM settings (default: the environment's, for every role);
-    ``runner`` defaults to one with ``llm_limits()`` (3 calls in flight) and, with
-    ``output``, its run report in ``OUTPUT/report``. ``flow`` replaces the default
-    ``prompt_opt_flow(settings)``, e.g. with another judge node. ``prices`` (dollars per
-    million prompt and completion tokens, by role) prices the usage ledger.
+    Rows: ``dummies`` (one set, for any task), split with the config's seed by ``split``
+    (train, validation, test shares; None: validation is the whole set), or ``train``,
+    ``val`` and ``test`` as given (no ``val``: validation is training, with a warning).
+    Seeds: ``seed_prompts`` (texts, each a ``system_prompt`` component) or ``seeds`` (dicts
+    of components). ``settings`` maps roles to LLM settings (the reflector's too); ``runner``
+    defaults to one with ``llm_limits()`` and, with ``output``, its run report in
+    ``OUTPUT/report``. ``prices`` (dollars per million prompt and completion tokens, by
+    role) prices the ledger and feeds ``config.max_cost``. ``callbacks`` get every event;
+    with ``output`` the events also go to ``OUTPUT/events.jsonl``. ``stop`` (a StopSwitch;
+    default: the file ``OUTPUT/STOP``) and SIGUSR1 end the search after its round.
     """
-    dummies = list(dummies) if dummies is not None else load_dummies()
-    seeds = list(seed_prompts) if seed_prompts is not None else [SEED_PROMPT]
-    if not seeds or not all(s.strip() for s in seeds):
-        raise PromptOptInputError("every seed prompt must hold some text")
     config = config if config is not None else PromptOptConfig()
-    roles = {role: (settings or {}).get(role) or LLMSettings() for role in ROLES}
+    given = dict(settings or {})
+    if task is None:
+        task = DummiesTask(given, turns=config.turns)
+        if dummies is None and train is None:
+            dummies = load_dummies()
+    splits = make_splits(
+        dummies,
+        train=train,
+        val=val,
+        test=test,
+        split=split,
+        seed=config.seed,
+        row_id=task.row_id,
+        noun=task.noun,
+    )
+    for warning in splits.warnings:
+        warnings.warn(warning, PromptOptWarning, stacklevel=2)
+    candidates = seed_candidates(seed_prompts, seeds)
+    reflect = given.get("reflect") or LLMSettings()
     if runner is None:
         report = None if output is None else Path(output) / "report"
         runner = fk.Runner(limits=llm_limits(), report=report)
-    check_inputs(dummies, roles, runner.named_limits)
-    config.check_budget(len(dummies), len(seeds))
-    shared: dict[str, Any] = {"config": config, "dummies": dummies, "seeds": seeds}
+    check_inputs(task, splits, reflect, runner.named_limits)
+    config.check_budget(len(splits.val), len(candidates), task.calls_per_evaluation())
+    if stop is None:
+        stop = StopSwitch(None if output is None else Path(output) / "STOP")
+        stop.clear()
+    log = LiveLog(Path(output) / "events.jsonl") if output is not None else None
+    shared: dict[str, Any] = {
+        "config": config,
+        "task": task,
+        "splits": splits,
+        "seeds": candidates,
+        "in_flight": in_flight(task, runner.named_limits),
+        "prices": dict(prices or {}),
+        "callbacks": Callbacks([*callbacks, *([log] if log else [])]),
+        "stop": stop,
+    }
     if output is not None:
         shared["output"] = Path(output)
-    runner.run(flow or prompt_opt_flow(roles), shared)
+    try:
+        with stop.on_signal():
+            runner.run(flow or prompt_opt_flow(given, task=task), shared)
+    finally:
+        if log is not None:
+            log.close()
     assert runner.last_run is not None
-    result = build_result(
-        shared["state"], runner.last_run, {r: s.model for r, s in roles.items()}, prices
-    )
+    models = {name: s.model for name, s in {**task.roles(), "reflect": reflect}.items()}
+    result = build_result(shared["state"], runner.last_run, models, prices)
     if output is not None:
         write_summary(result, Path(output))
     return result

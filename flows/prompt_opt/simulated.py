@@ -13,7 +13,8 @@ It is deterministic and makes optimisation real rather than scripted:
   does not already hold and that no rejected rewrite tried (rewrite n of a round's siblings
   starts the list at its n-th entry, so siblings differ); with nothing to add it tries a
   generic rule, as a model with no evidence would;
-- the **merger** keeps every line of prompt A, then the lines of prompt B that A lacks.
+- the **merger** keeps every line of the first version, then the lines of each next version
+  that the text so far lacks.
 
 So a prompt improves only by asking for what the users needed, and only through feedback.
 """
@@ -117,11 +118,16 @@ def reflect(request: str) -> str:
 
 
 def merge(request: str) -> str:
-    """The simulated merger's reply: prompt A's lines, then prompt B's lines A lacks."""
-    prompt_a, prompt_b = enclosed(request)[:2]
-    lines = prompt_a.splitlines()
+    """The simulated merger's reply: the first version's lines, then each next version's
+    lines that the text so far lacks."""
+    versions = enclosed(request)
+    lines = versions[0].splitlines()
     have = {line.strip().lower() for line in lines}
-    lines += [line for line in prompt_b.splitlines() if line.strip().lower() not in have]
+    for version in versions[1:]:
+        for line in version.splitlines():
+            if line.strip().lower() not in have:
+                lines.append(line)
+                have.add(line.strip().lower())
     return f"<<<\n{chr(10).join(lines)}\n>>>"
 
 

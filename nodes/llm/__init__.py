@@ -18,12 +18,17 @@ from nodes.llm.errors import (
     TransientLLMError,
     TruncatedReplyError,
 )
+from nodes.llm.journal import CallJournal, journaled
+from nodes.llm.meter import Bill, Bills, add_bills, metered
 from nodes.llm.nodes import LLMNode, ParallelLLMNode
 from nodes.llm.settings import DEFAULT_LIMITER, LLMSettings, Simulation
 from nodes.llm.simulated import fake_translation
 
 __all__ = [
     "DEFAULT_LIMITER",
+    "Bill",
+    "Bills",
+    "CallJournal",
     "LLMCallError",
     "LLMClient",
     "LLMConfigError",
@@ -43,5 +48,8 @@ __all__ = [
     "StructuredOutputError",
     "TransientLLMError",
     "TruncatedReplyError",
+    "add_bills",
     "fake_translation",
+    "journaled",
+    "metered",
 ]

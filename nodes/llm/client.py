@@ -10,16 +10,20 @@ released while waiting. Tokens, latency and calls go to the running node's stats
 from __future__ import annotations
 
 import asyncio
+import copy
+import functools
 import re
 import time
 import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
 from flowkit.runner import current_limiter, record_usage, waiting
 from nodes.llm.errors import LLMCallError, StructuredOutputError, TruncatedReplyError
+from nodes.llm.journal import current_journal
+from nodes.llm.meter import bill
 from nodes.llm.provider import ChatRequest, OpenAIProvider, Provider, Reply, Simulate
 from nodes.llm.settings import LLMSettings
 from nodes.llm.simulated import SimulatedProvider
@@ -36,7 +40,9 @@ class LLMClient:
 
     Inside a run, each call adds ``prompt_tokens``, ``completion_tokens``, ``latency_s`` and
     ``calls`` to the node's ``usage`` stats, plus ``llm_retries`` and ``limiter_wait_s`` when
-    it retried or waited. Cheap to create and safe to share: the HTTP client behind it is
+    it retried or waited; inside ``nodes.llm.metered()`` it also adds what it billed to the
+    bill of ``name``; inside ``nodes.llm.journaled()`` it replays stored replies and records
+    new ones. Cheap to create and safe to share: the HTTP client behind it is
     built lazily, once per event loop and settings, and closed when that loop shuts down.
     """
 
@@ -83,6 +89,7 @@ class LLMClient:
                 return schema.model_validate_json(reply.text)
             except ValidationError as exc:
                 error = exc
+            bill(self.name, reasks=1)
             request = request.followed_by(
                 {"role": "assistant", "content": reply.text},
                 {"role": "user", "content": _reask(schema, error)},
@@ -118,7 +125,13 @@ class LLMClient:
         )
 
     async def _complete(self, request: ChatRequest, simulate: Simulate | None) -> Reply:
-        """One call: limiter, provider, retries, usage."""
+        """One call: limiter, provider, retries, usage (or its reply from the journal)."""
+        journal = current_journal()
+        if journal is not None:
+            stored = journal.replay(request)
+            if stored is not None:
+                bill(self.name, replayed=1)
+                return stored
         provider = await _provider(self.settings)
         limiter = current_limiter(self.settings.limiter)
         estimate = request.estimated_tokens()
@@ -130,6 +143,7 @@ class LLMClient:
                     record_usage(limiter_wait_s=waited)
             started = time.monotonic()
             failure: LLMCallError | None = None
+            bill(self.name, attempts=1)
             try:
                 reply = await provider.complete(request, simulate)
             except LLMCallError as exc:
@@ -144,6 +158,7 @@ class LLMClient:
                 limiter.adjust_tokens(-estimate)  # a failed try spent no tokens
             delay = self._retry.next_wait(attempt, failure)
             if delay is None:
+                bill(self.name, failed=1)
                 raise self._failed(failure, attempt)
             record_usage(llm_retries=1)
             with waiting("retry backoff"):
@@ -151,6 +166,14 @@ class LLMClient:
             attempt += 1
         if limiter is not None:
             limiter.adjust_tokens(reply.prompt_tokens + reply.completion_tokens - estimate)
+        bill(
+            self.name,
+            answered=1,
+            prompt_tokens=reply.prompt_tokens,
+            completion_tokens=reply.completion_tokens,
+        )
+        if journal is not None:
+            journal.record(request, reply)
         record_usage(
             prompt_tokens=reply.prompt_tokens,
             completion_tokens=reply.completion_tokens,
@@ -177,8 +200,14 @@ def _json_format(schema: type[BaseModel]) -> dict[str, object]:
     name = re.sub(r"[^A-Za-z0-9_-]", "_", schema.__name__)[:64]
     return {
         "type": "json_schema",
-        "json_schema": {"name": name, "schema": schema.model_json_schema()},
+        "json_schema": {"name": name, "schema": copy.deepcopy(_json_schema(schema))},
     }
+
+
+@functools.lru_cache(maxsize=256)
+def _json_schema(schema: type[BaseModel]) -> dict[str, Any]:
+    """The model's JSON schema, built once per model class (it takes about a millisecond)."""
+    return schema.model_json_schema()
 
 
 def _reask(schema: type[BaseModel], error: ValidationError) -> str:

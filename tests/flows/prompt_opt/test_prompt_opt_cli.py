@@ -1,4 +1,4 @@
-"""``flowkit run prompt-opt`` through ``flowkit.cli.main``: the budget plan, outputs, usage."""
+"""``flowkit run prompt-opt`` through ``flowkit.cli.main``: the plan, outputs, usage."""
 
 from __future__ import annotations
 
@@ -25,16 +25,62 @@ def test_runs_offline_and_writes_every_output(
     )
     printed = capsys.readouterr().out
     assert status == 0
-    assert "at most 171 calls per round" in printed
-    assert "at least 5 full round(s)" in printed
+    assert "dummies: 8 dummies split with seed 0: 4 training, 4 validation" in printed
+    assert "proposals per round: 1 (= 3 calls in flight // minibatch 3)" in printed
+    assert "at most 71 calls per round" in printed
+    assert "round 2: c2 (reflect of c1) accepted" in printed
     assert "limiter llm: peak 3/3" in printed
     out = tmp_path / "out"
-    for name in ("best_prompt.txt", "candidates.jsonl", "progress.png", "summary.md"):
+    for name in (
+        "best_prompt.txt",
+        "best_candidate.json",
+        "candidates.jsonl",
+        "evaluations.jsonl",
+        "events.jsonl",
+        "progress.png",
+        "summary.md",
+    ):
         assert (out / name).exists(), name
     assert (out / "report" / "report.html").exists()
     usage = {row["role"]: row for row in json.loads((out / "usage.json").read_text())}
     assert usage["judge"]["model"] == "judge-model" and usage["judge"]["cost"] > 0
     assert usage["assistant"]["cost"] is None
+
+
+def test_proposals_follow_max_concurrency_and_one_set_can_serve_both_parts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    status = run(
+        *("--provider", "simulated", "--sim-latency", "0", "--output", "out"),
+        *("--max-concurrency", "16", "--no-split", "--generations", "2"),
+    )
+    printed = capsys.readouterr().out
+    assert status == 0
+    assert "proposals per round: 5 (= 16 calls in flight // minibatch 3)" in printed
+    assert "warning: validation equals training" in printed
+    assert "8 dummies, all for training and validation (as asked)" in printed
+
+
+def test_a_dataset_runs_with_a_metric_and_a_test_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    rows = [
+        {"id": f"q{n}", "input": f"{n} + {n}?", "answer": str(2 * n), "instruction": "add"}
+        for n in range(6)
+    ]
+    Path("qa.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    status = run(
+        *("--provider", "simulated", "--sim-latency", "0", "--output", "out"),
+        *("--dataset", "qa.jsonl", "--metric", "contains", "--split", "0.34,0.33,0.33"),
+    )
+    printed = capsys.readouterr().out
+    assert status == 0
+    assert "rows: 6 rows split with seed 0: 2 training, 2 validation, 2 test" in printed
+    assert "test 1.000 (seed 0.000)" in printed
+    summary = (tmp_path / "out" / "summary.md").read_text()
+    assert "Test (2 rows, scored once at the end): best 1.000, seed 0.000." in summary
 
 
 def test_bad_options_are_usage_errors(
@@ -48,3 +94,9 @@ def test_bad_options_are_usage_errors(
     assert "raise the budget" in capsys.readouterr().err
     assert run("--provider", "simulated", "--output", "o", "--role-limit", "critic=2") == 2
     assert "unknown role 'critic'" in capsys.readouterr().err
+    assert run("--provider", "simulated", "--output", "o", "--max-cost", "1") == 2
+    assert "--max-cost needs prices" in capsys.readouterr().err
+    assert run("--provider", "simulated", "--output", "o", "--metric", "exact") == 2
+    assert "--metric needs --dataset" in capsys.readouterr().err
+    assert run("--provider", "simulated", "--output", "o", "--split", "x") == 2
+    assert "TRAIN,VAL" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""Pareto selection and acceptance on hand-made score tables."""
+"""Pareto selection and gate acceptance on hand-made score tables."""
 
 from __future__ import annotations
 
@@ -79,21 +79,27 @@ def test_an_empty_table_cannot_be_selected_from() -> None:
         select_parent({}, random.Random(0))
 
 
-def test_a_mutation_must_strictly_beat_its_parent_on_the_shared_dummies() -> None:
-    parent = {"a": 0.5, "b": 0.5, "c": 0.0}
-    assert accept({"a": 0.6, "b": 0.5}, [parent], ["a", "b"]).accepted
-    equal = accept({"a": 0.5, "b": 0.5}, [parent], ["a", "b"])
+def test_a_mutation_must_strictly_beat_its_parents_fresh_sum_on_the_same_rows() -> None:
+    parent = [0.5, 1.0, 0.0]
+    assert accept([1.0, 1.0, 0.0], [parent]).accepted
+    equal = accept([1.0, 0.5, 0.0], [parent])
     assert not equal.accepted and "does not beat" in equal.why
-    # c errored for the child: compared on a and b only, where it is worse
-    assert not accept({"a": 0.4, "b": 0.5, "c": None}, [parent], ["a", "b", "c"]).accepted
+    assert (equal.child, equal.parent) == (1.5, 1.5)
 
 
-def test_a_merge_needs_at_least_the_better_parents_score() -> None:
-    a, b = {"x": 1.0, "y": 0.0}, {"x": 0.0, "y": 0.8}
-    assert accept({"x": 0.5, "y": 0.5}, [a, b], ["x", "y"], merge=True).accepted
-    assert not accept({"x": 0.4, "y": 0.5}, [a, b], ["x", "y"], merge=True).accepted
+def test_a_merge_needs_at_least_the_better_parents_sum() -> None:
+    a, b = [1.0, 0.0], [0.0, 0.8]
+    assert accept([0.5, 0.5], [a, b], merge=True).accepted
+    assert not accept([0.4, 0.5], [a, b], merge=True).accepted
 
 
-def test_a_child_with_no_dummy_in_common_is_refused() -> None:
-    decision = accept({"a": None}, [{"a": 0.2}], ["a"])
-    assert not decision.accepted and "no conversation" in decision.why
+def test_failed_runs_count_zero_or_refuse_the_child_when_every_run_is_required() -> None:
+    zero = accept([1.0, 0.0], [[0.5, 0.4]], failed=1)
+    assert zero.accepted and "1 failed, scored 0" in zero.why
+    required = accept([1.0, 0.0], [[0.5, 0.4]], failed=1, require_all=True)
+    assert not required.accepted and "1 gate evaluation(s) failed" in required.why
+
+
+def test_a_child_with_no_gate_rows_is_refused() -> None:
+    decision = accept([], [[]])
+    assert not decision.accepted and "no gate rows" in decision.why

@@ -1,5 +1,6 @@
 """Against the local OpenAI-compatible server: faults, the limit seen from the server's side,
-failed conversations as error records, and a killed run resumed without repeating work."""
+every request billed, failed conversations scored 0, and a killed run resumed without
+repeating work."""
 
 from __future__ import annotations
 
@@ -45,13 +46,14 @@ def settings_for(server: LLMServer, **changes: Any) -> dict[str, LLMSettings]:
 
 
 CONFIG = PromptOptConfig(budget=150, turns=2, minibatch=2, max_consecutive_failures=100)
+pytestmark = pytest.mark.filterwarnings("ignore:validation equals training")
 
 
 def test_faults_are_retried_and_the_server_never_sees_more_than_the_limit() -> None:
     faults = ServerConfig(latency_ms=20, fail_rate_429=0.15, fail_rate_500=0.15, retry_after_s=0.01)
     with LLMServer(faults, responder=responder) as server:
         result = optimize_prompt(
-            load_dummies()[:4],
+            train=load_dummies()[:4],
             settings=settings_for(server, max_attempts=8),
             config=CONFIG,
             runner=fk.Runner(limits={"llm": fk.Limit(max_concurrency=3)}),
@@ -64,22 +66,29 @@ def test_faults_are_retried_and_the_server_never_sees_more_than_the_limit() -> N
         sum(row.retries for row in result.usage)
         == stats.status_counts[429] + stats.status_counts[500]
     )
+    assert result.billed == sum(stats.status_counts.values())  # every request, billed
     assert not any(c.errors for c in result.candidates)
 
 
-def test_a_conversation_that_fails_for_good_is_an_error_record_not_a_crash() -> None:
+def test_a_conversation_that_fails_for_good_scores_zero_and_is_counted(tmp_path: Path) -> None:
     with LLMServer(ServerConfig(fail_rate_500=0.3, seed=2), responder=responder) as server:
         result = optimize_prompt(
-            load_dummies()[:4],
+            train=load_dummies()[:4],
             settings=settings_for(server, max_attempts=2),
             config=CONFIG,
+            output=tmp_path,
             runner=fk.Runner(limits={"llm": fk.Limit(max_concurrency=3)}),
         )
-    failed = [(c, dummy) for c in result.candidates for dummy in c.errors]
-    assert failed
-    for cand, dummy in failed:
-        assert "HTTP 500" in cand.errors[dummy]
-        assert cand.scores[dummy] is None  # left out, not scored 0
+        stats = server.wait_for(lambda s: s.in_flight == 0)
+    runs = [json.loads(line) for line in (tmp_path / "evaluations.jsonl").read_text().splitlines()]
+    failed = [r for r in runs if r["error"]]
+    assert failed and all("HTTP 500" in r["error"] and r["value"] == 0.0 for r in failed)
+    per = {c.id: c.failures for c in result.candidates}
+    for cid in per:
+        assert per[cid] == sum(r["candidate"] == cid for r in failed)
+    talk = [row for row in result.usage if row.role != "reflect"]  # a rewrite can fail too
+    assert sum(row.failed for row in talk) == len(failed)
+    assert result.billed == sum(stats.status_counts.values())
 
 
 CLI = (
