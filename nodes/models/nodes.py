@@ -15,8 +15,8 @@ from typing import Any
 
 import flowkit as fk
 from flowkit.errors import ConfigError
-from flowkit.node import EXECUTORS
 from flowkit.limits import check_limit
+from flowkit.node import EXECUTORS
 from nodes.models.embeddings import SentenceEncoder
 from nodes.models.generation import TextGenerator
 from nodes.models.replicas import ReplicaPool
@@ -67,7 +67,7 @@ class ModelNode(fk.BatchNode):
             options.setdefault("max_concurrency", pool.size)
         super().__init__(**options)
         if on_runner_executor and options.get("max_concurrency") is None:
-            self.max_concurrency = None  # as many batches at once as that executor runs
+            self.max_concurrency = None  # type: ignore[assignment]  # as many as that executor runs
         if batch_size is not None:
             self.batch_size = check_limit(batch_size, f"{self.name}: batch_size")
         if batch_wait_ms is not None:

@@ -15,10 +15,10 @@ import pytest
 
 import flowkit as fk
 from flowkit.errors import MissingExtraError
-from flowkit.testing import LLMServer, ServerConfig
-from flowkit.testing.completions import request_digest, usage
 from flows.prompt_opt import SEED_PROMPT, DummiesTask, load_dummies, role_settings
 from nodes.llm import LLMSettings
+from nodes.llm.testing import LLMServer, ServerConfig
+from nodes.llm.testing.completions import request_digest, usage
 
 pytest.importorskip("gepa")
 from flows.prompt_opt.gepa_adapter import run_gepa

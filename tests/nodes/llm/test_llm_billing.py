@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from flowkit.testing import LLMServer, ServerConfig
 from nodes.llm import CallJournal, LLMClient, LLMError, LLMSettings, journaled, metered
+from nodes.llm.testing import LLMServer, ServerConfig
 
 
 class Verdict(BaseModel):

@@ -17,8 +17,7 @@ from typing import Any
 import pytest
 
 import flowkit as fk
-from flowkit.errors import BatchResultError
-from flowkit.errors import ConfigError, PicklingError, WorkerCrashedError
+from flowkit.errors import BatchResultError, ConfigError, PicklingError, WorkerCrashedError
 from nodes.models import ModelNode, PoolClosedError, ReplicaPool
 
 
