@@ -36,7 +36,7 @@ class ModelNode(fk.BatchNode):
     """
 
     executor = "thread"
-    max_concurrency = 1
+    max_concurrency: int | None = 1
     batch_size = 32
     batch_wait_ms = 5.0
 
@@ -67,7 +67,7 @@ class ModelNode(fk.BatchNode):
             options.setdefault("max_concurrency", pool.size)
         super().__init__(**options)
         if on_runner_executor and options.get("max_concurrency") is None:
-            self.max_concurrency = None  # type: ignore[assignment]  # as many as that executor runs
+            self.max_concurrency = None  # as many batches at once as that executor runs
         if batch_size is not None:
             self.batch_size = check_limit(batch_size, f"{self.name}: batch_size")
         if batch_wait_ms is not None:
