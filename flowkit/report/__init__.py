@@ -11,7 +11,7 @@ from __future__ import annotations
 from flowkit.report.files import load_report, render_files, render_png, write_report
 from flowkit.report.model import Bar, ErrorEntry, LoopBlock, NodeReport, RunReport
 from flowkit.report.page import colours, render_html, timeline_svg, usage_text
-from flowkit.report.tables import limiter_table, summary_table
+from flowkit.report.tables import limiter_table, node_blocks, summary_table, table_fits
 from flowkit.report.writer import (
     BOUND_SHARE,
     LIMITER_SHARE,
@@ -44,12 +44,14 @@ __all__ = [
     "findings",
     "limiter_table",
     "load_report",
+    "node_blocks",
     "overlap",
     "render_files",
     "render_html",
     "render_png",
     "running",
     "summary_table",
+    "table_fits",
     "timeline_svg",
     "usage_text",
     "write_report",

@@ -9,7 +9,6 @@ from typing import TYPE_CHECKING
 from flowkit.errors import FlowkitWarning
 
 if TYPE_CHECKING:
-
     pass
 
 from flowkit.report.model import Bar, RunReport
@@ -105,9 +104,7 @@ def render_png(report: RunReport, path: Path) -> bool:
     ax.set_xlim(0, max(report.wall_time, 1e-3))
     ax.set_xlabel("seconds since the run started")
     ax.set_ylabel("running" + (" | waiting (hatched)" if waits else ""))
-    title = (
-        f"{report.flow}: {report.spans:,} exec calls, at most {report.lanes} running at once"
-    )
+    title = f"{report.flow}: {report.spans:,} exec calls, at most {report.lanes} running at once"
     if report.waits:
         title += f"; {report.waits:,} waits"
     ax.set_title(title + (" (sample)" if report.sampled else ""), loc="left")

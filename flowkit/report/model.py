@@ -11,7 +11,6 @@ from flowkit.limits import LimiterStats
 from flowkit.results import ErrorRecord
 
 if TYPE_CHECKING:
-
     pass
 
 

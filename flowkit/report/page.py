@@ -11,7 +11,6 @@ from importlib import resources
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-
     pass
 
 from flowkit.report.model import LoopBlock, RunReport
@@ -24,7 +23,6 @@ def colours(names: Sequence[str]) -> dict[str, str]:
         r, g, b = colorsys.hls_to_rgb((0.58 + i * 0.381966) % 1.0, 0.52, 0.62)
         out[name] = f"#{round(r * 255):02x}{round(g * 255):02x}{round(b * 255):02x}"
     return out
-
 
 
 _SVG_WIDTH = 1200
@@ -58,9 +56,7 @@ def render_html(report: RunReport) -> str:
 
 
 def _timeline_note(report: RunReport) -> str:
-    note = (
-        f"{report.spans:,} exec calls; at most {report.lanes} running at once (one lane each)."
-    )
+    note = f"{report.spans:,} exec calls; at most {report.lanes} running at once (one lane each)."
     if report.waits:
         note += (
             f" Below the line, pale: {report.waits:,} waits (for a limiter, the node's "

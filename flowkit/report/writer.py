@@ -32,7 +32,6 @@ from flowkit.redact import redact
 from flowkit.results import ErrorRecord, ItemCounts
 
 if TYPE_CHECKING:
-
     from flowkit.results import RunInfo
 
 from flowkit.report.files import write_report
@@ -48,10 +47,6 @@ LIMITER_SHARE = 0.1
 """Limiter waits above this share of a node's exec time are named as a cause."""
 BOUND_SHARE = 0.5
 """A limiter whose slots were all taken this share of its active time bounded its users."""
-
-
-
-
 
 
 @dataclass
@@ -415,8 +410,9 @@ def findings(node: NodeReport, limiters: Sequence[LimiterStats] = ()) -> list[st
 def _bars(logs: Sequence[_NodeLog], cap: int, whats: Sequence[str], *, wait: bool) -> list[Bar]:
     """Run (or wait) bars for every stretch, or a uniform sample of ``cap``; lanes come later."""
     columns = [
-        (log.wait_starts, log.wait_ends, log.wait_index) if wait else
-        (log.starts, log.ends, log.index)
+        (log.wait_starts, log.wait_ends, log.wait_index)
+        if wait
+        else (log.starts, log.ends, log.index)
         for log in logs
     ]
     total = sum(len(c[0]) for c in columns)

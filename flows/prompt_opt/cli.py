@@ -19,7 +19,15 @@ from typing import Any
 from pydantic import ValidationError
 
 import flowkit as fk
-from flowkit.commands import FlowCommand, UsageError, positive_int, positive_number
+from flowkit.commands import (
+    FlowCommand,
+    UsageError,
+    non_negative_number,
+    output_dir,
+    positive_int,
+    positive_number,
+    text_file,
+)
 from flowkit.node import BaseNode
 from flows.prompt_opt.nodes import prompt_opt_flow
 from flows.prompt_opt.outputs import build_result, concurrency_lines, usage_table, write_summary
@@ -39,7 +47,13 @@ class PromptOptCommand(FlowCommand):
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         add = parser.add_argument
-        add("--output", required=True, type=Path, metavar="DIR", help="folder for the results")
+        add(
+            "--output",
+            type=Path,
+            metavar="DIR",
+            help="folder for the results (default: the run's folder, "
+            "flowkit-out/prompt-opt/RUN_ID)",
+        )
         add("--dummies", type=Path, metavar="FILE", help="simulated users, JSON (default: bundled)")
         add(
             "--seed-prompt",
@@ -154,7 +168,7 @@ class PromptOptCommand(FlowCommand):
         add("--max-attempts", type=positive_int, metavar="N", help="tries per LLM call (default 5)")
         add(
             "--sim-latency",
-            type=float,
+            type=non_negative_number,
             default=0.05,
             metavar="S",
             help="seconds per simulated call (default 0.05)",
@@ -183,6 +197,9 @@ class PromptOptCommand(FlowCommand):
                 feedback=not args.no_feedback,
                 seed=args.seed,
             )
+            for option, given in (("--dummies", args.dummies), ("--seed-prompt", args.seed_prompt)):
+                if given is not None and given.is_file():
+                    text_file(given, option)  # UTF-8 or a one-line usage error
             dummies = load_dummies(args.dummies)
             seeds = load_seed_prompts(args.seed_prompt)
             settings = role_settings(
@@ -197,6 +214,9 @@ class PromptOptCommand(FlowCommand):
         except (ValidationError, PromptOptInputError, LLMConfigError) as exc:
             raise UsageError(str(exc)) from None
         args.settings = settings
+        if args.output is None:
+            args.output = args.out_dir
+        args.out_dir = output_dir(args.output, "--output")
         if args.report is None:
             args.report = str(args.output / "report")
         print(
@@ -232,7 +252,7 @@ class PromptOptCommand(FlowCommand):
 
     def _base(self, args: argparse.Namespace) -> LLMSettings:
         given: dict[str, Any] = {"provider": args.provider, "max_attempts": args.max_attempts}
-        given["simulation"] = Simulation(latency_s=max(args.sim_latency, 0.0))
+        given["simulation"] = Simulation(latency_s=args.sim_latency)
         return LLMSettings(**{k: v for k, v in given.items() if v is not None})
 
 
