@@ -8,9 +8,10 @@ the run closes, writes ``report.json`` (the ``RunReport`` model, ``model``), a s
 
 from __future__ import annotations
 
+from flowkit.report.charts import concurrency_svg, timeline_svg
 from flowkit.report.files import load_report, render_files, render_png, write_report
-from flowkit.report.model import Bar, ErrorEntry, LoopBlock, NodeReport, RunReport
-from flowkit.report.page import colours, render_html, timeline_svg, usage_text
+from flowkit.report.model import Bar, ErrorEntry, LoopBlock, NodeReport, RunReport, Series
+from flowkit.report.page import colours, render_html, usage_text
 from flowkit.report.tables import limiter_table, node_blocks, summary_table, table_fits
 from flowkit.report.writer import (
     BOUND_SHARE,
@@ -38,9 +39,11 @@ __all__ = [
     "NodeReport",
     "ReportWriter",
     "RunReport",
+    "Series",
     "assign_lanes",
     "bound_by",
     "colours",
+    "concurrency_svg",
     "findings",
     "limiter_table",
     "load_report",

@@ -75,10 +75,12 @@ def limiter_table(report: RunReport) -> Table | None:
 
 
 def table_fits(table: Table, console: Console) -> bool:
-    """Whether ``table`` fits ``console`` without folding a word inside a cell."""
+    """Whether ``table`` fits ``console`` at its natural width: no cell wrapped, cut or
+    shortened with an ellipsis."""
     from rich.measure import Measurement
 
-    return Measurement.get(console, console.options, table).minimum <= console.width
+    wide = console.options.update_width(10_000)
+    return Measurement.get(console, wide, table).maximum <= console.width
 
 
 def node_blocks(report: RunReport) -> list[str]:
@@ -106,6 +108,8 @@ def node_blocks(report: RunReport) -> list[str]:
         usage = usage_text(n.usage)
         if usage:
             lines.append(f"  usage: {usage}")
+    if report.limiters:
+        lines.append("named limiters (in flight: mean / peak / limit):")
     for lim in report.limiters:
         cap = lim.max_concurrency
         lines.append(

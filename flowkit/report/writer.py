@@ -35,7 +35,8 @@ if TYPE_CHECKING:
     from flowkit.results import RunInfo
 
 from flowkit.report.files import write_report
-from flowkit.report.model import Bar, LoopBlock, NodeReport, RunReport
+from flowkit.report.model import Bar, LoopBlock, NodeReport, RunReport, Series
+from flowkit.report.series import Spans, series
 
 MAX_BARS = 20_000
 """Item bars drawn on the timeline; beyond this many spans, a uniform sample is drawn."""
@@ -112,6 +113,8 @@ class ReportWriter(Observer):
         self._blocks: list[LoopBlock] = []
         self._errors: list[ErrorRecord] = []
         self._limiters: list[LimiterStats] = []
+        self._limiter_waits: dict[str, tuple[array[float], array[float]]] = {}
+        self._holds: dict[str, tuple[array[float], array[float]]] = {}
 
     def start(self, run_id: str) -> None:
         self._reset(run_id)
@@ -137,6 +140,8 @@ class ReportWriter(Observer):
             self._error(event)
         elif kind == "limiter_wait" or kind == "item_wait":
             self._wait(event)
+        elif kind == "limiter_hold":  # a runner that reports holds: exact limiter series
+            self._hold(event)
         elif kind == "usage":
             usage = self._log(event.node).usage
             for name, amount in event.data.items():
@@ -176,6 +181,9 @@ class ReportWriter(Observer):
         name = data.get("limiter")
         if name is not None:
             log.limiter_wait[name] = log.limiter_wait.get(name, 0.0) + seconds
+            starts, ends = self._limiter_waits.setdefault(name, (array("d"), array("d")))
+            starts.append(start)
+            ends.append(end)
         what = data.get("what") or (f"limiter {name}" if name else "wait")
         code = self._whats.setdefault(what, len(self._whats))
         log.wait_starts.append(start)
@@ -185,6 +193,13 @@ class ReportWriter(Observer):
         key = (event.path, event.index)
         if event.index >= 0 and key in self._open:  # waited inside the running exec call
             self._inner.setdefault(key, []).append((start, end))
+
+    def _hold(self, event: Event) -> None:
+        """A named limiter was held for ``seconds`` until ``event.time`` (its release)."""
+        end = event.time - self._t0
+        starts, ends = self._holds.setdefault(event.data["limiter"], (array("d"), array("d")))
+        starts.append(end - event.data["seconds"])
+        ends.append(end)
 
     def _end(self, event: Event) -> None:
         key = (event.path, event.index)
@@ -248,12 +263,13 @@ class ReportWriter(Observer):
             e.model_copy(update={"traceback": redact(traces.get((e.node, e.index), ""))})
             for e in self._errors
         ]
+        wall = self._ended if self._ended is not None else time.monotonic() - self._t0
         return RunReport(
             run_id=self._run_id,
             flow=self._flow,
             ok=self._ok,
             started_at=self._started_at,
-            wall_time=self._ended if self._ended is not None else time.monotonic() - self._t0,
+            wall_time=wall,
             nodes=nodes,
             spans=sum(log.counts.calls for log in logs),
             segments=sum(len(log.starts) for log in logs),
@@ -265,7 +281,48 @@ class ReportWriter(Observer):
             error_count=sum(log.counts.failed for log in logs),
             errors=errors,
             limiters=limiters,
+            series=self._series(logs, wall),
         )
+
+    def _series(self, logs: Sequence[_NodeLog], wall: float) -> list[Series]:
+        """Running and waiting over time: each named limiter, then each node."""
+        out = []
+        by_name = {log.name: log for log in logs}
+        empty: Spans = ((), ())
+        for lim in self._limiters:
+            held = self._holds.get(lim.name)
+            users = [by_name[n] for n in lim.users if n in by_name]
+            running: Spans = (
+                held
+                if held is not None
+                else (
+                    [t for log in users for t in log.starts],
+                    [t for log in users for t in log.ends],
+                )
+            )
+            out.append(
+                series(
+                    lim.name,
+                    "limiter",
+                    running,
+                    self._limiter_waits.get(lim.name, empty),
+                    wall,
+                    limit=lim.max_concurrency,
+                    source="holders" if held is not None else "users",
+                )
+            )
+        for log in logs:
+            out.append(
+                series(
+                    log.name,
+                    "node",
+                    (log.starts, log.ends),
+                    (log.wait_starts, log.wait_ends),
+                    wall,
+                    limit=log.limit,
+                )
+            )
+        return out
 
 
 def running(
