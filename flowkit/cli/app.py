@@ -110,9 +110,7 @@ def _main(argv: list[str], commands: Iterable[FlowCommand] | None) -> int:
 
 
 def _parser(registry: Registry, command: FlowCommand | None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="flowkit", description="Run flowkit flows and look at how they ran."
-    )
+    parser = _Parser(prog="flowkit", description="Run flowkit flows and look at how they ran.")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
     run = sub.add_parser(
@@ -252,6 +250,13 @@ def _executor(text: str) -> tuple[str | None, str]:
             f"expected NODE=KIND with KIND one of {', '.join(EXECUTORS)}, got {text!r}"
         )
     return name, kind
+
+
+class _Parser(argparse.ArgumentParser):
+    """Reports a bad option in one line (``flowkit: error: ...``, exit 2), naming the help."""
+
+    def error(self, message: str) -> Any:
+        raise UsageError(f"{message} (see {self.prog} --help)")
 
 
 class _Lenient(argparse.ArgumentParser):

@@ -13,6 +13,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from flowkit.limits import LimiterStats
 from flowkit.report.model import LoopBlock, RunReport, Series
 
 WIDTH = 1200
@@ -108,11 +109,11 @@ def concurrency_svg(report: RunReport, palette: dict[str, str]) -> str:
         "</defs>",
         axis.ticks(AXIS, height),
     ]
-    users = {lim.name: list(lim.users) for lim in report.limiters}
+    limiters = {lim.name: lim for lim in report.limiters}
     for k, s in enumerate(panels):
         top = AXIS + k * panel_h
         colour = LIMITER_COLOUR if s.kind == "limiter" else palette.get(s.name, LIMITER_COLOUR)
-        title = _panel_title(s, users.get(s.name, []))
+        title = _panel_title(s, limiters.get(s.name) if s.kind == "limiter" else None)
         out.append(_panel(s, title, axis, top, colour, f"c{k}"))
     out.append("</svg>")
     return "".join(out)
@@ -130,8 +131,9 @@ def concurrency_note(report: RunReport) -> str:
     )
     if any(s.kind == "limiter" and s.source == "users" for s in report.series):
         note += (
-            " A limiter marked \u2248 shows the calls running in the nodes that take it: "
-            "an upper bound on its holders, as a call may work outside the limiter."
+            " A limiter drawn as a line (\u2248) shows the calls running in the nodes that "
+            "take it, not its holders: a call may also work outside the limiter; its title "
+            "gives the peak the limiter itself counted."
         )
     if any(s.running_peak for s in report.series):
         note += (
@@ -156,7 +158,10 @@ def _panel(s: Series, title: str, axis: TimeAxis, top: float, colour: str, clip:
         f'<text class="panel" x="{PAD}" y="{top + 12:.1f}">{html.escape(title)}</text>',
         f'<g clip-path="url(#clip-{clip})"><g class="zoom">',
     ]
-    if s.peak_running:
+    if s.peak_running and s.source == "users":  # an estimate: a line, not a filled area
+        line = _step_path(s.t, axis.span, s.running, axis, up, None)
+        out.append(f'<path class="run-line estimate" d="{line}" stroke="{colour}"/>')
+    elif s.peak_running:
         area = _step_path(s.t, axis.span, s.running, axis, up, base)
         out.append(f'<path class="run-area" d="{area}" fill="{colour}"/>')
     if s.running_peak:
@@ -172,11 +177,11 @@ def _panel(s: Series, title: str, axis: TimeAxis, top: float, colour: str, clip:
     right = WIDTH - PAD
     out.append(
         f'<line class="base" x1="{PAD}" x2="{right}" y1="{base:.1f}" y2="{base:.1f}"/>'
-        f'<text class="scale" x="{right + 3}" y="{up(up_max) + 8:.1f}">{up_max}</text>'
+        f'<text class="scale" x="{WIDTH - 1}" y="{up(up_max) + 8:.1f}">{up_max}</text>'
     )
     if s.peak_waiting:
         out.append(
-            f'<text class="scale" x="{right + 3}" y="{down(down_max):.1f}">{down_max}</text>'
+            f'<text class="scale" x="{WIDTH - 1}" y="{down(down_max):.1f}">{down_max}</text>'
         )
     if s.limit:
         y = f"{up(s.limit):.1f}"
@@ -184,21 +189,26 @@ def _panel(s: Series, title: str, axis: TimeAxis, top: float, colour: str, clip:
     return "".join(out)
 
 
-def _panel_title(s: Series, users: list[str]) -> str:
+def _panel_title(s: Series, lim: LimiterStats | None) -> str:
     limit = f" \u00b7 limit {s.limit}" if s.limit else ""
     if s.kind == "limiter":
+        held = lim.peak_in_flight if lim is not None else s.peak_running
         if s.source == "holders":
             parts = [f"peak {s.peak_running} held"]
-        else:
+        else:  # its own count of holders, and the calls running in the nodes that take it
+            users = list(lim.users) if lim is not None else []
             names = ", ".join(users[:3]) + (f" and {len(users) - 3} more" if len(users) > 3 else "")
-            parts = [f"\u2248 peak {s.peak_running} held (calls running in {names or 'its users'})"]
+            parts = [
+                f"peak {held} held (its own count)",
+                f"line: \u2248 calls running in {names or 'its users'}, peak {s.peak_running}",
+            ]
         head = f"limiter {s.name}{limit}"
     else:
         parts = [f"peak {s.peak_running} running"]
         head = f"{s.name}{limit}"
     if s.peak_waiting:
         parts.append(f"{s.peak_waiting} waiting")
-    return f"{head} \u00b7 " + ", ".join(parts)
+    return f"{head} \u00b7 " + "; ".join(parts)
 
 
 def _step_path(

@@ -19,14 +19,16 @@ def write_report(report: RunReport, directory: str | Path) -> list[Path]:
     """Write ``report.json``, ``report.html`` and (with matplotlib) ``report.png``; none of
     them through a symbolic link (``flowkit.files``)."""
     out = ensure_dir(directory)
-    write_text(out / "report.json", report.model_dump_json())
+    # the report's text was redacted as it was recorded; a second pass over JSON or HTML
+    # could cut into its quoting or markup
+    write_text(out / "report.json", report.model_dump_json(), redacted=False)
     return [out / "report.json", *render_files(report, out)]
 
 
 def render_files(report: RunReport, directory: str | Path) -> list[Path]:
     """Write the views of a report: ``report.html`` and, with matplotlib, ``report.png``."""
     out = Path(directory)
-    write_text(out / "report.html", render_html(report))
+    write_text(out / "report.html", render_html(report), redacted=False)
     written = [out / "report.html"]
     if render_png(report, out / "report.png"):
         written.append(out / "report.png")

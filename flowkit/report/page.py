@@ -109,8 +109,8 @@ def _findings_html(report: RunReport) -> str:
 def _table_html(report: RunReport, palette: dict[str, str]) -> str:
     rows = []
     for n in report.nodes:
-        waits = ", ".join(_whole(f"{k} {v:.2f} s") for k, v in n.limiter_wait.items())
-        usage = ", ".join(_whole(part) for part in usage_parts(n.usage))
+        waits = html.escape(", ".join(f"{k} {v:.2f} s" for k, v in n.limiter_wait.items()))
+        usage = html.escape(usage_text(n.usage))
         meter = ""
         if n.limit:
             mean = min(100.0, 100 * n.mean_in_flight / n.limit)
@@ -141,18 +141,8 @@ def _table_html(report: RunReport, palette: dict[str, str]) -> str:
     return "".join(rows)
 
 
-def _whole(text: str) -> str:
-    """``text`` escaped, kept on one line (a cell wraps between such pieces only)."""
-    return f'<span class="nw">{html.escape(text)}</span>'
-
-
 def usage_text(usage: dict[str, float]) -> str:
     """What exec recorded, in short: LLM calls, tokens, retries, limiter wait, the rest."""
-    return ", ".join(usage_parts(usage))
-
-
-def usage_parts(usage: dict[str, float]) -> list[str]:
-    """``usage_text``'s pieces, each to be shown whole."""
     parts = []
     rest = dict(usage)
     calls = rest.pop("calls", None)
@@ -169,7 +159,7 @@ def usage_parts(usage: dict[str, float]) -> list[str]:
         parts.append(f"limiter wait {wait:.2f} s")
     rest.pop("latency_s", None)
     parts.extend(f"{k} {v:,.4g}" for k, v in sorted(rest.items()))
-    return parts
+    return ", ".join(parts)
 
 
 def _limiters_html(report: RunReport) -> str:
@@ -189,13 +179,13 @@ def _limiters_html(report: RunReport) -> str:
             f"<td>{full}</td>"
             f"<td>{html.escape(lim.rate_text())}</td>"
             f"<td>{lim.wait_s:.2f} s / {lim.mean_wait_s:.3f} s ({lim.waits:,} waited)</td>"
-            f"<td>{users or '&ndash;'}</td>"
+            f'<td class="wrap">{users or "&ndash;"}</td>'
             "</tr>"
         )
     return (
         '<section id="limiters"><h2>Named limiters</h2><table><thead><tr><th>limiter</th>'
         "<th>limits</th><th>calls</th><th>in flight mean / peak / limit</th><th>all busy</th>"
-        "<th>achieved rate</th><th>wait total / mean per call</th><th>used by</th>"
+        '<th>achieved rate</th><th>wait total / mean per call</th><th class="l">used by</th>'
         f"</tr></thead><tbody>{''.join(rows)}</tbody></table></section>"
     )
 

@@ -267,11 +267,11 @@ def _epsilons(text: str) -> tuple[float, ...]:
     try:
         values = check_epsilons(float(part) for part in text.split(",") if part.strip())
     except (ValueError, ExperimentError) as exc:
-        raise argparse.ArgumentTypeError(f"--epsilons: {exc}") from None
+        raise argparse.ArgumentTypeError(str(exc)) from None
     too_big = [e for e in values if e > MAX_EPSILON]
     if too_big:
         raise argparse.ArgumentTypeError(
-            f"--epsilons: ε values must be at most {MAX_EPSILON:g} (no privacy long before "
+            f"ε values must be at most {MAX_EPSILON:g} (no privacy long before "
             f"that), got {', '.join(f'{e:g}' for e in too_big)}"
         )
     return values
