@@ -67,15 +67,21 @@ def run_flow(args: argparse.Namespace, registry: Registry, command: FlowCommand 
     if args.max_rss_mb is not None and args.max_rss_mb <= 0:
         raise UsageError("--max-rss-mb must be a positive number")
     store = None if args.no_store else args.store
-    if store is not None:
-        check_store_path(store)
-    if args.resume is not None:
-        if store is None:
-            raise UsageError("--resume needs a store; drop --no-store")
-        known_run(store, args.resume)
-    run_id = args.resume or args.run_id or uuid.uuid4().hex[:12]
     given = [getattr(args, name, None) for name in ("report", "output")]
+    if store is not None:
+        given.append(str(Path(store).parent))
     fresh = absent_folders([Path(OUT_ROOT), *(Path(p) for p in given if p is not None)])
+    try:
+        if store is not None:
+            check_store_path(store)
+        if args.resume is not None:
+            if store is None:
+                raise UsageError("--resume needs a store; drop --no-store")
+            known_run(store, args.resume)
+    except BaseException:
+        remove_empty(fresh)
+        raise
+    run_id = args.resume or args.run_id or uuid.uuid4().hex[:12]
     try:
         flow, shared, runner = prepare(args, command, store, run_id)
     except BaseException:

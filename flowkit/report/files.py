@@ -42,16 +42,10 @@ def load_report(directory: str | Path) -> RunReport:
 
 
 def render_png(report: RunReport, path: Path) -> bool:
-    """Draw the timeline with matplotlib; False (and a one-time note) when it is missing.
-
-    Running lanes and waiting lanes get axes of their own, each numbered from 0 with whole
-    numbers, so their labels never sit on the bars.
-    """
+    """Draw the timeline with matplotlib; False (and a one-time note) when it is missing."""
     global _png_note_given
     try:
-        from matplotlib.figure import Figure
-        from matplotlib.patches import Patch
-        from matplotlib.ticker import MaxNLocator
+        fig = png_figure(report)
     except ImportError:
         if not _png_note_given:
             _png_note_given = True
@@ -61,6 +55,22 @@ def render_png(report: RunReport, path: Path) -> bool:
                 stacklevel=3,
             )
         return False
+    image = io.BytesIO()
+    fig.savefig(image, format="png")
+    write_bytes(path, image.getvalue())
+    return True
+
+
+def png_figure(report: RunReport) -> Any:
+    """The timeline as a matplotlib ``Figure`` (ImportError without matplotlib).
+
+    Running lanes and waiting lanes get axes of their own, each numbered from 0 with whole
+    numbers, so their labels never sit on the bars.
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import MaxNLocator
+
     palette = colours([n.name for n in report.nodes])
     run = [b for b in report.bars if b.kind == "run"]
     waits = [b for b in report.bars if b.kind == "wait"]
@@ -92,10 +102,7 @@ def render_png(report: RunReport, path: Path) -> bool:
     for k, note in enumerate(notes):
         fig.text(0.01, 0.01 + 0.22 * k / fig.get_figheight(), note, fontsize="small")
     fig.tight_layout(rect=(0, 0.22 * len(notes) / fig.get_figheight(), 1, 1))
-    image = io.BytesIO()
-    fig.savefig(image, format="png")
-    write_bytes(path, image.getvalue())
-    return True
+    return fig
 
 
 def _draw_bars(ax: Any, bars: list[Bar], palette: dict[str, str], *, wait: bool) -> None:

@@ -87,7 +87,7 @@ def series(
             kind="limiter" if kind == "limiter" else "node",
             limit=limit,
             source=source,
-            t=[round(t, 4) for t in times],
+            t=[round(t, 6) for t in times],
             running=[float(v) for v in run],
             waiting=[float(v) for v in wait],
         )
@@ -97,11 +97,14 @@ def series(
     peak_r = [0] * BUCKETS
     peak_w = [0] * BUCKETS
     end = width * BUCKETS
-    for k, t in enumerate(times):
+    for k, start in enumerate(times):
         stop = times[k + 1] if k + 1 < len(times) else end
+        t = max(start, 0.0)  # nothing is drawn before the run's start
+        if stop <= t:
+            continue
         r, w = run[k], wait[k]
         first = min(int(t / width), BUCKETS - 1)
-        last = min(int(stop / width), BUCKETS - 1) if stop > t else first
+        last = min(int(stop / width), BUCKETS - 1)
         for b in range(first, last + 1):
             lo, hi = max(t, b * width), min(stop, (b + 1) * width)
             if hi > lo:
@@ -116,7 +119,7 @@ def series(
         kind="limiter" if kind == "limiter" else "node",
         limit=limit,
         source=source,
-        t=[round(b * width, 4) for b in range(BUCKETS)],
+        t=[round(b * width, 6) for b in range(BUCKETS)],
         running=[round(a / width, 3) for a in area_r],
         waiting=[round(a / width, 3) for a in area_w],
         running_peak=peak_r,
