@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import textwrap
 from pathlib import Path
@@ -13,6 +14,8 @@ from flowkit.cli.targets import OK
 from flowkit.commands import OUT_ROOT, FlowCommand, Registry
 from flowkit.errors import OutputError, UsageError
 from flowkit.redact import redact
+
+_UNIT = re.compile(r"(\d) (s|%|x|ms)(?=[\s,;:)]|$)")
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -91,9 +94,11 @@ def terminal() -> Console:
 
 
 def say(console: Console, text: str, indent: str = "") -> None:
-    """Print ``text`` wrapped at the console's width between words, never inside one."""
+    """Print ``text`` wrapped at the console's width between words, never inside one, and
+    never between a number and its unit."""
+    glued = _UNIT.sub("\\1\u00a0\\2", redact(text))  # textwrap breaks at ASCII spaces only
     lines = textwrap.wrap(
-        redact(text),
+        glued,
         width=max(console.width, 20),
         subsequent_indent=indent + "  ",
         initial_indent=indent,
@@ -101,7 +106,7 @@ def say(console: Console, text: str, indent: str = "") -> None:
         break_on_hyphens=False,
     )
     for line in lines:
-        console.print(line, highlight=False, markup=False, soft_wrap=True)
+        console.print(line.replace("\u00a0", " "), highlight=False, markup=False, soft_wrap=True)
 
 
 def print_summary(console: Console, report: RunReport) -> None:
