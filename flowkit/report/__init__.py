@@ -10,19 +10,15 @@ from __future__ import annotations
 
 from flowkit.report.charts import concurrency_svg, timeline_svg
 from flowkit.report.files import load_report, render_files, render_png, write_report
+from flowkit.report.findings import BOUND_SHARE, LIMITER_SHARE, UNDERUSE, bound_by, findings
 from flowkit.report.model import Bar, ErrorEntry, LoopBlock, NodeReport, RunReport, Series
 from flowkit.report.page import colours, render_html, usage_text
 from flowkit.report.tables import limiter_table, node_blocks, summary_table, table_fits
 from flowkit.report.writer import (
-    BOUND_SHARE,
-    LIMITER_SHARE,
     MAX_BARS,
     MAX_ERRORS,
-    UNDERUSE,
     ReportWriter,
     assign_lanes,
-    bound_by,
-    findings,
     overlap,
     running,
 )

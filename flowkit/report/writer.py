@@ -9,6 +9,12 @@ timeline's lanes count running calls only, and waits are drawn apart. Every name
 gets a row: its limits, use, rate and waits. Statistics use every span; the timeline draws
 at most ``max_bars`` of them (a uniform sample beyond that). Recording costs about 30 bytes
 per item while the run lasts. Error messages and tracebacks are redacted.
+
+The "concurrency over time" series (``series``) count each node's running and waiting calls
+and each named limiter's waits exactly. A limiter's holders are exact when the runner emits
+a ``limiter_hold`` event per release (``data``: ``limiter``, ``seconds`` held; ``time``: the
+release, as ``limiter_wait`` does for a wait); until then they are estimated from the
+running calls of the nodes that take it, and the page says so.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ if TYPE_CHECKING:
     from flowkit.results import RunInfo
 
 from flowkit.report.files import write_report
+from flowkit.report.findings import findings
 from flowkit.report.model import Bar, LoopBlock, NodeReport, RunReport, Series
 from flowkit.report.series import Spans, series
 
@@ -42,12 +49,6 @@ MAX_BARS = 20_000
 """Item bars drawn on the timeline; beyond this many spans, a uniform sample is drawn."""
 MAX_ERRORS = 100
 """Failed items listed in the report (the counts stay exact)."""
-UNDERUSE = 0.5
-"""A node whose mean in-flight stays below this share of its limit gets a finding."""
-LIMITER_SHARE = 0.1
-"""Limiter waits above this share of a node's exec time are named as a cause."""
-BOUND_SHARE = 0.5
-"""A limiter whose slots were all taken this share of its active time bounded its users."""
 
 
 @dataclass
@@ -396,72 +397,6 @@ def overlap(starts: Sequence[float], ends: Sequence[float]) -> tuple[int, float]
     if s:
         busy += e[-1] - since
     return peak, busy
-
-
-def bound_by(node: NodeReport, lim: LimiterStats) -> str | None:
-    """How ``lim`` held ``node`` back, in words, or None when it did not."""
-    waited = node.limiter_wait.get(lim.name, 0.0)
-    if waited <= LIMITER_SHARE * max(node.exec_time, 1e-9) or waited <= 0:
-        return None
-    tail = f"; items waited {waited:.2f} s in all"
-    if lim.max_concurrency and lim.full_share >= BOUND_SHARE:
-        return (
-            f"bounded by limiter {lim.name!r}: {lim.max_concurrency} of {lim.max_concurrency} "
-            f"busy {100 * lim.full_share:.0f} % of the time" + tail
-        )
-    if lim.rpm and lim.achieved_rpm is not None and lim.achieved_rpm >= 0.8 * lim.rpm:
-        return (
-            f"paced by limiter {lim.name!r}: {lim.achieved_rpm:,.0f} calls/min of its "
-            f"{lim.rpm:g} rpm" + tail
-        )
-    if lim.tpm and lim.achieved_tpm is not None and lim.achieved_tpm >= 0.8 * lim.tpm:
-        return (
-            f"paced by limiter {lim.name!r}: {lim.achieved_tpm:,.0f} tokens/min of its "
-            f"{lim.tpm:g} tpm" + tail
-        )
-    return f"waited on limiter {lim.name!r}" + tail
-
-
-def findings(node: NodeReport, limiters: Sequence[LimiterStats] = ()) -> list[str]:
-    """Why a node's work did not overlap as much as it could, in plain words."""
-    out: list[str] = []
-    if node.loop_blocked > 0:
-        out.append(
-            f"blocked the event loop for {node.loop_blocked:.2f} s, so nothing else ran "
-            'meanwhile: run its exec with executor="thread" (blocking I/O) or '
-            'executor="process" (CPU-bound work)'
-        )
-    bounds = [text for lim in limiters if (text := bound_by(node, lim)) is not None]
-    if node.limit is None or node.items < 2 or node.mean_in_flight >= UNDERUSE * node.limit:
-        return out + bounds
-    reasons: list[str] = []
-    if node.loop_blocked > 0:
-        reasons.append("the event loop was blocked")
-    if bounds:
-        reasons.extend(bounds)
-    elif node.limiter_wait:
-        limiter, waited = max(node.limiter_wait.items(), key=lambda kv: kv[1])
-        if waited > LIMITER_SHARE * node.exec_time:
-            reasons.append(
-                f"items waited {waited:.2f} s in all for limiter {limiter!r}, whose budget "
-                "set the pace"
-            )
-    if node.items < node.limit and node.mean_in_flight >= UNDERUSE * node.items:
-        reasons.append(f"only {node.items} items for a limit of {node.limit}")
-    if not reasons and node.peak_in_flight <= 1:
-        reasons.append(
-            "items ran one at a time: this node class runs its batch sequentially "
-            "(use AsyncParallelBatchNode, or an executor)"
-        )
-    if not reasons:
-        reasons.append(
-            "no cause seen: items may arrive slowly from prep, or a few slow items dominate"
-        )
-    out.append(
-        f"achieved {node.mean_in_flight:.1f} running on average (peak {node.peak_in_flight}) "
-        f"of a limit of {node.limit}: " + "; ".join(reasons)
-    )
-    return out
 
 
 def _bars(logs: Sequence[_NodeLog], cap: int, whats: Sequence[str], *, wait: bool) -> list[Bar]:
