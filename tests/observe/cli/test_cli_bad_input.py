@@ -57,7 +57,13 @@ FLOWS = textwrap.dedent(
             return {"item": item, "text": "x" * 100}
 
 
+    class Broken(Count):
+        async def prep_async(self, shared):
+            raise RuntimeError("no items today")
+
+
     count = fk.AsyncFlow(start=Count(), name="count")
+    broken = fk.AsyncFlow(start=Broken(), name="broken")
     zero = fk.AsyncFlow(start=Zero(), name="zero")
     gpu = fk.AsyncFlow(start=Gpu(), name="gpu")
     many = fk.AsyncFlow(start=Many(), name="many")
@@ -322,3 +328,10 @@ def test_max_steps_stops_a_runaway_loop(project: Path) -> None:
         done.stderr
     )
     assert "resume with" not in done.stderr  # --no-store: nothing to resume
+
+
+def test_no_resume_is_suggested_when_nothing_reached_the_store(project: Path) -> None:
+    done = flowkit(project, "run", "myflows:broken", "--no-progress")
+    assert done.returncode == 1
+    assert "flowkit: broken failed after" in done.stderr and "no items today" in done.stderr
+    assert "--resume" not in done.stderr
