@@ -8,7 +8,11 @@ time-weighted mean and the peak of its stretch, so neither the mean nor the peak
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
+from itertools import accumulate, pairwise, repeat
+from operator import sub
+from typing import Literal
 
 from flowkit.report.model import Series, SeriesSource
 
@@ -71,7 +75,7 @@ def merge(
 
 def series(
     name: str,
-    kind: str,
+    kind: Literal["node", "limiter"],
     running: Spans,
     waiting: Spans,
     span: float,
@@ -80,48 +84,59 @@ def series(
     source: SeriesSource = "calls",
 ) -> Series:
     """The step series of ``running`` and ``waiting`` stretches over ``[0, span]``."""
-    times, run, wait = merge(levels(*running), levels(*waiting))
-    if len(times) <= MAX_STEPS:
+    if 2 * (len(running[0]) + len(waiting[0])) <= MAX_STEPS:
+        times, run, wait = merge(levels(*running), levels(*waiting))
         return Series(
             name=name,
-            kind="limiter" if kind == "limiter" else "node",
+            kind=kind,
             limit=limit,
             source=source,
             t=[round(t, 6) for t in times],
             running=[float(v) for v in run],
             waiting=[float(v) for v in wait],
         )
-    width = max(span, times[-1]) / BUCKETS
-    area_r = [0.0] * BUCKETS
-    area_w = [0.0] * BUCKETS
-    peak_r = [0] * BUCKETS
-    peak_w = [0] * BUCKETS
-    end = width * BUCKETS
-    for k, start in enumerate(times):
-        stop = times[k + 1] if k + 1 < len(times) else end
-        t = max(start, 0.0)  # nothing is drawn before the run's start
-        if stop <= t:
-            continue
-        r, w = run[k], wait[k]
-        first = min(int(t / width), BUCKETS - 1)
-        last = min(int(stop / width), BUCKETS - 1)
-        for b in range(first, last + 1):
-            lo, hi = max(t, b * width), min(stop, (b + 1) * width)
-            if hi > lo:
-                area_r[b] += r * (hi - lo)
-                area_w[b] += w * (hi - lo)
-            if r > peak_r[b]:
-                peak_r[b] = r
-            if w > peak_w[b]:
-                peak_w[b] = w
+    end = max([span, *running[1][-1:], *waiting[1][-1:]])
+    edges = [end * b / BUCKETS for b in range(BUCKETS + 1)]
+    mean_r, peak_r = stretches(*running, edges)
+    mean_w, peak_w = stretches(*waiting, edges)
     return Series(
         name=name,
-        kind="limiter" if kind == "limiter" else "node",
+        kind=kind,
         limit=limit,
         source=source,
-        t=[round(b * width, 6) for b in range(BUCKETS)],
-        running=[round(a / width, 3) for a in area_r],
-        waiting=[round(a / width, 3) for a in area_w],
+        t=[round(t, 6) for t in edges[:-1]],
+        running=mean_r,
+        waiting=mean_w,
         running_peak=peak_r,
         waiting_peak=peak_w,
     )
+
+
+def stretches(
+    starts: Sequence[float], ends: Sequence[float], edges: Sequence[float]
+) -> tuple[list[float], list[int]]:
+    """The time-weighted mean and the peak count of open spans within each stretch
+    ``[edges[k], edges[k + 1])``, exactly, in O(n log n) with the loops in C: the count at
+    ``t`` is (starts <= t) - (ends <= t), and its integral up to ``t`` follows from prefix
+    sums of the sorted starts and ends."""
+    s, e = sorted(starts), sorted(ends)
+    sum_s = [0.0, *accumulate(s)]
+    sum_e = [0.0, *accumulate(e)]
+    # the count just after each start (an end at the same instant closes first)
+    after = list(map(sub, range(1, len(s) + 1), map(bisect_right, repeat(e), s)))
+
+    def integral(t: float) -> float:
+        cs, ce = bisect_right(s, t), bisect_right(e, t)
+        return t * (cs - ce) - (sum_s[cs] - sum_e[ce])
+
+    means: list[float] = []
+    peaks: list[int] = []
+    below = integral(edges[0])
+    for lo, hi in pairwise(edges):
+        above = integral(hi)
+        means.append(round((above - below) / (hi - lo), 3) if hi > lo else 0.0)
+        below = above
+        at_lo = bisect_right(s, lo) - bisect_right(e, lo)
+        first, last = bisect_right(s, lo), bisect_left(s, hi)
+        peaks.append(max(at_lo, max(after[first:last], default=0)))
+    return means, peaks

@@ -103,6 +103,11 @@ def test_a_long_series_is_cut_into_stretches_keeping_mean_and_peak() -> None:
     assert len(times) > MAX_STEPS and len(cut.t) == BUCKETS
     assert cut.peak_running == max(counts)
     assert all(p >= m - 1e-9 for p, m in zip(cut.running_peak, cut.running, strict=True))
+    for k, lo in enumerate(cut.t):  # each stretch's peak, by brute force on the exact steps
+        hi = cut.t[k + 1] if k + 1 < len(cut.t) else span
+        inside = [c for t, c in zip(times, counts, strict=True) if lo <= t < hi]
+        before = [c for t, c in zip(times, counts, strict=True) if t <= lo]
+        assert cut.running_peak[k] == max([*inside, before[-1] if before else 0])
     busy = math.fsum(e - s for s, e in zip(starts, ends, strict=True))
     assert area(cut, span, cut.running) == pytest.approx(busy, rel=1e-3)
     assert area(cut, span, cut.waiting) == pytest.approx(0.5 * len(starts), rel=1e-3)
