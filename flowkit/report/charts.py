@@ -56,9 +56,10 @@ class TimeAxis:
         for k in range(int(self.span / step + 1e-9) + 1):
             t = k * step
             x = f"{self.x(t):.2f}"
+            edge = " first" if self.x(t) < 40 else " last" if self.x(t) > WIDTH - 40 else ""
             out.append(
                 f'<line class="tick" x1="{x}" x2="{x}" y1="{top - 6:.0f}" y2="{bottom:.0f}"/>'
-                f'<text class="tick" x="{x}" y="{top - 10:.0f}">{t:g} s</text>'
+                f'<text class="tick{edge}" x="{x}" y="{top - 10:.0f}">{t:g} s</text>'
             )
         out.append("</g>")
         return "".join(out)
