@@ -43,11 +43,11 @@ class FlowCommand(ABC):
     ``args.executor_kind``.
 
     Every run leaves something to look at: ``args.out_dir`` is this run's own folder
-    (``flowkit-out/NAME/RUN_ID``), where a command writes its outputs and, unless
-    ``--report`` says otherwise, its report (``args.report``) when it is not told where.
-    ``build`` checks every place it will write (``output_dir``, ``output_file``) so a bad
-    one is refused before any work starts, and sets ``args.out_dir`` to the folder it uses;
-    the run's last line names it.
+    (``flowkit-out/NAME/RUN_ID``), where a command writes its outputs and its report
+    (``args.report``) unless its options say otherwise. ``build`` checks every place it will
+    write (``output_dir``, ``output_file``) so that a bad one is refused before any work
+    starts, and leaves in ``args.out_dir`` where the outputs went (a folder or a file): the
+    run's last line names it, after the report's page.
     """
 
     name: str = ""

@@ -228,8 +228,10 @@ def where_lines(report: str | None, out_dir: Path | None) -> list[str]:
     lines = []
     if report is not None and (Path(report) / "report.html").is_file():
         lines.append(f"  report: {Path(report) / 'report.html'}")
-    if out_dir is not None and Path(out_dir).exists():
+    if out_dir is not None and Path(out_dir).is_dir():
         lines.append(f"  outputs: {str(out_dir).rstrip(os.sep) + os.sep}")
+    elif out_dir is not None and Path(out_dir).is_file():
+        lines.append(f"  outputs: {out_dir}")
     return lines
 
 

@@ -106,11 +106,13 @@ class BattCommand(FlowCommand):
         is checked before any work starts."""
         if args.output is None or args.report is None:
             output_dir(args.out_dir, "--output")
-        if args.output is None:
-            args.output = str(args.out_dir / "predictions.jsonl")
-        output_file(args.output, "--output")
         if args.report is None:
             args.report = str(args.out_dir / "report")
+        if args.output is None:
+            args.output = str(args.out_dir / "predictions.jsonl")
+        else:
+            args.out_dir = Path(args.output)  # the last line names the file asked for
+        output_file(args.output, "--output")
 
     def finish(self, args: argparse.Namespace, shared: Any, run_info: RunInfo) -> int:
         summaries: dict[str, TaskSummary] = dict(shared["summaries"])

@@ -99,6 +99,7 @@ class TranslationCommand(FlowCommand):
         output_dir(args.output, "--output")
         if args.report is None:  # the report goes to the run's own folder
             args.report = str(output_dir(args.out_dir, "--report") / "report")
+        args.out_dir = args.output
         shared = {"source": args.input, "languages": args.languages, "output": args.output}
         return flow, shared
 
