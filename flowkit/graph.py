@@ -104,6 +104,7 @@ class _Walker:
     def __init__(self, root: BaseNode) -> None:
         self.graph = Graph()
         self._seen: dict[int, GraphNode] = {}
+        self._by_id: dict[str, GraphNode] = {}
         top = self._add(root, root.name, None)
         self._expand(top)
 
@@ -111,10 +112,13 @@ class _Walker:
         g = GraphNode(f"n{len(self.graph.nodes) + 1}", node, path, parent)
         self.graph.nodes.append(g)
         self._seen[id(node)] = g
+        self._by_id[g.id] = g
         return g
 
     def _problem(self, kind: ProblemKind, node: str, message: str) -> None:
-        self.graph.problems.append(Problem(kind, node, message))
+        problem = Problem(kind, node, message)
+        if problem not in self.graph.problems:  # the walk may meet one wiring twice
+            self.graph.problems.append(problem)
 
     def _expand(self, g: GraphNode) -> None:
         if isinstance(g.node, Flow):
@@ -160,10 +164,9 @@ class _Walker:
 
     def _ancestors(self, g: GraphNode) -> list[GraphNode]:
         """``g`` and the containers around it, innermost first."""
-        by_id = {n.id: n for n in self.graph.nodes}
         chain = [g]
         while chain[-1].parent is not None:
-            chain.append(by_id[chain[-1].parent])
+            chain.append(self._by_id[chain[-1].parent])
         return chain
 
     def _endless_loops(self, flow: Flow, g: GraphNode) -> None:
@@ -178,7 +181,7 @@ class _Walker:
             leaves = any(dst not in loop for src in loop for dst in nxt.get(src, []))
             if not cyclic or leaves or flow.max_steps is not None:
                 continue
-            by_id = {n.id: n for n in self.graph.nodes}
+            by_id = self._by_id
             names = [by_id[i].node.name for i in loop]
             self._problem(
                 "endless",
