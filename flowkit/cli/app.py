@@ -205,7 +205,12 @@ def _generic_run_options(parser: argparse.ArgumentParser) -> None:
         help=f"run that node's exec on KIND ({', '.join(EXECUTORS)}); repeatable; a bare KIND "
         "is passed to the flow (e.g. batt's sequential|thread|process|ray)",
     )
-    parser.add_argument("--report", metavar="DIR", help="write report.json/.html/.png into DIR")
+    parser.add_argument(
+        "--report",
+        metavar="DIR",
+        help="write report.json/.html/.png into DIR (a bundled flow: into its run's folder "
+        f"under {OUT_ROOT}/ by default)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="print no progress")
     _store_option(parser)
     parser.add_argument("--no-store", action="store_true", help="checkpoint nothing")
