@@ -11,18 +11,26 @@ the core never imports ``flows/``::
 from __future__ import annotations
 
 import argparse
+import codecs
+import math
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from importlib.metadata import EntryPoint, entry_points
+from pathlib import Path
 from typing import Any
 
-from flowkit.errors import CommandLoadError, UsageError
+from flowkit.errors import CommandLoadError, OutputError, UsageError
 from flowkit.extras import as_missing_extra
+from flowkit.files import check_target, ensure_dir
 from flowkit.limits import Limit
 from flowkit.node import BaseNode
 from flowkit.results import RunInfo
 
 GROUP = "flowkit.flows"
+OUT_ROOT = "flowkit-out"
+"""Where ``flowkit run NAME`` writes a run's outputs and report unless told otherwise:
+``flowkit-out/NAME/RUN_ID/``."""
 
 
 class FlowCommand(ABC):
@@ -33,6 +41,13 @@ class FlowCommand(ABC):
     for the command to use, e.g. "only the first N tasks", and ``--limit LIMITER=N`` caps
     the concurrency of a limiter from ``limits``; a bare ``--executor KIND`` lands in
     ``args.executor_kind``.
+
+    Every run leaves something to look at: ``args.out_dir`` is this run's own folder
+    (``flowkit-out/NAME/RUN_ID``), where a command writes its outputs and its report
+    (``args.report``) unless its options say otherwise. ``build`` checks every place it will
+    write (``output_dir``, ``output_file``) so that a bad one is refused before any work
+    starts, and leaves in ``args.out_dir`` where the outputs went (a folder or a file): the
+    run's last line names it, after the report's page.
     """
 
     name: str = ""
@@ -63,6 +78,8 @@ class FlowCommand(ABC):
             ) from None
         options.limit_items = None
         options.executor_kind = None
+        options.report = None
+        options.out_dir = Path(OUT_ROOT) / self.name / "graph"
         return self.build(options)[0]
 
     def runner_options(self, args: argparse.Namespace) -> dict[str, Any]:
@@ -76,6 +93,11 @@ class FlowCommand(ABC):
     def finish(self, args: argparse.Namespace, shared: Any, run_info: RunInfo) -> int:
         """After a run that did not raise: print the summary, write outputs, return the exit
         code (0 ok, 1 failed)."""
+        return 0
+
+    def rejected(self, args: argparse.Namespace, shared: Any) -> int:
+        """Inputs refused before they became items (unknown or malformed): each one makes
+        the run failed, and the last line counts them."""
         return 0
 
 
@@ -148,3 +170,83 @@ def positive_number(text: str) -> float:
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
     return value
+
+
+def non_negative_number(text: str) -> float:
+    """An argparse type for flow options: a finite number of at least 0 (a delay, say)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value < math.inf:
+        raise argparse.ArgumentTypeError(f"expected a number of at least 0, got {text!r}")
+    return value
+
+
+def text_file(path: str | os.PathLike[str], option: str) -> Path:
+    """``path``, once it is known to be a readable UTF-8 text file; else a ``UsageError``
+    naming ``option`` and what is wrong. Reads the file in chunks, keeping none of it."""
+    file = Path(path)
+    if file.is_dir():
+        raise UsageError(f"{option}: cannot read {file}: it is a folder, not a file")
+    if not file.is_file():
+        raise UsageError(f"{option}: cannot read {file}: no such file")
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset = 0
+    try:
+        with file.open("rb") as handle:
+            while chunk := handle.read(1 << 20):
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError as exc:
+                    at = offset - (len(exc.object) - len(chunk)) + exc.start
+                    raise UsageError(_not_utf8(file, option, at, exc)) from None
+                offset += len(chunk)
+            decoder.decode(b"", final=True)
+    except OSError as exc:
+        raise UsageError(f"{option}: cannot read {file}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:  # a sequence cut short at the end of the file
+        at = offset - len(exc.object) + exc.start
+        raise UsageError(_not_utf8(file, option, at, exc)) from None
+    return file
+
+
+def read_text_file(path: str | os.PathLike[str], option: str) -> str:
+    """The text of a UTF-8 file, or a one-line ``UsageError`` naming ``option``."""
+    file = Path(path)
+    try:
+        return file.read_bytes().decode("utf-8")
+    except FileNotFoundError:
+        raise UsageError(f"{option}: cannot read {file}: no such file") from None
+    except IsADirectoryError:
+        raise UsageError(f"{option}: cannot read {file}: it is a folder, not a file") from None
+    except OSError as exc:
+        raise UsageError(f"{option}: cannot read {file}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(_not_utf8(file, option, exc.start, exc)) from None
+
+
+def _not_utf8(file: Path, option: str, at: int, exc: UnicodeDecodeError) -> str:
+    byte = f"byte 0x{exc.object[exc.start]:02x}" if exc.start < len(exc.object) else "a cut"
+    return (
+        f"{option}: {file} is not UTF-8 text ({byte} at offset {at:,}); save it as UTF-8 "
+        "and try again"
+    )
+
+
+def output_dir(path: str | os.PathLike[str], option: str) -> Path:
+    """Create the output folder ``path`` now, or refuse it (a link, a file, no permission)
+    with a ``UsageError`` naming ``option``, before any work starts."""
+    try:
+        return ensure_dir(path)
+    except OutputError as exc:
+        raise UsageError(f"{option}: {exc}") from None
+
+
+def output_file(path: str | os.PathLike[str], option: str) -> Path:
+    """Check now that ``path`` can be written later (its folder is created), or refuse it
+    with a ``UsageError`` naming ``option``."""
+    try:
+        return check_target(path)
+    except OutputError as exc:
+        raise UsageError(f"{option}: {exc}") from None

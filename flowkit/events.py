@@ -160,6 +160,16 @@ class Waited(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class LimiterChanged(Event):
+    """Named limiter ``limiter`` was taken (``taken``) or given back; ``holders`` hold it now."""
+
+    kind: ClassVar[str] = "limiter_change"
+    limiter: str
+    taken: bool
+    holders: int
+
+
+@dataclass(frozen=True, slots=True)
 class LoopBlocked(Event):
     """``node``'s ``hook`` held the event loop for ``seconds`` from ``time``, at ``where``."""
 

@@ -21,7 +21,7 @@ from flowkit.node import (
     successors_of,
 )
 
-ProblemKind = Literal["no_start", "unreachable", "shared"]
+ProblemKind = Literal["no_start", "unreachable", "shared", "nested", "endless"]
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,9 @@ def build_graph(root: BaseNode) -> Graph:
 
 def problems(root: BaseNode) -> list[Problem]:
     """What cannot work in ``root``'s wiring: flows without a start, successors that never
-    run (after a ``Parallel`` branch), and node instances wired into two flows."""
+    run (after a ``Parallel`` branch), node instances wired into two flows, a flow wired
+    into itself, and loops with no way out ("endless": a warning, since a post may still
+    end the flow by returning an action nothing is wired to)."""
     return build_graph(root).problems
 
 
@@ -102,6 +104,7 @@ class _Walker:
     def __init__(self, root: BaseNode) -> None:
         self.graph = Graph()
         self._seen: dict[int, GraphNode] = {}
+        self._by_id: dict[str, GraphNode] = {}
         top = self._add(root, root.name, None)
         self._expand(top)
 
@@ -109,10 +112,13 @@ class _Walker:
         g = GraphNode(f"n{len(self.graph.nodes) + 1}", node, path, parent)
         self.graph.nodes.append(g)
         self._seen[id(node)] = g
+        self._by_id[g.id] = g
         return g
 
     def _problem(self, kind: ProblemKind, node: str, message: str) -> None:
-        self.graph.problems.append(Problem(kind, node, message))
+        problem = Problem(kind, node, message)
+        if problem not in self.graph.problems:  # the walk may meet one wiring twice
+            self.graph.problems.append(problem)
 
     def _expand(self, g: GraphNode) -> None:
         if isinstance(g.node, Flow):
@@ -133,7 +139,18 @@ class _Walker:
         """Add ``node`` inside ``parent``, or report it if another container already has it."""
         known = self._seen.get(id(node))
         if known is not None:
-            if known.parent != parent.id:
+            chain = self._ancestors(parent)
+            if known in chain:
+                names = " -> ".join(
+                    g.node.name for g in [*reversed(chain[: chain.index(known) + 1]), known]
+                )
+                self._problem(
+                    "nested",
+                    known.path,
+                    f"flow {node.name} is wired into itself ({names}), so running it would "
+                    f"never end; use a new {type(node).__name__} instance inside",
+                )
+            elif known.parent != parent.id:
                 self._problem(
                     "shared",
                     known.path,
@@ -144,6 +161,37 @@ class _Walker:
         g = self._add(node, f"{parent.path}/{node.name}", parent.id)
         self._expand(g)
         return g
+
+    def _ancestors(self, g: GraphNode) -> list[GraphNode]:
+        """``g`` and the containers around it, innermost first."""
+        chain = [g]
+        while chain[-1].parent is not None:
+            chain.append(self._by_id[chain[-1].parent])
+        return chain
+
+    def _endless_loops(self, flow: Flow, g: GraphNode) -> None:
+        """Warn about each loop among ``flow``'s nodes that no wired action leaves."""
+        inside = {c.id for c in self.graph.children(g.id)}
+        nxt: dict[str, list[str]] = {}
+        for edge in self.graph.edges:
+            if edge.src in inside:
+                nxt.setdefault(edge.src, []).append(edge.dst)
+        for loop in _strongly_connected(sorted(inside), nxt):
+            cyclic = len(loop) > 1 or loop[0] in nxt.get(loop[0], [])
+            leaves = any(dst not in loop for src in loop for dst in nxt.get(src, []))
+            if not cyclic or leaves or flow.max_steps is not None:
+                continue
+            by_id = self._by_id
+            names = [by_id[i].node.name for i in loop]
+            self._problem(
+                "endless",
+                by_id[loop[0]].path,
+                f"the loop {' -> '.join([*names, names[0]])} has no way out: every action "
+                "wired from it leads back into it, so the flow ends only if a post returns "
+                'an action nothing is wired to. Wire an exit (node - "done" >> next), or '
+                "bound it with Flow(max_steps=N), Runner(max_steps=N) or flowkit run "
+                "--max-steps N",
+            )
 
     def _walk_flow(self, flow: Flow, g: GraphNode) -> None:
         if not isinstance(flow.start_node, BaseNode):
@@ -164,6 +212,49 @@ class _Walker:
                 label = action if isinstance(action, str) else repr(action)
                 self.graph.edges.append(Edge(src.id, dst.id, label))
                 queue.append(nxt)
+        self._endless_loops(flow, g)
+
+
+def _strongly_connected(ids: list[str], nxt: dict[str, list[str]]) -> list[list[str]]:
+    """The strongly connected components of a small graph (Tarjan, iterative), each in
+    the order its nodes were first met."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[list[str]] = []
+    for root in ids:
+        if root in index:
+            continue
+        work = [(root, iter(nxt.get(root, [])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            v, children = work[-1]
+            for w in children:
+                if w not in index:
+                    index[w] = low[w] = len(index)
+                    stack.append(w)
+                    on_stack.add(w)
+                    work.append((w, iter(nxt.get(w, []))))
+                    break
+                if w in on_stack:
+                    low[v] = min(low[v], index[w])
+            else:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[v])
+                if low[v] == index[v]:
+                    component = []
+                    while True:
+                        w = stack.pop()
+                        on_stack.discard(w)
+                        component.append(w)
+                        if w == v:
+                            break
+                    out.append(sorted(component, key=lambda i: index[i]))
+    return out
 
 
 # -- Mermaid ---------------------------------------------------------------------------------

@@ -217,7 +217,8 @@ class LimiterStats:
 class NamedLimiter:
     """The run-time form of a ``Limit``: slots plus request and token pacers.
 
-    It also meters its own use (calls, holders over time, waits, tokens): ``stats()``.
+    It also meters its own use (calls, holders over time, waits, tokens): ``stats()``;
+    ``watch``, when set, hears every change of its holders (``(name, taken, holders)``).
     """
 
     def __init__(
@@ -255,6 +256,7 @@ class NamedLimiter:
         self._last_start = 0.0
         self._area = 0.0  # integral of in_use over time
         self._full = 0.0  # time spent with every slot taken
+        self.watch: Callable[[str, bool, int], None] | None = None
 
     def used_by(self, node: str, how: str) -> None:
         """Note that ``node`` takes this limiter, from the runner or from inside exec."""
@@ -294,6 +296,8 @@ class NamedLimiter:
         self.in_use += 1
         if self.in_use > self.peak_in_use:
             self.peak_in_use = self.in_use
+        if self.watch is not None:
+            self.watch(self.name, True, self.in_use)
         return waited
 
     def release(self) -> None:
@@ -301,6 +305,8 @@ class NamedLimiter:
         self.in_use -= 1
         if self.slots is not None:
             self.slots.release()
+        if self.watch is not None:
+            self.watch(self.name, False, self.in_use)
 
     def adjust_tokens(self, delta: float) -> None:
         """Correct the token budget once a call's real usage is known."""

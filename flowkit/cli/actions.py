@@ -1,4 +1,4 @@
-"""What each ``flowkit`` subcommand does: run, list, graph, report, runs, export."""
+"""What each ``flowkit`` subcommand does: run, list, graph, runs, export (report: ``reports``)."""
 
 from __future__ import annotations
 
@@ -6,13 +6,21 @@ import argparse
 import contextlib
 import csv
 import dataclasses
+import importlib.util
 import json
+import os
+import re
+import sqlite3
 import sys
+import tempfile
 import traceback
+import uuid
+import warnings
 from collections.abc import Iterator
 from datetime import datetime
+from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from flowkit.cli.targets import (
     FAILED,
@@ -23,14 +31,25 @@ from flowkit.cli.targets import (
     set_executor,
     shared_from,
 )
-from flowkit.commands import FlowCommand, Registry
-from flowkit.errors import CommandLoadError, FlowkitError, UsageError
+from flowkit.commands import OUT_ROOT, FlowCommand, Registry, output_dir, output_file
+from flowkit.errors import (
+    CommandLoadError,
+    ConfigError,
+    FlowkitError,
+    FlowkitWarning,
+    GraphError,
+    MissingExtraError,
+    UsageError,
+)
 from flowkit.graph import build_graph, to_mermaid
 from flowkit.limits import Limit
+from flowkit.node import BaseNode, node_options
 from flowkit.redact import redact
 from flowkit.results import RunInfo
 from flowkit.runner import Runner
 from flowkit.store import Store, StoreError
+
+REPORT_FILES = ("report.json", "report.html", "report.png")
 
 
 def run_flow(args: argparse.Namespace, registry: Registry, command: FlowCommand | None) -> int:
@@ -40,40 +59,39 @@ def run_flow(args: argparse.Namespace, registry: Registry, command: FlowCommand 
     args.executor_kind = kinds[-1] if kinds else None
     if args.executor_kind is not None and command is None:
         raise UsageError("a bare --executor KIND is for bundled flows; write NODE=KIND")
-    shared: Any = {}
-    limits: dict[str, int | Limit] = {}
-    if command is not None:
-        flow, shared = command.build(args)
-        limits.update(command.limits(args))
-    else:
-        flow = load_target(args.target)
-    if args.shared is not None:
-        extra = shared_from(args.shared)
-        shared = extra if shared is None else {**shared, **extra}
-    limits = limits_from(flow, limits, [(name, n) for name, n in args.limit if name is not None])
-    for name, kind in args.executor:
-        if name is not None:
-            set_executor(flow, name, kind)
-    store = None if args.no_store else args.store
-    if args.resume is not None:
-        if store is None:
-            raise UsageError("--resume needs a store; drop --no-store")
-        known_run(store, args.resume)
+    if args.resume is not None and args.run_id is not None and args.run_id != args.resume:
+        raise UsageError(
+            "--resume RUN_ID continues that run under its own id; drop --run-id (or give "
+            "the same id to both)"
+        )
     if args.max_rss_mb is not None and args.max_rss_mb <= 0:
         raise UsageError("--max-rss-mb must be a positive number")
-    runner = Runner(
-        **(command.runner_options(args) if command is not None else {}),
-        limits=limits,
-        progress=not args.no_progress,
-        report=args.report,
-        store=store,
-        run_id=args.run_id,
-        resume=args.resume,
-        skip_failed=args.skip_failed,
-        max_rss_mb=args.max_rss_mb,
-    )
+    store = None if args.no_store else args.store
+    given = [getattr(args, name, None) for name in ("report", "output")]
+    if store is not None:
+        given.append(str(Path(store).parent))
+    fresh = absent_folders([Path(OUT_ROOT), *(Path(p) for p in given if p is not None)])
+    try:
+        if store is not None:
+            check_store_path(store)
+        if args.resume is not None:
+            if store is None:
+                raise UsageError("--resume needs a store; drop --no-store")
+            known_run(store, args.resume)
+    except BaseException:
+        remove_empty(fresh)
+        raise
+    run_id = args.resume or args.run_id or uuid.uuid4().hex[:12]
+    try:
+        flow, shared, runner = prepare(args, command, store, run_id)
+    except BaseException:
+        remove_empty(fresh)  # a refused run leaves no empty folders behind
+        raise
     try:
         runner.run(flow, shared)
+    except (ConfigError, GraphError) as exc:  # wiring or settings: what to fix, not a crash
+        remove_empty(fresh)
+        raise UsageError(str(exc)) from None
     except Exception as exc:
         missing = missing_extra_for(exc, registry, command)
         if missing is not None:
@@ -86,19 +104,135 @@ def run_flow(args: argparse.Namespace, registry: Registry, command: FlowCommand 
             redact(f"flowkit: {flow.name} failed{took}: {type(exc).__name__}: {exc}"),
             file=sys.stderr,
         )
-        if info is not None and store is not None:
+        if store is not None and stored_results(store, run_id):
             print(
-                f"flowkit: finished items are stored; resume with --resume {info.run_id}",
+                f"flowkit: finished items are stored; resume with --resume {run_id}",
                 file=sys.stderr,
             )
+        for line in where_lines(args.report, args.out_dir):
+            print(line, file=sys.stderr)
         return FAILED
     info = runner.last_run
     assert info is not None
     code = command.finish(args, shared, info) if command is not None else OK
-    if code == OK and any(n.failed for n in info.nodes.values()):
-        code = FAILED  # a run with failed items is not ok
-    print(result_line(flow.name, info, args.report, code))
+    rejected = command.rejected(args, shared) if command is not None else 0
+    if code == OK and (rejected or any(n.failed for n in info.nodes.values())):
+        code = FAILED  # a run with failed items or refused inputs is not ok
+    print(result_line(flow.name, info, code, rejected))
+    for line in where_lines(args.report, args.out_dir):
+        print(line)
     return code
+
+
+def prepare(
+    args: argparse.Namespace, command: FlowCommand | None, store: str | None, run_id: str
+) -> tuple[BaseNode, Any, Runner]:
+    """Build the flow, its shared store and its runner, refusing every bad setting and write
+    target before any work starts."""
+    shared: Any = {}
+    limits: dict[str, int | Limit] = {}
+    args.out_dir = None
+    if command is not None:
+        args.out_dir = Path(OUT_ROOT) / command.name / run_id
+        flow, shared = command.build(args)
+        limits.update(command.limits(args))
+    else:
+        flow = load_target(args.target)
+    check_flow(flow, args.max_steps)
+    if args.shared is not None:
+        extra = shared_from(args.shared)
+        shared = extra if shared is None else {**shared, **extra}
+    limits = limits_from(flow, limits, [(name, n) for name, n in args.limit if name is not None])
+    for name, kind in args.executor:
+        if name is not None:
+            set_executor(flow, name, kind)
+    if args.report is not None:
+        check_report_dir(args.report, "--report")
+    runner = Runner(
+        **(command.runner_options(args) if command is not None else {}),
+        limits=limits,
+        progress=not args.no_progress,
+        report=args.report,
+        store=store,
+        run_id=run_id,
+        resume=args.resume,
+        skip_failed=args.skip_failed,
+        max_rss_mb=args.max_rss_mb,
+        max_steps=args.max_steps,
+    )
+    return flow, shared, runner
+
+
+def absent_folders(paths: list[Path]) -> list[Path]:
+    """Each of ``paths`` and of its parents that does not exist yet, deepest first."""
+    out: set[Path] = set()
+    for path in paths:
+        for folder in (path, *path.parents):
+            if folder.exists() or folder.is_symlink():
+                break
+            out.add(folder)
+    return sorted(out, key=lambda p: len(p.parts), reverse=True)
+
+
+def remove_empty(folders: list[Path]) -> None:
+    """Remove the folders of ``folders`` (and folders in them) that are empty."""
+    for folder in folders:
+        for root, _, _ in os.walk(folder, topdown=False):
+            with contextlib.suppress(OSError):
+                os.rmdir(root)  # only an empty folder goes
+
+
+def check_flow(flow: BaseNode, max_steps: int | None) -> None:
+    """Refuse, before any work, a flow that cannot run as wired or whose node settings are
+    invalid; warn about a loop that nothing leaves unless ``--max-steps`` bounds it."""
+    graph = build_graph(flow)
+    for problem in graph.problems:
+        if problem.kind == "nested":
+            raise UsageError(f"{problem.node}: {problem.message}")
+        if problem.kind == "endless" and max_steps is None:
+            warnings.warn(f"{problem.node}: {problem.message}", FlowkitWarning, stacklevel=2)
+    for g in graph.nodes:
+        node_options(g.node, warn=False)  # a bad limit or executor is a ConfigError: exit 2
+
+
+def check_store_path(path: str) -> None:
+    """A store path must name a file whose folder can be created and written."""
+    if Path(path).is_dir():
+        raise UsageError(f"--store: {path} is a folder; give a file, e.g. {Path(path) / 'runs.db'}")
+    output_dir(Path(path).parent, "--store")
+
+
+def check_report_dir(directory: str | Path, option: str) -> None:
+    """Create the report folder now and check that each report file can be written there."""
+    folder = output_dir(directory, option)
+    for name in REPORT_FILES:
+        output_file(folder / name, option)
+
+
+def stored_results(path: str, run_id: str) -> bool:
+    """Whether the store at ``path`` holds any result of ``run_id`` (False when unreadable)."""
+    try:
+        store = Store(path)
+    except (StoreError, OSError, sqlite3.Error):
+        return False
+    try:
+        return next(iter(store.results(run_id)), None) is not None
+    except (StoreError, OSError, sqlite3.Error):
+        return False
+    finally:
+        store.close()
+
+
+def where_lines(report: str | None, out_dir: Path | None) -> list[str]:
+    """Where to look after a run: the report page, then (last) the run's output folder."""
+    lines = []
+    if report is not None and (Path(report) / "report.html").is_file():
+        lines.append(f"  report: {Path(report) / 'report.html'}")
+    if out_dir is not None and Path(out_dir).is_dir():
+        lines.append(f"  outputs: {str(out_dir).rstrip(os.sep) + os.sep}")
+    elif out_dir is not None and Path(out_dir).is_file():
+        lines.append(f"  outputs: {out_dir}")
+    return lines
 
 
 def list_flows(args: argparse.Namespace, registry: Registry, command: FlowCommand | None) -> int:
@@ -110,10 +244,43 @@ def list_flows(args: argparse.Namespace, registry: Registry, command: FlowComman
     for name in names:
         try:
             description = registry.get(name).description
+            missing = missing_requirements(registry.extra(name))
+            if missing:
+                extra = registry.extra(name)
+                description = (
+                    f"[needs pip install 'flowkit[{extra}]': {', '.join(missing)} missing] "
+                    + description
+                )
+        except MissingExtraError as exc:
+            description = f"[not installed: {redact(str(exc))}]"
         except CommandLoadError as exc:
             description = f"(cannot load: {redact(str(exc.__cause__ or exc))})"
         print(f"{name:<{width}}  {description}")
     return OK
+
+
+def missing_requirements(extra: str | None) -> list[str]:
+    """The packages of flowkit's ``extra`` that cannot be imported here (none when flowkit's
+    metadata is not installed)."""
+    if extra is None:
+        return []
+    try:
+        requires = metadata.requires("flowkit") or []
+    except metadata.PackageNotFoundError:
+        return []
+    missing = []
+    for text in requires:
+        name, _, marker = text.partition(";")
+        if f'extra == "{extra}"' not in marker.replace("'", '"'):
+            continue
+        package = re.split(r"[\s<>=!~\[(]", name.strip(), maxsplit=1)[0]
+        try:
+            found = importlib.util.find_spec(package.replace("-", "_").lower()) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing.append(package)
+    return missing
 
 
 def draw_graph(args: argparse.Namespace, registry: Registry, command: FlowCommand | None) -> int:
@@ -123,33 +290,8 @@ def draw_graph(args: argparse.Namespace, registry: Registry, command: FlowComman
         flow = load_target(args.target)
     print(to_mermaid(flow), end="")
     for problem in build_graph(flow).problems:
-        print(f"flowkit: problem at {problem.node}: {problem.message}", file=sys.stderr)
-    return OK
-
-
-def show_report(args: argparse.Namespace, registry: Registry, command: FlowCommand | None) -> int:
-    from pydantic import ValidationError
-    from rich.console import Console
-
-    from flowkit.report.files import load_report, render_files
-    from flowkit.report.tables import limiter_table, summary_table
-
-    try:
-        report = load_report(args.directory)
-    except FileNotFoundError:
-        raise UsageError(f"no report.json in {args.directory}") from None
-    except ValidationError as exc:
-        raise UsageError(f"{args.directory}/report.json is not a flowkit report: {exc}") from None
-    written = render_files(report, args.directory)
-    console = Console(width=None if sys.stdout.isatty() else 120)
-    console.print(summary_table(report))
-    limiters = limiter_table(report)
-    if limiters is not None:
-        console.print(limiters)
-    for node in report.nodes:
-        for finding in node.findings:
-            console.print(f"[yellow]{node.name}[/]: {finding}", highlight=False)
-    console.print("wrote " + ", ".join(str(p) for p in written), highlight=False)
+        kind = "warning:" if problem.kind == "endless" else "problem at"
+        print(redact(f"flowkit: {kind} {problem.node}: {problem.message}"), file=sys.stderr)
     return OK
 
 
@@ -170,9 +312,16 @@ def list_runs(args: argparse.Namespace, registry: Registry, command: FlowCommand
 
 def export_run(args: argparse.Namespace, registry: Registry, command: FlowCommand | None) -> int:
     known_run(args.store, args.run_id)
-    out = open(args.output, "w", newline="") if args.output else sys.stdout  # noqa: SIM115
-    try:
-        with open_store(args.store) as store:
+    if args.output:
+        output_file(args.output, "--output")
+    with open_store(args.store) as store:
+        if args.node is not None and next(store.results(args.run_id, node=args.node), None) is None:
+            nodes = sorted({r.node.rpartition("/")[2] for r in store.results(args.run_id)})
+            raise UsageError(
+                f"--node: run {args.run_id} has no node {args.node!r} with stored results; "
+                f"its nodes: {', '.join(nodes) or 'none'}"
+            )
+        with replacing(args.output) if args.output else contextlib.nullcontext(sys.stdout) as out:
             rows = store.results(args.run_id, node=args.node)
             if args.format == "jsonl":
                 for r in rows:
@@ -182,10 +331,23 @@ def export_run(args: argparse.Namespace, registry: Registry, command: FlowComman
                 writer.writerow(["node", "item_key", "index", "ok", "value"])
                 for r in rows:
                     writer.writerow([r.node, r.item_key, r.index, int(r.ok), json.dumps(r.value)])
-    finally:
-        if out is not sys.stdout:
-            out.close()
     return OK
+
+
+@contextlib.contextmanager
+def replacing(path: str) -> Iterator[TextIO]:
+    """Write a new ``path`` through a temporary file beside it, renamed over it at the end
+    (never through a symbolic link; nothing left half-written on failure)."""
+    target = output_file(path, "--output")
+    fd, temp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
+            yield handle
+        os.replace(temp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)
+        raise
 
 
 @contextlib.contextmanager
@@ -208,15 +370,17 @@ def known_run(path: str, run_id: str) -> None:
             raise UsageError(f"run {run_id!r} is not in {path} (see `flowkit runs`)")
 
 
-def result_line(flow: str, info: RunInfo, report: str | None, code: int) -> str:
-    """The end-of-run line: agrees with the exit code and counts retries inside exec too."""
+def result_line(flow: str, info: RunInfo, code: int, rejected: int = 0) -> str:
+    """The end-of-run line: agrees with the exit code and counts retries inside exec too,
+    and inputs refused before they became items."""
     nodes = info.nodes.values()
     items = sum(n.items for n in nodes)
     failed = sum(n.failed for n in nodes)
     retries = sum(n.retries + int(n.usage.get("llm_retries", 0)) for n in nodes)
+    refused = f"{rejected:,} input{'' if rejected == 1 else 's'} rejected, " if rejected else ""
     line = (
         f"{'ok' if code == OK else 'failed'} {flow} in {info.wall_time:.2f} s: {items:,} "
-        f"item{'' if items == 1 else 's'}, {failed:,} failed, {retries:,} "
+        f"item{'' if items == 1 else 's'}, {failed:,} failed, {refused}{retries:,} "
         f"{'retry' if retries == 1 else 'retries'}; run {info.run_id}"
     )
     if info.resumed:
@@ -224,6 +388,4 @@ def result_line(flow: str, info: RunInfo, report: str | None, code: int) -> str:
     for stats in info.limiters.values():
         if stats.calls:
             line += "\n  " + stats.line()
-    if report:
-        line += f"\n  report: {Path(report) / 'report.html'}"
     return line

@@ -3,24 +3,33 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import traceback
 import warnings
 from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
-from flowkit.cli.actions import draw_graph, export_run, list_flows, list_runs, run_flow, show_report
+from flowkit.cli.actions import draw_graph, export_run, list_flows, list_runs, run_flow
+from flowkit.cli.reports import show_report
 from flowkit.cli.targets import DEFAULT_STORE, FAILED, USAGE, missing_extra_for
-from flowkit.commands import FlowCommand, Registry
+from flowkit.commands import OUT_ROOT, FlowCommand, Registry, positive_int
 from flowkit.errors import (
     CommandLoadError,
+    ConfigError,
+    FlowkitError,
     FlowkitWarning,
+    GraphError,
     MissingExtraError,
     PreParseError,
     UsageError,
 )
 from flowkit.node import EXECUTORS
 from flowkit.redact import redact
+
+SIGPIPE_EXIT = 141
+"""The status of a command whose output pipe closed early (128 + SIGPIPE), as shells report
+for tools that SIGPIPE ends."""
 
 
 def main(argv: Sequence[str] | None = None, commands: Iterable[FlowCommand] | None = None) -> int:
@@ -29,9 +38,26 @@ def main(argv: Sequence[str] | None = None, commands: Iterable[FlowCommand] | No
     ``commands`` replaces the flows found through entry points (tests, embedding).
     """
     argv = list(sys.argv[1:] if argv is None else argv)
-    with warnings.catch_warnings():
-        warnings.showwarning = _show_warning
-        return _main(argv, commands)
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            code = _main(argv, commands)
+        sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        return _reader_gone()
+
+
+def _reader_gone() -> int:
+    """Stdout's reader went away (``flowkit export ... | head -1``): stop quietly, as a
+    tool killed by SIGPIPE does, without a traceback when Python flushes stdout at exit."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # no real stdout (embedded, captured): nothing to flush
+        pass
+    return SIGPIPE_EXIT
 
 
 def _show_warning(
@@ -59,12 +85,18 @@ def _main(argv: list[str], commands: Iterable[FlowCommand] | None) -> int:
         return int(args.handler(args, registry, command))
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2)
         return exc.code if isinstance(exc.code, int) else USAGE
-    except (UsageError, CommandLoadError, MissingExtraError) as exc:
+    except (UsageError, CommandLoadError, MissingExtraError, ConfigError, GraphError) as exc:
         print(f"flowkit: error: {redact(str(exc))}", file=sys.stderr)
         return USAGE
     except KeyboardInterrupt:
         print("flowkit: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        raise
+    except FlowkitError as exc:  # flowkit's own errors say what to fix: one line
+        missing = missing_extra_for(exc, registry, command)
+        print(f"flowkit: error: {redact(str(missing or exc))}", file=sys.stderr)
+        return USAGE if missing is not None else FAILED
     except Exception as exc:  # a flow that fails to import or build
         missing = missing_extra_for(exc, registry, command)
         if missing is not None:
@@ -78,9 +110,7 @@ def _main(argv: list[str], commands: Iterable[FlowCommand] | None) -> int:
 
 
 def _parser(registry: Registry, command: FlowCommand | None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="flowkit", description="Run flowkit flows and look at how they ran."
-    )
+    parser = _Parser(prog="flowkit", description="Run flowkit flows and look at how they ran.")
     sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
     run = sub.add_parser(
@@ -114,9 +144,9 @@ def _parser(registry: Registry, command: FlowCommand | None) -> argparse.Argumen
         "report",
         help="re-render a run report and summarise it",
         description="Re-render DIR/report.html (and .png) from DIR/report.json and print a "
-        "summary table.",
+        f"summary. A RUN_ID finds the report under {OUT_ROOT}/FLOW/RUN_ID/.",
     )
-    report.add_argument("directory", metavar="DIR")
+    report.add_argument("target", metavar="DIR|RUN_ID")
     report.set_defaults(handler=show_report)
 
     runs = sub.add_parser(
@@ -175,7 +205,12 @@ def _generic_run_options(parser: argparse.ArgumentParser) -> None:
         help=f"run that node's exec on KIND ({', '.join(EXECUTORS)}); repeatable; a bare KIND "
         "is passed to the flow (e.g. batt's sequential|thread|process|ray)",
     )
-    parser.add_argument("--report", metavar="DIR", help="write report.json/.html/.png into DIR")
+    parser.add_argument(
+        "--report",
+        metavar="DIR",
+        help="write report.json/.html/.png into DIR (a bundled flow: into its run's folder "
+        f"under {OUT_ROOT}/ by default)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="print no progress")
     _store_option(parser)
     parser.add_argument("--no-store", action="store_true", help="checkpoint nothing")
@@ -187,6 +222,12 @@ def _generic_run_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--skip-failed", action="store_true", help="with --resume: keep stored failures"
+    )
+    parser.add_argument(
+        "--max-steps",
+        type=positive_int,
+        metavar="N",
+        help="stop a flow that runs more than N nodes in one pass (a loop that never ends)",
     )
     parser.add_argument(
         "--max-rss-mb",
@@ -214,6 +255,13 @@ def _executor(text: str) -> tuple[str | None, str]:
             f"expected NODE=KIND with KIND one of {', '.join(EXECUTORS)}, got {text!r}"
         )
     return name, kind
+
+
+class _Parser(argparse.ArgumentParser):
+    """Reports a bad option in one line (``flowkit: error: ...``, exit 2), naming the help."""
+
+    def error(self, message: str) -> Any:
+        raise UsageError(f"{message} (see {self.prog} --help)")
 
 
 class _Lenient(argparse.ArgumentParser):

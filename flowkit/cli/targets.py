@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
 import json
 import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-from flowkit.commands import FlowCommand, Registry
+from flowkit.commands import FlowCommand, Registry, read_text_file
 from flowkit.errors import MissingExtraError, UsageError
 from flowkit.extras import as_missing_extra
 from flowkit.graph import build_graph
@@ -22,22 +24,27 @@ OK, FAILED, USAGE = 0, 1, 2
 DEFAULT_STORE = os.path.join(".flowkit", "runs.db")
 
 
-
 def load_target(spec: str) -> BaseNode:
-    """The flow or node ``MODULE:ATTR`` names (calling it if it is a zero-argument factory)."""
-    module_name, colon, attr = spec.partition(":")
+    """The flow or node ``MODULE:ATTR`` or ``path/to/file.py:ATTR`` names (calling it if it
+    is a zero-argument factory)."""
+    module_name, colon, attr = spec.rpartition(":")
     if not colon or not module_name or not attr:
         raise UsageError(
-            f"unknown flow {spec!r}: not a bundled flow (see `flowkit list`) nor MODULE:ATTR"
+            f"unknown flow {spec!r}: not a bundled flow (see `flowkit list`) nor MODULE:ATTR "
+            "or FILE.py:ATTR"
         )
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-    try:
-        obj: Any = importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and (module_name + ".").startswith(exc.name + "."):
-            raise UsageError(f"cannot import module {module_name!r}: {exc}") from None
-        raise
+    obj: Any
+    if module_name.endswith(".py") or os.sep in module_name or "/" in module_name:
+        obj = _import_file(Path(module_name))
+    else:
+        try:
+            obj = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and (module_name + ".").startswith(exc.name + "."):
+                raise UsageError(f"cannot import module {module_name!r}: {exc}") from None
+            raise
     for part in attr.split("."):
         try:
             obj = getattr(obj, part)
@@ -51,6 +58,39 @@ def load_target(spec: str) -> BaseNode:
             "factory returning one)"
         )
     return obj
+
+
+def _import_file(path: Path) -> ModuleType:
+    """Import a Python file as the module named by its stem, its folder made importable (so
+    its own imports work, and worker processes can import its nodes by name)."""
+    if path.suffix != ".py":
+        raise UsageError(f"{path}: a flow file must end in .py (or name a MODULE:ATTR)")
+    if not path.is_file():
+        raise UsageError(f"no such file {path}")
+    name = path.stem
+    if not name.isidentifier():
+        raise UsageError(f"{path}: its name is not a Python module name (letters, digits, _)")
+    folder = str(path.resolve().parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    known = sys.modules.get(name)
+    if known is not None:
+        if Path(getattr(known, "__file__", "") or "").resolve() == path.resolve():
+            return known
+        raise UsageError(
+            f"{path}: a module named {name!r} is already imported from elsewhere; rename the file"
+        )
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise UsageError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
 
 
 def set_executor(flow: BaseNode, name: str, kind: str) -> None:
@@ -102,12 +142,9 @@ def limits_from(
 
 
 def shared_from(value: str) -> Any:
+    """The ``--shared`` object: inline JSON, or ``@FILE`` holding it (UTF-8)."""
     if value.startswith("@"):
-        path = Path(value[1:])
-        try:
-            value = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise UsageError(f"--shared: cannot read {path}: {exc.strerror}") from None
+        value = read_text_file(value[1:], "--shared")
     try:
         shared = json.loads(value)
     except json.JSONDecodeError as exc:

@@ -10,6 +10,9 @@ from pydantic import BaseModel
 from flowkit.limits import LimiterStats
 from flowkit.results import ErrorRecord
 
+SeriesSource = Literal["calls", "holders", "users"]
+"""What a series' "running" counts (see ``Series``)."""
+
 
 class Bar(BaseModel):
     """One stretch of an exec call on the timeline; times are seconds from the run's start.
@@ -75,6 +78,41 @@ class NodeReport(BaseModel):
     limiters: list[str] = []
 
 
+class Series(BaseModel):
+    """Calls running and waiting over time for one node or one named limiter, as steps.
+
+    From ``t[i]`` (seconds from the run's start) until ``t[i + 1]`` (the last: the run's
+    end), ``running[i]`` calls ran and ``waiting[i]`` waited. A long series is cut into
+    stretches of equal time: then ``running``/``waiting`` hold each stretch's time-weighted
+    mean and ``running_peak``/``waiting_peak`` its highest count (empty when exact).
+    ``limit`` is the node's limit or the limiter's ``max_concurrency``. ``source`` says what
+    "running" counts: "calls" (a node's running calls), "holders" (a limiter's holders, as
+    the runner reported each hold) or "users" (for a limiter, the calls running in the nodes
+    that take it: an upper bound on its holders, since a call may work outside the limiter).
+    Waiting for a limiter counts the waits for that limiter only.
+    """
+
+    name: str
+    kind: Literal["node", "limiter"]
+    limit: int | None = None
+    source: SeriesSource = "calls"
+    t: list[float]
+    running: list[float]
+    waiting: list[float]
+    running_peak: list[int] = []
+    waiting_peak: list[int] = []
+
+    @property
+    def peak_running(self) -> int:
+        """The most calls running (or holders) at once."""
+        return int(max(self.running_peak or self.running, default=0))
+
+    @property
+    def peak_waiting(self) -> int:
+        """The most calls waiting at once."""
+        return int(max(self.waiting_peak or self.waiting, default=0))
+
+
 class RunReport(BaseModel):
     """Everything ``report.json`` holds; ``flowkit report DIR`` renders the rest from it."""
 
@@ -95,6 +133,7 @@ class RunReport(BaseModel):
     waits: int = 0
     wait_lanes: int = 0
     limiters: list[LimiterStats] = []
+    series: list[Series] = []
 
     @property
     def sampled(self) -> bool:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import colorsys
 import html
-import math
 import string
 from collections.abc import Sequence
 from importlib import resources
 
-from flowkit.report.model import LoopBlock, RunReport
+from flowkit.report.charts import concurrency_note, concurrency_svg, timeline_svg
+from flowkit.report.model import RunReport
 
 
 def colours(names: Sequence[str]) -> dict[str, str]:
@@ -19,12 +19,6 @@ def colours(names: Sequence[str]) -> dict[str, str]:
         r, g, b = colorsys.hls_to_rgb((0.58 + i * 0.381966) % 1.0, 0.52, 0.62)
         out[name] = f"#{round(r * 255):02x}{round(g * 255):02x}{round(b * 255):02x}"
     return out
-
-
-
-_SVG_WIDTH = 1200
-_AXIS = 26
-_PAD = 18  # room for the first and last tick labels
 
 
 def render_html(report: RunReport) -> str:
@@ -44,95 +38,53 @@ def render_html(report: RunReport) -> str:
         ),
         findings=_findings_html(report),
         legend=_legend_html(report, palette),
+        concurrency=_concurrency_html(report, palette),
         timeline=timeline_svg(report, palette),
         timeline_note=html.escape(_timeline_note(report)),
+        zoom=_ZOOM_CONTROLS,
         table=_table_html(report, palette),
         limiters=_limiters_html(report),
         errors=_errors_html(report),
     )
 
 
-def _timeline_note(report: RunReport) -> str:
-    note = (
-        f"{report.spans:,} exec calls; at most {report.lanes} running at once (one lane each)."
+def _concurrency_html(report: RunReport, palette: dict[str, str]) -> str:
+    chart = concurrency_svg(report, palette)
+    if not chart:
+        return ""
+    return (
+        '<section id="concurrency-section"><h2>Concurrency over time</h2>'
+        f'{_ZOOM_CONTROLS}{chart}<p class="note">{html.escape(concurrency_note(report))}</p>'
+        "</section>"
     )
+
+
+_ZOOM_CONTROLS = (
+    '<div class="zoombar"><button data-zoom="out" title="zoom out">&#8722;</button>'
+    '<button data-zoom="left" title="earlier">&#9664;</button>'
+    '<button data-zoom="right" title="later">&#9654;</button>'
+    '<button data-zoom="reset" title="the whole run">whole run</button>'
+    '<span class="window"></span>'
+    '<span class="hint">drag across a chart to zoom in; double-click for the whole run</span>'
+    "</div>"
+)
+
+
+def _timeline_note(report: RunReport) -> str:
+    note = f"{report.spans:,} exec calls; at most {report.lanes} running at once (one lane each)."
     if report.waits:
         note += (
             f" Below the line, pale: {report.waits:,} waits (for a limiter, the node's "
             "limit, a worker or a retry's backoff), which count as waiting, not running."
         )
     if report.sampled:
-        note += f" Showing a uniform sample of {len(report.bars):,}; the table counts all."
+        note += (
+            f" Showing a uniform sample of {len(report.bars):,} stretches (the chart above "
+            "and the tables count all)."
+        )
     if report.blocks:
         note += " Red bands: the event loop was blocked."
     return note
-
-
-def timeline_svg(report: RunReport, palette: dict[str, str]) -> str:
-    """Lanes of running calls, then lanes of waits, one bar per stretch, coloured by node."""
-    run_lanes = max(report.lanes, 1)
-    wait_top = run_lanes + 1 if report.wait_lanes else run_lanes  # a gap lane between them
-    lanes = wait_top + report.wait_lanes
-    lane_h = max(1.5, min(18.0, 480 / lanes))
-    height = _AXIS + lanes * lane_h + 4
-    span = max([report.wall_time, *(b.end for b in report.bars), 1e-3])
-    scale = (_SVG_WIDTH - 2 * _PAD) / span
-
-    def x(t: float) -> str:
-        return f"{_PAD + t * scale:.2f}"
-
-    out = [
-        f'<svg id="timeline" viewBox="0 0 {_SVG_WIDTH} {height:.0f}" '
-        f'preserveAspectRatio="none" role="img" aria-label="timeline of exec calls">'
-    ]
-    step = _tick_step(span)
-    for k in range(int(span / step) + 1):
-        t = k * step
-        out.append(
-            f'<line class="tick" x1="{x(t)}" x2="{x(t)}" y1="{_AXIS - 6}" y2="{height:.0f}"/>'
-            f'<text class="tick" x="{x(t)}" y="{_AXIS - 10}">{t:g} s</text>'
-        )
-    for block in report.blocks:
-        out.append(
-            f'<rect class="blocked" x="{x(block.start)}" y="{_AXIS}" '
-            f'width="{max(block.seconds * scale, 1):.2f}" height="{lanes * lane_h:.1f}">'
-            f"<title>{html.escape(_block_label(block))}</title></rect>"
-        )
-    if report.wait_lanes:
-        y = _AXIS + (run_lanes + 0.5) * lane_h
-        out.append(
-            f'<line class="split" x1="0" x2="{_SVG_WIDTH}" y1="{y:.1f}" y2="{y:.1f}"/>'
-            f'<text class="split" x="4" y="{y - 2:.1f}">running &#8593; waiting &#8595;</text>'
-        )
-    gap = 1.0 if lane_h >= 4 else 0.0
-    for bar in report.bars:
-        took = f"{bar.start:.3f} to {bar.end:.3f} s ({bar.end - bar.start:.3f} s)"
-        item = f"item {bar.index}" if bar.index >= 0 else "an item"
-        if bar.kind == "wait":
-            label = f"{bar.node} {item} waiting for {bar.what}: {took}"
-            cls, lane = "wait", wait_top + bar.lane
-        else:
-            label = f"{bar.node} {item} running: {took}{'' if bar.ok else ', failed'}"
-            cls, lane = "bar" if bar.ok else "bar fail", bar.lane
-        out.append(
-            f'<rect class="{cls}" data-node="{html.escape(bar.node)}" '
-            f'x="{x(bar.start)}" y="{_AXIS + lane * lane_h:.1f}" '
-            f'width="{max((bar.end - bar.start) * scale, 0.6):.2f}" height="{lane_h - gap:.1f}" '
-            f'fill="{palette[bar.node]}"><title>{html.escape(label)}</title></rect>'
-        )
-    out.append("</svg>")
-    return "".join(out)
-
-
-def _block_label(block: LoopBlock) -> str:
-    return f"event loop blocked {block.seconds:.2f} s in {block.node}.{block.hook} ({block.where})"
-
-
-def _tick_step(span: float) -> float:
-    """A round step (1, 2 or 5 times a power of ten) giving about eight ticks."""
-    raw = span / 8
-    power = 10 ** math.floor(math.log10(raw))
-    return next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
 
 
 def _legend_html(report: RunReport, palette: dict[str, str]) -> str:
@@ -157,7 +109,8 @@ def _findings_html(report: RunReport) -> str:
 def _table_html(report: RunReport, palette: dict[str, str]) -> str:
     rows = []
     for n in report.nodes:
-        waits = ", ".join(f"{html.escape(k)} {v:.2f} s" for k, v in n.limiter_wait.items())
+        waits = html.escape(", ".join(f"{k} {v:.2f} s" for k, v in n.limiter_wait.items()))
+        usage = html.escape(usage_text(n.usage))
         meter = ""
         if n.limit:
             mean = min(100.0, 100 * n.mean_in_flight / n.limit)
@@ -167,10 +120,11 @@ def _table_html(report: RunReport, palette: dict[str, str]) -> str:
                 f'<span class="mean" style="width:{mean:.1f}%"></span>'
                 f'<span class="peak" style="left:{peak:.1f}%"></span></span>'
             )
+        paths = ", ".join(html.escape(p).replace("/", "/<wbr>") for p in n.paths)
         rows.append(
             "<tr>"
-            f'<td><span class="swatch" style="background:{palette[n.name]}"></span>'
-            f'{html.escape(n.name)}<div class="paths">{html.escape(", ".join(n.paths))}</div></td>'
+            f'<td class="name"><span class="swatch" style="background:{palette[n.name]}"></span>'
+            f'{html.escape(n.name)}<div class="paths">{paths}</div></td>'
             f"<td>{html.escape(n.executor)}</td>"
             f"<td>{n.items:,}</td>"
             f'<td class="{"bad" if n.failed else ""}">{n.failed:,}</td>'
@@ -180,8 +134,8 @@ def _table_html(report: RunReport, palette: dict[str, str]) -> str:
             f"<td>{n.speedup:.1f}&times;</td>"
             f"<td>{n.mean_in_flight:.1f} / {n.peak_in_flight} / {n.limit or '&ndash;'}{meter}</td>"
             f"<td>{f'{n.wait_time:.2f} s' if n.wait_time else '&ndash;'}</td>"
-            f"<td>{waits or '&ndash;'}</td>"
-            f'<td class="usage">{html.escape(usage_text(n.usage)) or "&ndash;"}</td>'
+            f'<td class="wrap">{waits or "&ndash;"}</td>'
+            f'<td class="wrap usage">{usage or "&ndash;"}</td>'
             "</tr>"
         )
     return "".join(rows)
@@ -225,13 +179,13 @@ def _limiters_html(report: RunReport) -> str:
             f"<td>{full}</td>"
             f"<td>{html.escape(lim.rate_text())}</td>"
             f"<td>{lim.wait_s:.2f} s / {lim.mean_wait_s:.3f} s ({lim.waits:,} waited)</td>"
-            f"<td>{users or '&ndash;'}</td>"
+            f'<td class="wrap">{users or "&ndash;"}</td>'
             "</tr>"
         )
     return (
         '<section id="limiters"><h2>Named limiters</h2><table><thead><tr><th>limiter</th>'
         "<th>limits</th><th>calls</th><th>in flight mean / peak / limit</th><th>all busy</th>"
-        "<th>achieved rate</th><th>wait total / mean per call</th><th>used by</th>"
+        '<th>achieved rate</th><th>wait total / mean per call</th><th class="l">used by</th>'
         f"</tr></thead><tbody>{''.join(rows)}</tbody></table></section>"
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from rich.console import Console
     from rich.table import Table
 
 
@@ -71,3 +72,54 @@ def limiter_table(report: RunReport) -> Table | None:
             ", ".join(f"{name} ({how})" for name, how in lim.users.items()) or "-",
         )
     return table
+
+
+def table_fits(table: Table, console: Console) -> bool:
+    """Whether ``table`` fits ``console`` at its natural width: no cell wrapped, cut or
+    shortened with an ellipsis."""
+    from rich.measure import Measurement
+
+    wide = console.options.update_width(10_000)
+    return Measurement.get(console, wide, table).maximum <= console.width
+
+
+def node_blocks(report: RunReport) -> list[str]:
+    """The tables' numbers as short lines (indented continuation lines start with two
+    spaces), for a terminal too narrow for the tables."""
+    status = "ok" if report.ok else "failed"
+    lines = [
+        f"{report.flow}: {status} in {report.wall_time:.2f} s (running: mean / peak / "
+        "limit, waits left out)"
+    ]
+    for n in report.nodes:
+        lines.append(
+            f"{n.name}: {n.executor}, {n.items:,} items, {n.failed:,} failed, {n.retries:,} retries"
+        )
+        lines.append(
+            f"  wall {n.wall_time:.2f} s, running {n.exec_time:.2f} s in all, speedup "
+            f"{n.speedup:.1f}x"
+        )
+        waits = ", ".join(f"{k} {v:.2f} s" for k, v in n.limiter_wait.items())
+        lines.append(
+            f"  running {n.mean_in_flight:.1f} / {n.peak_in_flight} / {n.limit or '-'}"
+            + (f"; waited {n.wait_time:.2f} s" if n.wait_time else "")
+            + (f"; limiter wait {waits}" if waits else "")
+        )
+        usage = usage_text(n.usage)
+        if usage:
+            lines.append(f"  usage: {usage}")
+    if report.limiters:
+        lines.append("named limiters (in flight: mean / peak / limit):")
+    for lim in report.limiters:
+        cap = lim.max_concurrency
+        lines.append(
+            f"limiter {lim.name} ({lim.limits_text() or 'no limits'}): {lim.calls:,} calls, "
+            f"in flight {lim.mean_in_flight:.1f} / {lim.peak_in_flight} / {cap or '-'}"
+            + (f", all busy {100 * lim.full_share:.0f} %" if cap else "")
+        )
+        users = ", ".join(f"{name} ({how})" for name, how in lim.users.items()) or "-"
+        lines.append(
+            f"  rate {lim.rate_text()}; waited {lim.wait_s:.2f} s ({lim.waits:,} waits); "
+            f"used by {users}"
+        )
+    return lines

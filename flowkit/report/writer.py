@@ -9,6 +9,12 @@ timeline's lanes count running calls only, and waits are drawn apart. Every name
 gets a row: its limits, use, rate and waits. Statistics use every span; the timeline draws
 at most ``max_bars`` of them (a uniform sample beyond that). Recording costs about 30 bytes
 per item while the run lasts. Error messages and tracebacks are redacted.
+
+The "concurrency over time" series (``series``) count each node's running and waiting calls
+and each named limiter's holders and waits exactly, from the run's events: every exec call
+and wait carries the call it belongs to, and every change in a limiter's holders is an event
+(``LimiterChanged``). A run without those events (a hand-fed writer) estimates a limiter's
+holders from the running calls of the nodes that take it, and the page says so.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from flowkit.events import (
     CallStarted,
     Event,
     ItemFailed,
+    LimiterChanged,
     LoopBlocked,
     NodeStarted,
     Observer,
@@ -41,19 +48,15 @@ from flowkit.events import (
 from flowkit.limits import LimiterStats
 from flowkit.redact import redact
 from flowkit.report.files import write_report
-from flowkit.report.model import Bar, LoopBlock, NodeReport, RunReport
+from flowkit.report.findings import findings
+from flowkit.report.model import Bar, LoopBlock, NodeReport, RunReport, Series
+from flowkit.report.series import Spans, series
 from flowkit.results import ErrorRecord, NodeStats, RunInfo
 
 MAX_BARS = 20_000
 """Item bars drawn on the timeline; beyond this many stretches, a uniform sample is drawn."""
 MAX_ERRORS = 100
 """Failed items listed in the report (the counts stay exact)."""
-UNDERUSE = 0.5
-"""A node whose mean in-flight stays below this share of its limit gets a finding."""
-LIMITER_SHARE = 0.1
-"""Limiter waits above this share of a node's exec time are named as a cause."""
-BOUND_SHARE = 0.5
-"""A limiter whose slots were all taken this share of its active time bounded its users."""
 
 
 @dataclass
@@ -111,6 +114,8 @@ class ReportWriter(Observer):
         self._blocks: list[LoopBlock] = []
         self._errors: list[ErrorRecord] = []
         self._limiters: list[LimiterStats] = []
+        self._limiter_waits: dict[str, tuple[array[float], array[float]]] = {}
+        self._holds: dict[str, tuple[array[float], array[float]]] = {}
 
     def start(self, info: RunInfo) -> None:
         self._reset(info)
@@ -122,6 +127,9 @@ class ReportWriter(Observer):
             self._end(event)
         elif isinstance(event, Waited):
             self._wait(event)
+        elif isinstance(event, LimiterChanged):
+            starts, ends = self._holds.setdefault(event.limiter, (array("d"), array("d")))
+            (starts if event.taken else ends).append(event.time - self._t0)
         elif isinstance(event, NodeStarted):
             if event.role == "node":
                 log = self._log(event.node)
@@ -158,6 +166,10 @@ class ReportWriter(Observer):
         end = event.time - self._t0
         start = end - event.seconds
         log = self._log(event.node)
+        if event.limiter is not None:
+            starts, ends = self._limiter_waits.setdefault(event.limiter, (array("d"), array("d")))
+            starts.append(start)
+            ends.append(end)
         code = self._whats.setdefault(event.what, len(self._whats))
         log.wait_starts.append(start)
         log.wait_ends.append(end)
@@ -221,12 +233,13 @@ class ReportWriter(Observer):
             e.model_copy(update={"traceback": redact(traces.get((e.node, e.index), ""))})
             for e in self._errors
         ]
+        wall = self._ended if self._ended is not None else time.monotonic() - self._t0
         return RunReport(
             run_id=self.info.run_id,
             flow=self._flow,
             ok=self._ok,
             started_at=self._started_at,
-            wall_time=self._ended if self._ended is not None else time.monotonic() - self._t0,
+            wall_time=wall,
             nodes=nodes,
             spans=sum(log.calls for log in logs),
             segments=sum(len(log.starts) for log in logs),
@@ -238,7 +251,48 @@ class ReportWriter(Observer):
             error_count=sum(n.failed for n in nodes),
             errors=errors,
             limiters=limiters,
+            series=self._series(logs, wall),
         )
+    def _series(self, logs: Sequence[_NodeLog], wall: float) -> list[Series]:
+        """Running and waiting over time: each named limiter, then each node."""
+        out = []
+        by_name = {log.name: log for log in logs}
+        empty: Spans = ((), ())
+        for lim in self._limiters:
+            held = self._holds.get(lim.name)
+            users = [by_name[n] for n in lim.users if n in by_name]
+            running: Spans = (
+                held
+                if held is not None
+                else (
+                    [t for log in users for t in log.starts],
+                    [t for log in users for t in log.ends],
+                )
+            )
+            out.append(
+                series(
+                    lim.name,
+                    "limiter",
+                    running,
+                    self._limiter_waits.get(lim.name, empty),
+                    wall,
+                    limit=lim.max_concurrency,
+                    source="holders" if held is not None else "users",
+                )
+            )
+        for log in logs:
+            out.append(
+                series(
+                    log.name,
+                    "node",
+                    (log.starts, log.ends),
+                    (log.wait_starts, log.wait_ends),
+                    wall,
+                    limit=log.limit,
+                )
+            )
+        return out
+
 
 
 def running(
@@ -314,72 +368,6 @@ def overlap(starts: Sequence[float], ends: Sequence[float]) -> tuple[int, float]
     if s:
         busy += e[-1] - since
     return peak, busy
-
-
-def bound_by(node: NodeReport, lim: LimiterStats) -> str | None:
-    """How ``lim`` held ``node`` back, in words, or None when it did not."""
-    waited = node.limiter_wait.get(lim.name, 0.0)
-    if waited <= LIMITER_SHARE * max(node.exec_time, 1e-9) or waited <= 0:
-        return None
-    tail = f"; items waited {waited:.2f} s in all"
-    if lim.max_concurrency and lim.full_share >= BOUND_SHARE:
-        return (
-            f"bounded by limiter {lim.name!r}: {lim.max_concurrency} of {lim.max_concurrency} "
-            f"busy {100 * lim.full_share:.0f} % of the time" + tail
-        )
-    if lim.rpm and lim.achieved_rpm is not None and lim.achieved_rpm >= 0.8 * lim.rpm:
-        return (
-            f"paced by limiter {lim.name!r}: {lim.achieved_rpm:,.0f} calls/min of its "
-            f"{lim.rpm:g} rpm" + tail
-        )
-    if lim.tpm and lim.achieved_tpm is not None and lim.achieved_tpm >= 0.8 * lim.tpm:
-        return (
-            f"paced by limiter {lim.name!r}: {lim.achieved_tpm:,.0f} tokens/min of its "
-            f"{lim.tpm:g} tpm" + tail
-        )
-    return f"waited on limiter {lim.name!r}" + tail
-
-
-def findings(node: NodeReport, limiters: Sequence[LimiterStats] = ()) -> list[str]:
-    """Why a node's work did not overlap as much as it could, in plain words."""
-    out: list[str] = []
-    if node.loop_blocked > 0:
-        out.append(
-            f"blocked the event loop for {node.loop_blocked:.2f} s, so nothing else ran "
-            'meanwhile: run its exec with executor="thread" (blocking I/O) or '
-            'executor="process" (CPU-bound work)'
-        )
-    bounds = [text for lim in limiters if (text := bound_by(node, lim)) is not None]
-    if node.limit is None or node.items < 2 or node.mean_in_flight >= UNDERUSE * node.limit:
-        return out + bounds
-    reasons: list[str] = []
-    if node.loop_blocked > 0:
-        reasons.append("the event loop was blocked")
-    if bounds:
-        reasons.extend(bounds)
-    elif node.limiter_wait:
-        limiter, waited = max(node.limiter_wait.items(), key=lambda kv: kv[1])
-        if waited > LIMITER_SHARE * node.exec_time:
-            reasons.append(
-                f"items waited {waited:.2f} s in all for limiter {limiter!r}, whose budget "
-                "set the pace"
-            )
-    if node.items < node.limit and node.mean_in_flight >= UNDERUSE * node.items:
-        reasons.append(f"only {node.items} items for a limit of {node.limit}")
-    if not reasons and node.peak_in_flight <= 1:
-        reasons.append(
-            "items ran one at a time: this node class runs its batch sequentially "
-            "(use AsyncParallelBatchNode, or an executor)"
-        )
-    if not reasons:
-        reasons.append(
-            "no cause seen: items may arrive slowly from prep, or a few slow items dominate"
-        )
-    out.append(
-        f"achieved {node.mean_in_flight:.1f} running on average (peak {node.peak_in_flight}) "
-        f"of a limit of {node.limit}: " + "; ".join(reasons)
-    )
-    return out
 
 
 def _bars(logs: Sequence[_NodeLog], cap: int, whats: Sequence[str], *, wait: bool) -> list[Bar]:

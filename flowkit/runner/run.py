@@ -24,7 +24,15 @@ from flowkit.engine import standard_observers
 from flowkit.errors import (
     ConfigError,
 )
-from flowkit.events import Event, NodeEnded, NodeStarted, RunEnded, RunStarted, Subscriber
+from flowkit.events import (
+    Event,
+    LimiterChanged,
+    NodeEnded,
+    NodeStarted,
+    RunEnded,
+    RunStarted,
+    Subscriber,
+)
 from flowkit.executors import (
     Executor,
     LoopExecutor,
@@ -264,6 +272,12 @@ class Run:
             self.guard.emit = self.emit
         for node_run in self.nodes.values():
             node_run.emit = self.emit
+        for lim in self._limiters.values():
+            lim.watch = self._limiter_changed
+
+    def _limiter_changed(self, name: str, taken: bool, holders: int) -> None:
+        if self.emit is not None:
+            self.emit(LimiterChanged(time.monotonic(), self.info.run_id, name, taken, holders))
 
     def event(self, event: Event) -> None:
         if self.emit is not None:
@@ -335,6 +349,8 @@ class Run:
             lim = self._limiters[name] = NamedLimiter(
                 name, spec, clock=self.settings.clock, sleep=self.settings.sleep
             )
+            if self.emit is not None:
+                lim.watch = self._limiter_changed
         return lim
 
     def executor(self, name: str) -> Executor:

@@ -8,7 +8,14 @@ import statistics
 from pathlib import Path
 from typing import Any
 
-from flowkit.commands import FlowCommand, UsageError
+from flowkit.commands import (
+    FlowCommand,
+    UsageError,
+    output_dir,
+    output_file,
+    read_text_file,
+)
+from flowkit.files import write_text
 from flowkit.node import BaseNode
 from flowkit.results import RunInfo
 from flows.batt.flow import Executor, TaskSummary, build_flow, validate_tasks
@@ -50,7 +57,12 @@ class BattCommand(FlowCommand):
         group.add_argument(
             "--task-file", metavar="FILE.json", help="tasks from ARC JSON {id: {train, test}}"
         )
-        group.add_argument("--output", metavar="FILE.jsonl", help="one line per task")
+        group.add_argument(
+            "--output",
+            metavar="FILE.jsonl",
+            help="one line per task (default: predictions.jsonl in the run's folder, "
+            "flowkit-out/batt/RUN_ID/)",
+        )
         group.add_argument("--workers", type=int, metavar="N", help="batt() calls in flight")
         group.add_argument("--vectorized", action="store_true", help="the NumPy mega-batch path")
         group.add_argument("--ray-address", metavar="ADDR", help="join this Ray cluster")
@@ -65,13 +77,16 @@ class BattCommand(FlowCommand):
         kind: Executor = args.executor_kind or "process"
         if args.workers is not None and args.workers < 1:
             raise UsageError("--workers must be a positive integer")
-        ids = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
+        ids = None
+        if args.tasks is not None:
+            ids = list(dict.fromkeys(t.strip() for t in args.tasks.split(",") if t.strip()))
+            if not ids:
+                raise UsageError("--tasks: no task ids given; write --tasks ID,ID or drop it")
+        self._outputs(args)
         if args.task_file:
             path = Path(args.task_file)
-            if not path.is_file():
-                raise UsageError(f"--task-file: no file {path}")
             try:
-                raw = json.loads(path.read_text())
+                raw = json.loads(read_text_file(path, "--task-file"))
             except json.JSONDecodeError as exc:
                 raise UsageError(f"--task-file: {path} is not JSON ({exc})") from None
             if not isinstance(raw, dict):
@@ -86,6 +101,19 @@ class BattCommand(FlowCommand):
         flow = build_flow(kind, vectorized=args.vectorized, workers=args.workers)
         return flow, {"tasks": good, "bad_tasks": bad, "summaries": {}}
 
+    def _outputs(self, args: argparse.Namespace) -> None:
+        """Predictions and report go to the run's folder unless told otherwise; each place
+        is checked before any work starts."""
+        if args.output is None or args.report is None:
+            output_dir(args.out_dir, "--output")
+        if args.report is None:
+            args.report = str(args.out_dir / "report")
+        if args.output is None:
+            args.output = str(args.out_dir / "predictions.jsonl")
+        else:
+            args.out_dir = Path(args.output)  # the last line names the file asked for
+        output_file(args.output, "--output")
+
     def finish(self, args: argparse.Namespace, shared: Any, run_info: RunInfo) -> int:
         summaries: dict[str, TaskSummary] = dict(shared["summaries"])
         for task_id, error in shared["bad_tasks"].items():
@@ -93,14 +121,13 @@ class BattCommand(FlowCommand):
                 task_id=task_id, solved=False, predictions=[], seconds=0.0, error=error
             )
         ordered = [summaries[t] for t in (*shared["tasks"], *shared["bad_tasks"])]
-        if args.output:
-            out = Path(args.output)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            with out.open("w") as f:
-                for s in ordered:
-                    f.write(s.model_dump_json() + "\n")
+        out = write_text(args.output, "".join(s.model_dump_json() + "\n" for s in ordered))
         print(report(ordered, run_info.wall_time))
+        print(f"wrote {out}")
         return 0
+
+    def rejected(self, args: argparse.Namespace, shared: Any) -> int:
+        return len(shared["bad_tasks"])
 
 
 def report(summaries: list[TaskSummary], wall: float) -> str:

@@ -57,6 +57,8 @@ def validate_grid(task_id: str, where: str, grid: Any) -> Grid:
 def _pairs(task_id: str, kind: str, pairs: Any) -> tuple[Pair, ...]:
     if not pairs:
         raise TaskError(task_id, f"has no {kind} pairs")
+    if isinstance(pairs, str | bytes | Mapping) or not isinstance(pairs, Iterable):
+        raise TaskError(task_id, f"its {kind} pairs are a {type(pairs).__name__}, not a list")
     out = []
     for i, pair in enumerate(pairs):
         if isinstance(pair, Mapping):

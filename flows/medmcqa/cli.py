@@ -21,7 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import flowkit as fk
-from flowkit.commands import FlowCommand, UsageError, positive_int, positive_number
+from flowkit.commands import (
+    FlowCommand,
+    UsageError,
+    output_dir,
+    positive_int,
+    positive_number,
+    text_file,
+)
 from flowkit.node import BaseNode
 from flowkit.results import RunInfo
 from flows.medmcqa.data import DataError, QuestionFile, sample_path
@@ -69,9 +76,9 @@ class MedMCQACommand(FlowCommand):
         group.add_argument(
             "--output",
             type=Path,
-            required=True,
             metavar="DIR",
-            help="results.jsonl, accuracy.csv/.md/.png (report: DIR/report)",
+            help="results.jsonl, accuracy.csv/.md/.png (report: DIR/report); default: the "
+            "run's folder, flowkit-out/medmcqa/RUN_ID",
         )
         group.add_argument(
             "--epsilons",
@@ -182,11 +189,14 @@ class MedMCQACommand(FlowCommand):
         )
 
     def build(self, args: argparse.Namespace) -> tuple[BaseNode, Any]:
+        if args.input is not None:
+            text_file(args.input, "--input")
         try:
             questions = QuestionFile(
                 args.input or sample_path(), cop_base=args.cop_base, limit=args.limit_items
             )
             questions.check()
+            _check_usable(questions)
             options = MechanismOptions(
                 santext_p=args.santext_p,
                 santext_w=args.santext_w,
@@ -209,6 +219,9 @@ class MedMCQACommand(FlowCommand):
             )
         except (DataError, ExperimentError, LLMConfigError) as exc:
             raise UsageError(str(exc)) from None
+        if args.output is None:
+            args.output = args.out_dir
+        args.out_dir = output_dir(args.output, "--output")
         if args.report is None:
             args.report = str(args.output / "report")
         flow = build_flow(experiment, question_concurrency=args.question_concurrency)
@@ -296,14 +309,46 @@ def _embedder(args: argparse.Namespace, questions: QuestionFile) -> Embedder:
             return MiniLMEmbedder()
         except fk.FlowkitError as exc:
             raise UsageError(f"{exc}; or pass --embedder hashed") from None
-    return hashed_embedder(questions)
+    try:
+        return hashed_embedder(questions)
+    except ValueError as exc:  # no words at all: nothing to sanitise
+        raise UsageError(
+            f"--input: the questions in {questions.path} hold no words to build the offline "
+            f"embedder from ({exc})"
+        ) from None
+
+
+MAX_EPSILON = 1e6
+"""The largest privacy budget accepted: far beyond it every mechanism already keeps its
+best-utility choice (no privacy at all), and larger values overflow the computation."""
 
 
 def _epsilons(text: str) -> tuple[float, ...]:
     try:
-        return check_epsilons(float(part) for part in text.split(",") if part.strip())
+        values = check_epsilons(float(part) for part in text.split(",") if part.strip())
     except (ValueError, ExperimentError) as exc:
-        raise argparse.ArgumentTypeError(f"--epsilons: {exc}") from None
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    too_big = [e for e in values if e > MAX_EPSILON]
+    if too_big:
+        raise argparse.ArgumentTypeError(
+            f"ε values must be at most {MAX_EPSILON:g} (no privacy long before "
+            f"that), got {', '.join(f'{e:g}' for e in too_big)}"
+        )
+    return values
+
+
+def _check_usable(questions: QuestionFile) -> None:
+    """Refuse a question file with no question the experiment can use, before any work."""
+    if next(iter(questions), None) is not None:
+        return
+    problems = questions.problems
+    if not problems:
+        raise UsageError(f"--input: {questions.path} holds no questions (it is empty)")
+    first = problems[0]
+    raise UsageError(
+        f"--input: {questions.path} has no usable question: {len(problems):,} record(s) "
+        f"skipped, the first (line {first.line}) for {first.reason}"
+    )
 
 
 def _scenarios(text: str) -> tuple[str, ...]:

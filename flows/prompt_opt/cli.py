@@ -25,7 +25,15 @@ from typing import Any
 from pydantic import ValidationError
 
 import flowkit as fk
-from flowkit.commands import FlowCommand, UsageError, positive_int, positive_number
+from flowkit.commands import (
+    FlowCommand,
+    UsageError,
+    non_negative_number,
+    output_dir,
+    positive_int,
+    positive_number,
+    text_file,
+)
 from flowkit.node import BaseNode
 from flows.prompt_opt.budget import StopSwitch
 from flows.prompt_opt.config import PromptOptConfig, budget_plan
@@ -56,7 +64,13 @@ class PromptOptCommand(FlowCommand):
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         add = parser.add_argument
-        add("--output", required=True, type=Path, metavar="DIR", help="folder for the results")
+        add(
+            "--output",
+            type=Path,
+            metavar="DIR",
+            help="folder for the results (default: the run's folder, "
+            "flowkit-out/prompt-opt/RUN_ID)",
+        )
         data = parser.add_argument_group("data")
         data.add_argument(
             "--dummies", type=Path, metavar="FILE", help="simulated users, JSON (default: bundled)"
@@ -245,7 +259,7 @@ class PromptOptCommand(FlowCommand):
         )
         llm.add_argument(
             "--sim-latency",
-            type=float,
+            type=non_negative_number,
             default=0.05,
             metavar="S",
             help="seconds per simulated call (default 0.05)",
@@ -282,6 +296,16 @@ class PromptOptCommand(FlowCommand):
                 feedback=not args.no_feedback,
                 seed=args.seed,
             )
+            for option, given in (
+                ("--dummies", args.dummies),
+                ("--seed-prompt", args.seed_prompt),
+                ("--dataset", args.dataset),
+                ("--train", args.train),
+                ("--val", args.val),
+                ("--test", args.test),
+            ):
+                if given is not None and given.is_file():
+                    text_file(given, option)  # UTF-8 or a one-line usage error
             settings = role_settings(
                 self._base(args),
                 _per_role(args.model),
@@ -300,6 +324,9 @@ class PromptOptCommand(FlowCommand):
         except (ValidationError, PromptOptInputError, LLMConfigError) as exc:
             raise UsageError(str(exc)) from None
         args.settings, args.task = settings, task
+        if args.output is None:
+            args.output = args.out_dir
+        args.out_dir = output_dir(args.output, "--output")
         if args.report is None:
             args.report = str(args.output / "report")
         stop = StopSwitch(args.stop_file or args.output / "STOP")
@@ -437,7 +464,7 @@ class PromptOptCommand(FlowCommand):
 
     def _base(self, args: argparse.Namespace) -> LLMSettings:
         given: dict[str, Any] = {"provider": args.provider, "max_attempts": args.max_attempts}
-        given["simulation"] = Simulation(latency_s=max(args.sim_latency, 0.0))
+        given["simulation"] = Simulation(latency_s=args.sim_latency)
         return LLMSettings(**{k: v for k, v in given.items() if v is not None})
 
 

@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import flowkit as fk
-from flowkit.commands import FlowCommand, UsageError, positive_int, positive_number
+from flowkit.commands import (
+    FlowCommand,
+    UsageError,
+    output_dir,
+    positive_int,
+    positive_number,
+    text_file,
+)
 from flowkit.node import BaseNode
 from flows.translation.flow import (
     DEFAULT_LIMIT,
@@ -38,7 +45,7 @@ class TranslationCommand(FlowCommand):
             required=True,
             type=_existing_file,
             metavar="FILE",
-            help="markdown to translate",
+            help="markdown to translate (UTF-8)",
         )
         parser.add_argument(
             "--languages",
@@ -48,7 +55,11 @@ class TranslationCommand(FlowCommand):
             help="comma-separated, e.g. French,German,Japanese",
         )
         parser.add_argument(
-            "--output", required=True, type=Path, metavar="DIR", help="folder for FILE.LANG.md"
+            "--output",
+            type=Path,
+            metavar="DIR",
+            help="folder for FILE.LANG.md (default: the run's folder, "
+            "flowkit-out/translation/RUN_ID)",
         )
         parser.add_argument(
             "--provider",
@@ -76,12 +87,19 @@ class TranslationCommand(FlowCommand):
         )
 
     def build(self, args: argparse.Namespace) -> tuple[BaseNode, Any]:
+        text_file(args.input, "--input")  # UTF-8, or one line saying so
         given = {"provider": args.provider, "model": args.model, "max_attempts": args.max_attempts}
         try:
             settings = LLMSettings(**{k: v for k, v in given.items() if v is not None})
             flow = translation_flow(settings)
         except LLMConfigError as exc:
             raise UsageError(str(exc)) from None
+        if args.output is None:
+            args.output = args.out_dir
+        output_dir(args.output, "--output")
+        if args.report is None:  # the report goes to the run's own folder
+            args.report = str(output_dir(args.out_dir, "--report") / "report")
+        args.out_dir = args.output
         shared = {"source": args.input, "languages": args.languages, "output": args.output}
         return flow, shared
 
@@ -113,5 +131,3 @@ def _languages(text: str) -> list[str]:
         return check_languages(text.split(","))
     except TranslationInputError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-

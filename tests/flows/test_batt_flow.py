@@ -60,7 +60,8 @@ def test_a_malformed_task_is_reported_and_the_others_still_run(tmp_path: Path) -
     file.write_text(json.dumps(raw, default=lambda a: a.tolist()))
     out = tmp_path / "pred.jsonl"
     done = batt("--task-file", str(file), "--output", str(out), cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 1, done.stderr  # malformed tasks are failures; the rest ran
+    assert "failed batt in" in done.stdout and "4 inputs rejected" in done.stdout
     by_id = {line["task_id"]: line for line in map(json.loads, out.read_text().splitlines())}
     assert by_id[FAST[0]]["error"] is None and by_id[FAST[1]]["error"] is None
     assert "ragged rows" in by_id["ragged"]["error"]
@@ -84,3 +85,57 @@ def test_executors_agree_on_every_prediction() -> None:
 def test_bad_usage_exits_2(tmp_path: Path) -> None:
     assert batt("--task-file", str(tmp_path / "missing.json"), cwd=tmp_path).returncode == 2
     assert batt("--workers", "0", cwd=tmp_path).returncode == 2
+
+
+@pytest.mark.parametrize(
+    "tasks",
+    [
+        {"--tasks": "deadbeef"},
+        {"--task-file": {"a": {"train": 3, "test": []}, "b": 5, "c": {"train": [[[[1]]]]}}},
+    ],
+    ids=["unknown-id", "all-malformed"],
+)
+def test_unknown_or_malformed_tasks_fail_the_run(tmp_path: Path, tasks: dict) -> None:
+    [(option, value)] = tasks.items()
+    if option == "--task-file":
+        (tmp_path / "tasks.json").write_text(json.dumps(value))
+        value = "tasks.json"
+    done = batt(option, value, "--executor", "sequential", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "ok batt" not in done.stdout
+    ended = [line for line in done.stdout.splitlines() if line.startswith("failed batt in")]
+    assert len(ended) == 1 and ": 0 items, 0 failed, " in ended[0] and " rejected" in ended[0]
+    assert "error in task" in done.stdout
+
+
+@pytest.mark.parametrize("given", ["", " , "])
+def test_an_empty_task_selection_is_a_usage_error(tmp_path: Path, given: str) -> None:
+    done = batt("--tasks", given, cwd=tmp_path)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "flowkit: error: --tasks: no task ids given; write --tasks ID,ID or drop it"
+    )
+    assert not (tmp_path / "flowkit-out").exists()
+
+
+def test_a_run_leaves_its_predictions_and_report_in_its_own_folder(tmp_path: Path) -> None:
+    done = batt("--tasks", FAST[2], "--executor", "sequential", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    *_, report_line, last = done.stdout.splitlines()
+    run_id = done.stdout.split("; run ")[1].split()[0]
+    folder = Path("flowkit-out") / "batt" / run_id
+    assert last == f"  outputs: {folder}/"
+    assert report_line == f"  report: {folder / 'report' / 'report.html'}"
+    assert {p.name for p in (tmp_path / folder).iterdir()} == {"predictions.jsonl", "report"}
+    [line] = (tmp_path / folder / "predictions.jsonl").read_text().splitlines()
+    assert json.loads(line)["task_id"] == FAST[2]
+    shown = subprocess.run(
+        [sys.executable, "-m", "flowkit.cli", "report", run_id],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert "batt: ok in" in shown.stdout and "ScoreSamples" in shown.stdout

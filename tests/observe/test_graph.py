@@ -160,3 +160,30 @@ def test_a_flow_without_start_and_a_shared_instance_are_problems() -> None:
 
 def test_a_clean_flow_has_no_problems() -> None:
     assert problems(example()) == []
+
+
+def test_a_flow_wired_into_itself_is_a_problem_naming_the_chain() -> None:
+    outer = fk.Flow(name="outer")
+    inner = fk.Flow(start=Step(name="s"), name="inner")
+    outer.start(inner)
+    inner.start_node >> outer  # type: ignore[operator]
+    [problem] = [p for p in problems(outer) if p.kind == "nested"]
+    assert problem.node == "outer"
+    assert "flow outer is wired into itself (outer -> inner -> outer)" in problem.message
+
+
+def test_a_loop_with_no_way_out_is_flagged_and_one_with_an_exit_or_a_bound_is_not() -> None:
+    think, act = Step(name="think"), Step(name="act")
+    think - "act" >> act
+    act - "think" >> think
+    [problem] = problems(fk.Flow(start=think, name="agent"))
+    assert problem.kind == "endless" and problem.node == "agent/think"
+    assert "the loop think -> act -> think has no way out" in problem.message
+
+    act - "done" >> Step(name="answer")  # a wired exit: PocketFlow's agent pattern
+    assert problems(fk.Flow(start=think, name="agent")) == []
+
+    again = Step(name="again")
+    again - "again" >> again
+    assert [p.kind for p in problems(fk.Flow(start=again, name="spin"))] == ["endless"]
+    assert problems(fk.Flow(start=again, name="spin", max_steps=50)) == []

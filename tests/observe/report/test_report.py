@@ -247,3 +247,41 @@ async def test_with_matplotlib_the_png_is_written(tmp_path: Path) -> None:
     await fk.Runner(report=tmp_path, progress=False).run_async(gated(Gate(2), 4), {})
     png = tmp_path / "report.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+async def test_the_png_numbers_running_and_waiting_lanes_apart_in_whole_numbers(
+    tmp_path: Path,
+) -> None:
+    pytest.importorskip("matplotlib")
+    from flowkit.report.files import png_figure
+
+    limits = {"api": fk.Limit(max_concurrency=3)}
+
+    class Queued(fk.AsyncParallelBatchNode):
+        uses = ("api",)
+
+        async def prep_async(self, shared):
+            return range(12)
+
+        async def exec_async(self, item):
+            await asyncio.sleep(0.005)
+
+    await fk.Runner(limits=limits, report=tmp_path, progress=False).run_async(Queued(), {})
+    report = load_report(tmp_path)
+    assert report.lanes == 3 and report.wait_lanes >= 2
+    fig = png_figure(report)
+    renderer = fig.canvas.get_renderer() if hasattr(fig.canvas, "get_renderer") else None
+    if renderer is None:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    running, waiting = fig.axes[:2]
+    for ax, lanes in ((running, report.lanes), (waiting, report.wait_lanes)):
+        shown = [t for t in ax.get_yticks() if -0.5 <= t <= lanes - 0.5]
+        assert shown and all(float(t).is_integer() and 0 <= t < lanes for t in shown)
+    assert "running" in running.get_ylabel() and "waiting" in waiting.get_ylabel()
+    # the labels sit beside their own axes, never over a bar
+    for ax in (running, waiting):
+        label = ax.yaxis.label.get_window_extent(renderer)
+        assert label.x1 <= ax.get_window_extent(renderer).x0

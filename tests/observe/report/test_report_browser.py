@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import html
+import json
 import re
 import shutil
 import subprocess
@@ -118,3 +120,125 @@ def test_the_browser_shows_limiter_waits_apart_from_running_calls(tmp_path: Path
     assert len(waits) >= 20 and all("waiting for limiter llm" in t for t in waits)
     assert '<section id="limiters">' in dom
     assert re.search(r"<td>llm</td><td>3 in flight</td><td>24</td><td>[\d.]+ / 3 / 3</td>", dom)
+
+
+# -- a 1,000-item run: the concurrency chart, zoom, and a page that fits 1,400 px ----------
+
+PROBE = """
+<script>
+(function () {
+  function box(el) { return el.getBoundingClientRect(); }
+  function hits(a, b) {
+    return a.left < b.right && a.right > b.left && a.top < b.bottom && a.bottom > b.top;
+  }
+  var out = {width: window.innerWidth};
+  out.pageScrolls = document.documentElement.scrollWidth > window.innerWidth;
+  out.sectionsScrolling = Array.prototype.filter.call(
+    document.querySelectorAll("section"), function (s) { return s.scrollWidth > s.clientWidth; }
+  ).map(function (s) { return s.querySelector("h2").textContent; });
+  out.usageCut = Array.prototype.filter.call(document.querySelectorAll("td.usage"), function (td) {
+    return box(td).right > box(td.closest("section")).right || td.scrollWidth > td.clientWidth;
+  }).length;
+  var label = box(document.querySelector("#timeline text.split"));
+  out.labelOnBars = Array.prototype.filter.call(
+    document.querySelectorAll("#timeline rect.bar, #timeline rect.wait"),
+    function (r) { return hits(box(r), label); }
+  ).length;
+  out.panels = document.querySelectorAll("#concurrency text.panel").length;
+  out.ticks = Array.prototype.map.call(
+    document.querySelectorAll("#timeline text.tick"), function (t) { return t.textContent; }
+  );
+  out.zoom = Array.prototype.map.call(
+    document.querySelectorAll("g.zoom"), function (g) { return g.getAttribute("transform"); }
+  );
+  document.body.setAttribute("data-probe", JSON.stringify(out));
+})();
+</script>
+"""
+
+
+class Many(fk.AsyncParallelBatchNode):
+    max_concurrency = 32
+    uses = ("api",)
+
+    async def prep_async(self, shared):
+        return range(1000)
+
+    async def exec_async(self, item):
+        await asyncio.sleep(0.001 + 0.002 * (item % 3))
+        return item
+
+
+class Ask(fk.AsyncParallelBatchNode):
+    async def prep_async(self, shared):
+        return range(300)
+
+    async def exec_async(self, item):
+        limiter = fk.current_limiter("llm")
+        assert limiter is not None
+        await limiter.acquire()
+        try:
+            await asyncio.sleep(0.002)
+        finally:
+            limiter.release()
+        fk.record_usage(
+            calls=1,
+            prompt_tokens=120,
+            completion_tokens=30,
+            llm_retries=0,
+            cache_hits=item % 2,
+            cached_tokens=60,
+            reasoning_tokens=12,
+        )
+        return item
+
+
+@pytest.fixture(scope="module")
+def big_report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("big")
+    many = Many()
+    many >> Ask()
+    limits = {"api": fk.Limit(max_concurrency=8), "llm": fk.Limit(max_concurrency=4)}
+    flow = fk.AsyncFlow(start=many, name="thousand")
+    fk.Runner(limits=limits, report=out, progress=False).run(flow, {})
+    return out
+
+
+def probe(tmp_path: Path, report: Path, fragment: str = "") -> dict:
+    page = tmp_path / "probed.html"
+    page.write_text((report / "report.html").read_text().replace("</body>", PROBE + "</body>"))
+    done = chromium(tmp_path, "--dump-dom", page.as_uri() + fragment)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Uncaught" not in done.stderr
+    found = re.search(r'data-probe="([^"]*)"', done.stdout)
+    assert found, done.stdout[-2000:]
+    return json.loads(html.unescape(found.group(1)))
+
+
+def test_a_thousand_item_run_fits_1400_px_with_its_chart_and_label_clear(
+    big_report: Path, tmp_path: Path
+) -> None:
+    seen = probe(tmp_path, big_report)
+    assert seen["width"] == 1400
+    assert not seen["pageScrolls"] and seen["sectionsScrolling"] == []
+    assert seen["usageCut"] == 0
+    assert seen["labelOnBars"] == 0  # "running ↑ · waiting ↓" sits in its own band
+    assert seen["panels"] == 4  # limiters api and llm, nodes Many and Ask
+    shot = tmp_path / "thousand.png"
+    done = chromium(tmp_path, f"--screenshot={shot}", (big_report / "report.html").as_uri())
+    assert done.returncode == 0 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_window_in_the_address_zooms_every_chart_and_redraws_the_ticks(
+    big_report: Path, tmp_path: Path
+) -> None:
+    whole = probe(tmp_path, big_report)
+    assert whole["ticks"][0] == "0.0 s" or whole["ticks"][0].startswith("0")
+    zoomed = probe(tmp_path, big_report, "#window=0.1,0.2")
+    times = [float(t.removesuffix(" s")) for t in zoomed["ticks"]]
+    assert times and all(0.1 - 1e-9 <= t <= 0.2 + 1e-9 for t in times)
+    report = json.loads((big_report / "report.json").read_text())
+    span = max(report["wall_time"], *(b["end"] for b in report["bars"]))
+    k = float(zoomed["zoom"][0].removeprefix("matrix(").split()[0])
+    assert k == pytest.approx(span / 0.1, rel=1e-3)
+    assert len(set(zoomed["zoom"])) == 1 and len(zoomed["zoom"]) == 5  # 4 panels + timeline

@@ -1,0 +1,82 @@
+"""Findings: why a node's work did not overlap as much as its limit allowed, in plain words
+(a blocked event loop, a limiter that set the pace, too few items, a sequential node)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from flowkit.limits import LimiterStats
+from flowkit.report.model import NodeReport
+
+UNDERUSE = 0.5
+"""A node whose mean in-flight stays below this share of its limit gets a finding."""
+LIMITER_SHARE = 0.1
+"""Limiter waits above this share of a node's exec time are named as a cause."""
+BOUND_SHARE = 0.5
+"""A limiter whose slots were all taken this share of its active time bounded its users."""
+
+
+def bound_by(node: NodeReport, lim: LimiterStats) -> str | None:
+    """How ``lim`` held ``node`` back, in words, or None when it did not."""
+    waited = node.limiter_wait.get(lim.name, 0.0)
+    if waited <= LIMITER_SHARE * max(node.exec_time, 1e-9) or waited <= 0:
+        return None
+    tail = f"; items waited {waited:.2f} s in all"
+    if lim.max_concurrency and lim.full_share >= BOUND_SHARE:
+        return (
+            f"bounded by limiter {lim.name!r}: {lim.max_concurrency} of {lim.max_concurrency} "
+            f"busy {100 * lim.full_share:.0f} % of the time" + tail
+        )
+    if lim.rpm and lim.achieved_rpm is not None and lim.achieved_rpm >= 0.8 * lim.rpm:
+        return (
+            f"paced by limiter {lim.name!r}: {lim.achieved_rpm:,.0f} calls/min of its "
+            f"{lim.rpm:g} rpm" + tail
+        )
+    if lim.tpm and lim.achieved_tpm is not None and lim.achieved_tpm >= 0.8 * lim.tpm:
+        return (
+            f"paced by limiter {lim.name!r}: {lim.achieved_tpm:,.0f} tokens/min of its "
+            f"{lim.tpm:g} tpm" + tail
+        )
+    return f"waited on limiter {lim.name!r}" + tail
+
+
+def findings(node: NodeReport, limiters: Sequence[LimiterStats] = ()) -> list[str]:
+    """Why a node's work did not overlap as much as it could, in plain words."""
+    out: list[str] = []
+    if node.loop_blocked > 0:
+        out.append(
+            f"blocked the event loop for {node.loop_blocked:.2f} s, so nothing else ran "
+            'meanwhile: run its exec with executor="thread" (blocking I/O) or '
+            'executor="process" (CPU-bound work)'
+        )
+    bounds = [text for lim in limiters if (text := bound_by(node, lim)) is not None]
+    if node.limit is None or node.items < 2 or node.mean_in_flight >= UNDERUSE * node.limit:
+        return out + bounds
+    reasons: list[str] = []
+    if node.loop_blocked > 0:
+        reasons.append("the event loop was blocked")
+    if bounds:
+        reasons.extend(bounds)
+    elif node.limiter_wait:
+        limiter, waited = max(node.limiter_wait.items(), key=lambda kv: kv[1])
+        if waited > LIMITER_SHARE * node.exec_time:
+            reasons.append(
+                f"items waited {waited:.2f} s in all for limiter {limiter!r}, whose budget "
+                "set the pace"
+            )
+    if node.items < node.limit and node.mean_in_flight >= UNDERUSE * node.items:
+        reasons.append(f"only {node.items} items for a limit of {node.limit}")
+    if not reasons and node.peak_in_flight <= 1:
+        reasons.append(
+            "items ran one at a time: this node class runs its batch sequentially "
+            "(use AsyncParallelBatchNode, or an executor)"
+        )
+    if not reasons:
+        reasons.append(
+            "no cause seen: items may arrive slowly from prep, or a few slow items dominate"
+        )
+    out.append(
+        f"achieved {node.mean_in_flight:.1f} running on average (peak {node.peak_in_flight}) "
+        f"of a limit of {node.limit}: " + "; ".join(reasons)
+    )
+    return out
