@@ -49,7 +49,7 @@ class BlockDetector(Observer):
     none.
     """
 
-    events = False
+    wants_events = False
 
     def __init__(
         self,

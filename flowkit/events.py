@@ -210,11 +210,11 @@ class Observer:
     ``start`` is called on the event loop before the first event, with the run's live
     ``RunInfo`` (its counts are the run's own, updated as it goes); ``close`` after the last
     event, also when the run fails or is cancelled. An observer that raises is disabled for
-    the rest of the run with one warning; the run goes on. One that sets ``events = False``
+    the rest of the run with one warning; the run goes on. One that sets ``wants_events = False``
     is only started and closed: a run observed by none but such observers builds no event.
     """
 
-    events: ClassVar[bool] = True
+    wants_events: ClassVar[bool] = True
 
     def start(self, info: RunInfo) -> None:
         """The run is about to start."""

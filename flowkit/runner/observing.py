@@ -18,7 +18,7 @@ class Observers:
 
     def __init__(self, subscribers: Sequence[Subscriber], info: RunInfo) -> None:
         self._observers = [sub for sub in subscribers if isinstance(sub, Observer)]
-        self._subs = [s for s in subscribers if not isinstance(s, Observer) or s.events]
+        self._subs = [s for s in subscribers if not isinstance(s, Observer) or s.wants_events]
         self._dropped: list[Any] = []
         for observer in self._observers:
             self._isolated(observer, observer.start, info)

@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 
 import flowkit as fk
-from flowkit.events import Event
+from flowkit.events import LimiterChanged, RunEnded, RunStarted, Waited
 from flowkit.limits import NamedLimiter
 from flowkit.report import ReportWriter, RunReport, load_report
 from flowkit.report.model import Series
 from flowkit.report.series import BUCKETS, MAX_STEPS, levels, merge, series
+from flowkit.results import RunInfo
 
 
 def area(s: Series, end: float, values: list[float]) -> float:
@@ -66,27 +67,25 @@ async def test_series_agree_with_the_node_table_and_the_limiter(tmp_path: Path) 
     assert work.peak_running == node.peak_in_flight == 2
     assert area(work, report.wall_time, work.running) == pytest.approx(node.exec_time, rel=1e-3)
     assert area(work, report.wall_time, work.waiting) == pytest.approx(node.wait_time, rel=1e-3)
-    assert (api.kind, api.limit, api.source) == ("limiter", 2, "users")
+    assert (api.kind, api.limit, api.source) == ("limiter", 2, "holders")
     assert api.peak_running == report.limiters[0].peak_in_flight == 2
     assert api.peak_waiting >= 1  # items queued for the limiter's two slots
     waited = node.limiter_wait["api"]
     assert area(api, report.wall_time, api.waiting) == pytest.approx(waited, rel=1e-3)
 
 
-def test_a_runner_that_reports_holds_gives_exact_limiter_holders() -> None:
+def test_a_limiters_holders_come_exactly_from_its_change_events() -> None:
     writer = ReportWriter("unused")
-    writer.start("r1")
+    writer.start(RunInfo(run_id="r1", started=0.0))
     t0 = time.monotonic()
-
-    def at(offset: float, kind: str, **data: object) -> Event:
-        return Event(kind, t0 + offset, "r1", "f/Ask", "Ask", 0, True, dict(data))  # type: ignore[arg-type]
-
-    writer(at(0.0, "run_start"))
-    writer(at(2.0, "limiter_hold", limiter="llm", seconds=2.0))  # held 0-2
-    writer(at(3.0, "limiter_hold", limiter="llm", seconds=2.0))  # held 1-3
-    writer(at(1.0, "limiter_wait", limiter="llm", seconds=1.0))  # waited 0-1
+    writer(RunStarted(t0, "r1", "f"))
+    writer(LimiterChanged(t0, "r1", "llm", True, 1))  # held 0-2
+    writer(LimiterChanged(t0 + 1.0, "r1", "llm", True, 2))  # held 1-3
+    writer(Waited(t0 + 1.0, "r1", "f/Ask", "Ask", 0, -1, "limiter llm", 1.0, "llm"))  # 0-1
+    writer(LimiterChanged(t0 + 2.0, "r1", "llm", False, 1))
+    writer(LimiterChanged(t0 + 3.0, "r1", "llm", False, 0))
     stats = NamedLimiter("llm", fk.Limit(max_concurrency=2)).stats()
-    writer(at(4.0, "run_end", limiters={"llm": stats}))
+    writer(RunEnded(t0 + 4.0, "r1", "f", True, "done", {"llm": stats}))
     llm = by_name(writer.build(), "llm")
     assert llm.source == "holders" and llm.limit == 2
     assert llm.running == [1.0, 2.0, 1.0, 0.0] and llm.waiting == [1.0, 0.0, 0.0, 0.0]
