@@ -14,11 +14,15 @@ from pydantic import BaseModel
 
 from flowkit.events import INSTANT
 from flowkit.limits import LimiterStats
+from flowkit.redact import redact
 
 
 class ErrorRecord(BaseModel):
     """What remains of an item that failed for good: in ``RunInfo.errors`` (under
-    ``on_error="collect"``), in the store, and (redacted) in the run report."""
+    ``on_error="collect"``), in the store, in exports and in the run report.
+
+    ``of`` redacts the message and traceback (``flowkit.redact``) as it builds the record, so
+    no copy of it anywhere holds an API key, a token or a URL's password."""
 
     node: str
     index: int
@@ -29,13 +33,14 @@ class ErrorRecord(BaseModel):
 
     @classmethod
     def of(cls, node: str, index: int, exc: BaseException, attempts: int) -> ErrorRecord:
-        """The record of ``exc``, raised by ``node`` on item ``index`` after ``attempts``."""
+        """The record of ``exc``, raised by ``node`` on item ``index`` after ``attempts``,
+        secrets redacted."""
         return cls(
             node=node,
             index=index,
             error_type=type(exc).__name__,
-            message=str(exc),
-            traceback="".join(traceback.format_exception(exc)),
+            message=redact(str(exc)),
+            traceback=redact("".join(traceback.format_exception(exc))),
             attempts=attempts,
         )
 

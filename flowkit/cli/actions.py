@@ -30,7 +30,7 @@ from flowkit.limits import Limit
 from flowkit.redact import redact
 from flowkit.results import RunInfo
 from flowkit.runner import Runner
-from flowkit.store import Store, StoreError
+from flowkit.store import ResumeMismatchError, RunLockedError, Store, StoreError
 
 
 def run_flow(args: argparse.Namespace, registry: Registry, command: FlowCommand | None) -> int:
@@ -42,6 +42,8 @@ def run_flow(args: argparse.Namespace, registry: Registry, command: FlowCommand 
         raise UsageError("a bare --executor KIND is for bundled flows; write NODE=KIND")
     shared: Any = {}
     limits: dict[str, int | Limit] = {}
+    # What the flow is built from, recorded with the run: a resume must match it.
+    settings: dict[str, Any] = command_settings(args) if command is not None else {}
     if command is not None:
         flow, shared = command.build(args)
         limits.update(command.limits(args))
@@ -50,6 +52,7 @@ def run_flow(args: argparse.Namespace, registry: Registry, command: FlowCommand 
     if args.shared is not None:
         extra = shared_from(args.shared)
         shared = extra if shared is None else {**shared, **extra}
+        settings["--shared"] = extra
     limits = limits_from(flow, limits, [(name, n) for name, n in args.limit if name is not None])
     for name, kind in args.executor:
         if name is not None:
@@ -63,6 +66,7 @@ def run_flow(args: argparse.Namespace, registry: Registry, command: FlowCommand 
         raise UsageError("--max-rss-mb must be a positive number")
     runner = Runner(
         **(command.runner_options(args) if command is not None else {}),
+        settings=settings,
         limits=limits,
         progress=not args.no_progress,
         report=args.report,
@@ -86,7 +90,7 @@ def run_flow(args: argparse.Namespace, registry: Registry, command: FlowCommand 
             redact(f"flowkit: {flow.name} failed{took}: {type(exc).__name__}: {exc}"),
             file=sys.stderr,
         )
-        if info is not None and store is not None:
+        if info is not None and store is not None and _resumable(exc, store, info.run_id):
             print(
                 f"flowkit: finished items are stored; resume with --resume {info.run_id}",
                 file=sys.stderr,
@@ -99,6 +103,29 @@ def run_flow(args: argparse.Namespace, registry: Registry, command: FlowCommand 
         code = FAILED  # a run with failed items is not ok
     print(result_line(flow.name, info, args.report, code))
     return code
+
+
+def command_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The options a bundled flow's command was given (its own, not ``flowkit run``'s)."""
+    generic = set(getattr(args, "generic_options", ())) | {
+        "handler",
+        "generic_options",
+        "limit_items",
+        "executor_kind",
+    }
+    return {f"--{k.replace('_', '-')}": v for k, v in vars(args).items() if k not in generic}
+
+
+def _resumable(exc: BaseException, store: str, run_id: str) -> bool:
+    """Whether a failed run can be resumed: something of it is stored, and the failure was
+    not a refusal to run it at all."""
+    if isinstance(exc, RunLockedError | ResumeMismatchError):
+        return False
+    try:
+        with contextlib.closing(Store(store, readonly=True)) as opened:
+            return opened.has_results(run_id)
+    except (StoreError, OSError):
+        return False
 
 
 def list_flows(args: argparse.Namespace, registry: Registry, command: FlowCommand | None) -> int:
@@ -189,21 +216,24 @@ def export_run(args: argparse.Namespace, registry: Registry, command: FlowComman
 
 @contextlib.contextmanager
 def open_store(path: str) -> Iterator[Store]:
+    """The store at ``path``, read-only; any store failure becomes one line (a UsageError)."""
     if not Path(path).exists():
         raise UsageError(f"no store at {path}; pass --store PATH")
     try:
-        store = Store(path)
+        store = Store(path, readonly=True)
     except StoreError as exc:
         raise UsageError(str(exc)) from None
     try:
         yield store
+    except StoreError as exc:
+        raise UsageError(str(exc)) from None
     finally:
         store.close()
 
 
 def known_run(path: str, run_id: str) -> None:
     with open_store(path) as store:
-        if not any(r.run_id == run_id for r in store.runs()):
+        if not store.has_run(run_id):
             raise UsageError(f"run {run_id!r} is not in {path} (see `flowkit runs`)")
 
 

@@ -27,6 +27,9 @@ class Checkpoint:
     change them; the batch flushes once more when it ends, so ``post`` never runs ahead of the
     store. When exec keeps the loop busy, a group is handed over once its first result has
     waited ``FLUSH_AFTER`` seconds.
+
+    The writer's buffer is bounded: while it is above its high-water mark (``paused``), lanes
+    ``await drained()`` before they take their next item.
     """
 
     FLUSH_AFTER = 0.02
@@ -54,6 +57,15 @@ class Checkpoint:
         self.pending: list[tuple[str, int, Any]] = []
         self.since = 0.0
         self.error: StoreError | None = None
+
+    @property
+    def paused(self) -> bool:
+        """Whether the writer holds more than its high-water mark: take no new item yet."""
+        return self.writer.paused
+
+    async def drained(self) -> None:
+        """Wait until the writer is back under its low-water mark."""
+        await self.writer.drained()
 
     def key(self, item: Any) -> str:
         if self.item_key is not None:

@@ -92,6 +92,8 @@ async def map_items(
                 await asyncio.sleep(0)  # let other tasks run even when exec never suspends
             if guard is not None and guard.engaged:
                 await guard.admit()
+            if ck is not None and ck.paused:
+                await ck.drained()  # the store's buffer is full: backpressure
             if it is not None:
                 try:
                     item = next(it)
@@ -160,6 +162,8 @@ async def _map_chunked(
         while True:
             if guard is not None and guard.engaged:
                 await guard.admit()
+            if ck is not None and ck.paused:
+                await ck.drained()
             pulled = await source.take(sizer.next())
             if not pulled:
                 return
@@ -212,6 +216,8 @@ async def _map_batched(
 
     async def lane(_: int) -> None:
         while True:
+            if ck is not None and ck.paused:
+                await ck.drained()
             pulled = await source.take(1)
             if not pulled:
                 return

@@ -42,8 +42,10 @@ class Runner:
 
     With ``store`` (a SQLite file) every finished exec result is checkpointed under the run id
     (``run_id``, or a new one); ``resume=RUN_ID`` reruns a flow reusing every stored result,
-    retrying stored failures unless ``skip_failed``. ``max_rss_mb`` stops admitting new items
-    while the process's resident memory is above it.
+    retrying stored failures unless ``skip_failed``. ``settings`` (e.g. a command's options)
+    are recorded with the flow's fingerprint: a resume with other settings or another flow is
+    refused, and a node whose code or params changed runs again (``flowkit.fingerprint``).
+    ``max_rss_mb`` stops admitting new items while the process's resident memory is above it.
 
     ``progress`` shows per-node progress on stderr: live bars on a terminal, log lines every
     few seconds elsewhere (default: on only when stderr is a terminal). ``report="DIR"``
@@ -66,6 +68,7 @@ class Runner:
         run_id: str | None = None,
         resume: str | None = None,
         skip_failed: bool = False,
+        settings: Mapping[str, Any] | None = None,
         max_rss_mb: float | None = None,
         progress: bool | None = None,
         report: str | Path | None = None,
@@ -97,6 +100,7 @@ class Runner:
         self.run_id = resume or run_id
         self.resume = resume is not None
         self.skip_failed = skip_failed
+        self.settings = dict(settings or {})
         if max_rss_mb is not None and (
             not isinstance(max_rss_mb, int | float)
             or isinstance(max_rss_mb, bool)
@@ -141,7 +145,7 @@ class Runner:
         self.last_run = run.info
         try:
             validate(run, flow, check_node_limits=True)
-            await run.open_store(flow.name)
+            await run.open_store(flow)
         except BaseException:
             await run.close()
             raise

@@ -20,6 +20,7 @@ from flowkit.executors import (
     RayExecutor,
     ThreadExecutor,
 )
+from flowkit.fingerprint import fingerprint
 from flowkit.limits import NamedLimiter
 from flowkit.node import BaseNode, node_id
 from flowkit.results import NodeStats, RunInfo
@@ -27,7 +28,7 @@ from flowkit.runner.checkpoint import Checkpoint
 from flowkit.runner.memory import MemoryGuard
 from flowkit.runner.plan import Plan
 from flowkit.runner.tasks import TaskGroup
-from flowkit.store import Store, StoreWriter
+from flowkit.store import NO_OUTCOMES, Store, StoredOutcomes, StoreWriter
 
 if TYPE_CHECKING:
     from flowkit.runner.run import Runner
@@ -48,7 +49,7 @@ class RunState:
         self.emit: Subscriber | None = self._broadcast if runner.subscribers else None
         self._store: Store | None = None
         self.writer: StoreWriter | None = None
-        self.stored: dict[tuple[str, str], tuple[bool, str]] = {}
+        self.stored: StoredOutcomes = NO_OUTCOMES
         self.guard = MemoryGuard(runner.max_rss_mb, self) if runner.max_rss_mb else None
 
     # -- events ---------------------------------------------------------------------------
@@ -141,12 +142,17 @@ class RunState:
         assert isinstance(executor, ThreadExecutor)
         return executor
 
-    async def open_store(self, flow_name: str) -> None:
+    async def open_store(self, flow: BaseNode) -> None:
+        """Open the store, take the run's lock and check what a resume resumes (the flow's
+        fingerprint), then start the writer."""
         if self.runner.store is None:
             return
+        mark = fingerprint(flow, self.runner.settings)
         self._store = Store(self.runner.store)
         try:
-            self.stored = self._store.begin(self.info.run_id, flow_name, resume=self.runner.resume)
+            self.stored = self._store.begin(
+                self.info.run_id, flow.name, resume=self.runner.resume, fingerprint=mark
+            )
             self.writer = await self._store.writer(self.info.run_id)
         except BaseException:
             self._store.close()
