@@ -15,6 +15,9 @@ if TYPE_CHECKING:
     from flowkit.runner.plan import Plan
     from flowkit.runner.state import RunState
 
+LARGE = 1 << 18
+"""A text or bytes result at least this large is handed to the writer at once."""
+
 MISS = object()
 """What ``Checkpoint.restore`` gives for an item that must run."""
 
@@ -82,15 +85,15 @@ class Checkpoint:
         """``item``'s key, or None when its stored outcome was put in ``results[index]``."""
         key = self.key(item)
         if self.stored:
-            stored = self.restore(key)
+            stored = self.restore(key, index)
             if stored is not MISS:
                 results[index] = stored
                 return None
         return key
 
-    def restore(self, key: str) -> Any:
-        """The stored outcome for ``key``, or ``MISS`` when the item must run."""
-        hit = self.stored.get((self.path, key))
+    def restore(self, key: str, index: int | None = None) -> Any:
+        """The stored outcome for ``key`` (item ``index``), or ``MISS`` when it must run."""
+        hit = self.stored.get((self.path, key), index)
         if hit is None:
             return MISS
         ok, text = hit
@@ -128,6 +131,8 @@ class Checkpoint:
             self.run.tasks.call_soon(self._flush_soon)
         elif time.monotonic() - self.since > self.FLUSH_AFTER:
             self.flush()
+        if isinstance(value, str | bytes) and len(value) >= LARGE:
+            self.flush()  # a large result goes at once: the writer works while exec does
 
     def _flush_soon(self) -> None:
         try:
@@ -139,8 +144,9 @@ class Checkpoint:
         """Hand every pending result to the writer as one group."""
         if self.pending:
             rows, self.pending = self.pending, []
-            text, error = self.codec.encode_rows(rows)
-            self.writer.put(self.path, True, text)
+            groups, error = self.codec.encode_groups(rows)
+            for text, single in groups:
+                self.writer.put(self.path, True, text, single=single)
             if error is not None:
                 raise error
 

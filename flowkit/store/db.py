@@ -25,6 +25,8 @@ SCHEMA_VERSION = 1
 APPLICATION = "flowkit"
 BUSY_TIMEOUT_S = 5.0
 """How long a read or a run's start waits for another process's write lock on the store."""
+PAGE_SIZE = 65536
+"""SQLite's page size for new stores."""
 HOLDER_WAIT_S = 30.0
 """How long a run waits for the writer of a dead process that held its run id."""
 
@@ -84,23 +86,33 @@ class StoredResult:
 
 
 class StoredOutcomes:
-    """A resumed run's stored outcomes, looked up item by item in the store.
+    """A resumed run's stored outcomes, looked up in the store as items come.
 
     Nothing is loaded up front: an index of the run's latest row per (node, item key) is
     built in SQLite's temporary storage, whose pages spill to disk, so resuming a run of a
-    million results takes the memory of a run of a few. ``get((node, key))`` is the latest
-    ``(ok, JSON text)`` stored for that item, or None; an empty lookup is false.
+    million results takes about the memory of a run of a few. Items usually come back in
+    the order they were stored, so ``get`` with an item's index reads ahead a window of the
+    next few hundred small outcomes of that node in one query. ``get((node, key))`` is the
+    latest ``(ok, JSON text)`` stored for that item, or None; an empty lookup is false.
     """
+
+    WINDOW = 512
+    """Item indexes read ahead per query."""
+    WINDOW_BYTES = 4 << 20
+    """At most this much stored text is held by read-ahead windows at once."""
+    WINDOWS = 8
+    """Node paths whose windows are kept at once."""
 
     def __init__(self, store: Store | None = None) -> None:
         self._store = store
         self._any = False
+        self._windows: dict[str, tuple[int, int, dict[str, Stored]]] = {}
         if store is None:
             return
         conn = store._conn
         conn.execute("DROP TABLE IF EXISTS temp.resumed")
         conn.execute(
-            "CREATE TEMP TABLE resumed (node TEXT, item_key TEXT, rid INTEGER, "
+            "CREATE TEMP TABLE resumed (node TEXT, item_key TEXT, idx INTEGER, rid INTEGER, "
             "PRIMARY KEY (node, item_key)) WITHOUT ROWID"
         )
 
@@ -108,33 +120,70 @@ class StoredOutcomes:
         assert self._store is not None
         conn = self._store._conn
         conn.execute(
-            "INSERT OR REPLACE INTO temp.resumed SELECT node, item_key, rowid FROM results "
-            "WHERE run_id = ? ORDER BY rowid",
+            "INSERT OR REPLACE INTO temp.resumed SELECT node, item_key, item_index, rowid "
+            "FROM results WHERE run_id = ? ORDER BY rowid",
             (run_id,),
         )
+        conn.execute("CREATE INDEX temp.resumed_by_index ON resumed (node, idx)")
         self._any = conn.execute("SELECT 1 FROM temp.resumed LIMIT 1").fetchall() != []
 
     def __bool__(self) -> bool:
         return self._any
 
-    def get(self, key: tuple[str, str]) -> Stored | None:
-        """The latest outcome stored for ``(node path, item key)``, or None."""
+    def get(self, key: tuple[str, str], index: int | None = None) -> Stored | None:
+        """The latest outcome stored for ``(node path, item key)``, or None; ``index``, the
+        item's place in its batch, lets the lookup read ahead."""
         if not self._any:
             return None
         assert self._store is not None
-        store = self._store
+        node, item_key = key
         try:
-            rows = store._conn.execute(
+            if index is not None:
+                window = self._windows.get(node)
+                if window is None or not window[0] <= index < window[1]:
+                    window = self._read_ahead(node, index)
+                hit = window[2].get(item_key)
+                if hit is not None:
+                    return hit
+            rows = self._store._conn.execute(
                 "SELECT ok, value FROM results WHERE rowid = "
                 "(SELECT rid FROM temp.resumed WHERE node = ? AND item_key = ?)",
                 key,
             ).fetchall()
         except sqlite3.Error as exc:
-            raise store._error(exc, "read a stored result from") from None
+            raise self._store._error(exc, "read a stored result from") from None
         if not rows:
             return None
         ok, value = rows[0]
         return bool(ok), value
+
+    def _read_ahead(self, node: str, index: int) -> tuple[int, int, dict[str, Stored]]:
+        """Outcomes of ``node`` stored at indexes from ``index`` on, up to ``WINDOW`` indexes
+        or ``WINDOW_BYTES`` of text over all windows (what is left out is read when asked)."""
+        assert self._store is not None
+        self._windows.pop(node, None)
+        while len(self._windows) >= self.WINDOWS:
+            self._windows.pop(next(iter(self._windows)))
+        budget = self.WINDOW_BYTES // self.WINDOWS
+        end = index + self.WINDOW
+        found: dict[str, Stored] = {}
+        cursor = self._store._conn.execute(
+            "SELECT t.idx, t.item_key, r.ok, r.value FROM temp.resumed t "
+            "JOIN results r ON r.rowid = t.rid WHERE t.node = ? AND t.idx >= ? AND t.idx < ? "
+            "ORDER BY t.idx",
+            (node, index, end),
+        )
+        try:
+            for idx, item_key, ok, value in cursor:
+                budget -= len(value)
+                if budget < 0:
+                    end = max(index + 1, idx)  # the rest is read when asked
+                    break
+                found[item_key] = (bool(ok), value)
+        finally:
+            cursor.close()
+        window = self._windows[node] = (index, end, found)
+        return window
 
 
 NO_OUTCOMES = StoredOutcomes()
@@ -177,6 +226,8 @@ class Store:
             conn = sqlite3.connect(
                 self.path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT_S
             )
+            if not exists:  # large pages: a 1 MB result is 16 pages, not 256
+                conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             if not _has_table(conn, "fingerprints"):  # new, or made by an older flowkit
