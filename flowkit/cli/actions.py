@@ -30,7 +30,7 @@ from flowkit.limits import Limit
 from flowkit.redact import redact
 from flowkit.results import RunInfo
 from flowkit.runner import Runner
-from flowkit.store import ResumeMismatchError, RunLockedError, Store, StoreError
+from flowkit.store import Store, StoreError
 
 
 def run_flow(args: argparse.Namespace, registry: Registry, command: FlowCommand | None) -> int:
@@ -117,9 +117,9 @@ def command_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _resumable(exc: BaseException, store: str, run_id: str) -> bool:
-    """Whether a failed run can be resumed: something of it is stored, and the failure was
-    not a refusal to run it at all."""
-    if isinstance(exc, RunLockedError | ResumeMismatchError):
+    """Whether to suggest resuming a failed run: something of it is stored, and the store
+    itself did not fail (its error says what to do)."""
+    if isinstance(exc, StoreError):
         return False
     try:
         with contextlib.closing(Store(store, readonly=True)) as opened:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import sqlite3
 import time
 import warnings
@@ -23,8 +24,9 @@ from flowkit.store.writer import StoreWriter
 
 SCHEMA_VERSION = 1
 APPLICATION = "flowkit"
-BUSY_TIMEOUT_S = 5.0
-"""How long a read or a run's start waits for another process's write lock on the store."""
+BUSY_TIMEOUT_S = float(os.environ.get("FLOWKIT_STORE_BUSY_S", "5"))
+"""How long a read or a run's start waits for another process's lock on the store (the
+writer process waits 12 times as long before it fails the run)."""
 PAGE_SIZE = 65536
 """SQLite's page size for new stores."""
 HOLDER_WAIT_S = 30.0
@@ -256,7 +258,7 @@ class Store:
             return conn
         except sqlite3.OperationalError as exc:
             wal = self.path.with_name(self.path.name + "-wal")
-            if wal.exists() and wal.stat().st_size > 0:
+            if "unable to open" not in str(exc) or (wal.exists() and wal.stat().st_size > 0):
                 raise self._error(exc, "open") from None
         # No WAL to read, and SQLite cannot make its shared-memory file (read-only media):
         # read the file as it is.
@@ -500,10 +502,10 @@ class Store:
         return row is not None
 
     def has_results(self, run_id: str) -> bool:
-        """Whether the store holds at least one outcome of ``run_id``."""
+        """Whether the store holds at least one result (not an error record) of ``run_id``."""
         try:
             row = self._conn.execute(
-                "SELECT 1 FROM results WHERE run_id = ? LIMIT 1", (run_id,)
+                "SELECT 1 FROM results WHERE run_id = ? AND ok LIMIT 1", (run_id,)
             ).fetchone()
         except sqlite3.Error as exc:
             raise self._error(exc, "read") from None

@@ -196,8 +196,7 @@ class StoreWriter:
         self._fail()
 
     def _fail(self) -> None:
-        if self._error is None:
-            self._error = self._failure()
+        self._failure()
         self._unwatch()
         self._wake()
 
@@ -222,10 +221,10 @@ class StoreWriter:
         self._close_fd()
         while self._proc.poll() is None:
             await asyncio.sleep(0.002)
-        if self._proc.returncode:
-            raise self._failure()
         if self._error is not None:
             raise self._error
+        if self._proc.returncode:
+            raise self._failure()
 
     def _close_fd(self) -> None:
         _LIVE.discard(self)
@@ -253,6 +252,8 @@ class StoreWriter:
 
     def _failure(self) -> StoreError:
         """The error for a writer that stopped taking rows, with what it said."""
+        if self._error is not None:
+            return self._error
         try:
             code: int | None = self._proc.wait(timeout=5)  # it closed its end: it is exiting
         except subprocess.TimeoutExpired:
@@ -261,7 +262,8 @@ class StoreWriter:
         if code is not None and self._proc.stderr is not None:
             err = self._proc.stderr.read()
         detail = err.decode(errors="replace").strip() or f"writer process exit code {code}"
-        return StoreError(f"writing to {self.store.path} failed: {detail}")
+        self._error = StoreError(f"writing to {self.store.path} failed: {detail}")
+        return self._error
 
 
 def flush_all(timeout: float = EXIT_FLUSH_S) -> None:

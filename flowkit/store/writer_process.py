@@ -38,7 +38,7 @@ PAUSE = float(os.environ.get("PAUSE", "0.002"))
 MAX_STATEMENT = 64 << 20
 BUFFER = 1 << 21
 GATHER = 16 << 20
-LOCK_TIMEOUT = float(os.environ.get("FLOWKIT_STORE_TIMEOUT", "60"))
+LOCK_TIMEOUT = 12 * float(os.environ.get("FLOWKIT_STORE_BUSY_S", "5"))
 
 
 def statements(
