@@ -72,7 +72,7 @@ def test_a_second_process_on_a_live_run_is_refused_naming_the_holder(tmp_path: P
     first = flowkit(tmp_path, "--run-id", "r1")
     wait_for(tmp_path / "started-10", first)
     second = flowkit(tmp_path, "--resume", "r1")
-    out, err = second.communicate(timeout=60)
+    _, err = second.communicate(timeout=60)
     assert second.returncode == 1
     assert f"run 'r1' is in use by process {first.pid}" in err
     assert "Traceback" not in err and "--resume r1" not in err, err
