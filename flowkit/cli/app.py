@@ -14,6 +14,7 @@ from flowkit.cli.targets import DEFAULT_STORE, FAILED, USAGE, missing_extra_for
 from flowkit.commands import FlowCommand, Registry
 from flowkit.errors import (
     CommandLoadError,
+    FlowkitError,
     FlowkitWarning,
     MissingExtraError,
     PreParseError,
@@ -65,6 +66,9 @@ def _main(argv: list[str], commands: Iterable[FlowCommand] | None) -> int:
     except KeyboardInterrupt:
         print("flowkit: interrupted", file=sys.stderr)
         return 130
+    except FlowkitError as exc:  # flowkit's own messages say what to fix: one line
+        print(f"flowkit: error: {redact(str(exc))}", file=sys.stderr)
+        return FAILED
     except Exception as exc:  # a flow that fails to import or build
         missing = missing_extra_for(exc, registry, command)
         if missing is not None:

@@ -21,6 +21,7 @@ from typing import Any
 
 import flowkit as fk
 from flowkit.commands import FlowCommand, UsageError, positive_int, positive_number
+from flowkit.errors import MissingExtraError
 from flowkit.node import BaseNode
 from flowkit.runner import RunInfo
 from flows.medmcqa.data import DataError, QuestionFile, sample_path
@@ -183,7 +184,7 @@ class MedMCQACommand(FlowCommand):
             )
         try:
             written = write_outputs(table, args.output)
-        except fk.FlowkitError as exc:  # no matplotlib: keep the tables, say why
+        except MissingExtraError as exc:  # no matplotlib: keep the tables, say why
             written = write_outputs(table, args.output, plot=False)
             print(f"accuracy.png not written: {exc}", file=sys.stderr)
         sink = shared["sink"]

@@ -13,6 +13,9 @@ from typing import IO
 
 from pydantic import BaseModel
 
+from flowkit.files import ensure_dir, open_append, write_bytes, write_text
+from flowkit.redact import redact
+
 SCENARIOS = ("1", "2", "4", "3.0", "3.2", "3.3")
 """Every scenario, in the table's order."""
 MECHANISMS = {"3.0": "phrasedp", "3.2": "inferdpt", "3.3": "santext+"}
@@ -195,8 +198,10 @@ class AccuracyTable:
         ax.legend(fontsize=8, loc="lower right")
         ax.set_title("MedMCQA: accuracy by scenario and privacy budget")
         fig.tight_layout()
-        fig.savefig(path, dpi=110)
+        png = io.BytesIO()
+        fig.savefig(png, format="png", dpi=110)
         plt.close(fig)
+        write_bytes(path, png.getvalue())  # never through a link planted at path
 
 
 class ResultSink:
@@ -210,20 +215,21 @@ class ResultSink:
     def __init__(
         self, path: Path, cells_per_question: int, *, progress_every: float | None = None
     ) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_dir(path.parent.resolve())
+        write_text(path, "")  # a new, empty file: a link planted at path is refused
         self.path = path
         self.table = AccuracyTable()
         self.cells_per_question = cells_per_question
         self.cells = 0
         self.questions = 0
         self._open: dict[str, int] = {}
-        self._file: IO[str] | None = path.open("w", encoding="utf-8")
+        self._file: IO[str] | None = open_append(path)
         self.progress_every = progress_every
         self._reported = time.monotonic()
 
     def add(self, cell: Cell) -> None:
         assert self._file is not None, "ResultSink is closed"
-        self._file.write(cell.model_dump_json() + "\n")
+        self._file.write(redact(cell.model_dump_json()) + "\n")
         self._file.flush()
         self.table.add(cell)
         self.cells += 1

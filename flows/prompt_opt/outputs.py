@@ -10,14 +10,15 @@ the concurrency the LLM limiters really reached.
 
 from __future__ import annotations
 
+import io
 import json
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import BaseModel
 
 import flowkit as fk
+from flowkit.files import ensure_dir, write_bytes, write_text
 from flowkit.limits import LimiterStats
 from flows.prompt_opt.pareto import mean_score
 from flows.prompt_opt.prompts import transcript
@@ -203,14 +204,13 @@ def concurrency_lines(result: PromptOptResult) -> list[str]:
 def write_optimisation(state: OptState, directory: Path) -> list[Path]:
     """Write the candidates, transcripts, best prompt and progress under ``directory``;
     return the paths written (progress.png only when matplotlib is installed)."""
-    directory.mkdir(parents=True, exist_ok=True)
+    ensure_dir(directory.resolve())  # the folder given is trusted; links planted in it are not
     written = []
     best = state.best()
     written.append(_write(directory / "best_prompt.txt", best.text if best else ""))
     lines = [r.model_dump_json() for r in candidate_records(state)]
     written.append(_write(directory / "candidates.jsonl", "".join(f"{line}\n" for line in lines)))
-    folder = directory / "transcripts"
-    folder.mkdir(exist_ok=True)
+    folder = ensure_dir(directory / "transcripts")  # a symlinked transcripts/ is refused
     for conv in state.conversations.values():
         if not conv.done:
             continue
@@ -259,13 +259,14 @@ def render_progress(progress: list[RoundProgress], path: Path) -> Path | None:
     handles = left.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
     left.legend(handles=handles, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    return path
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
+    return write_bytes(path, png.getvalue())
 
 
 def write_summary(result: PromptOptResult, directory: Path) -> list[Path]:
     """Write ``usage.json`` and ``summary.md`` (the run report in words) under ``directory``."""
-    directory.mkdir(parents=True, exist_ok=True)
+    ensure_dir(directory.resolve())
     usage = [r.model_dump() for r in result.usage]
     scores = "\n".join(
         f"| {d} | {'error' if s is None else f'{s:.2f}'} |" for d, s in result.best_scores.items()
@@ -310,8 +311,6 @@ def _phase(phase: Phase) -> dict[str, int | str]:
 
 
 def _write(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file, so no reader sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    """Write ``text`` to ``path`` in one step, secrets redacted; a symbolic link there is
+    refused (``flowkit.files``)."""
+    return write_text(path, text)

@@ -16,6 +16,7 @@ from typing import Any
 import flowkit as fk
 from flowkit.commands import FlowCommand, UsageError, positive_int, positive_number
 from flowkit.node import BaseNode
+from flowkit.redact import redact
 from flows.translation.flow import (
     DEFAULT_LIMIT,
     TranslationInputError,
@@ -97,7 +98,7 @@ class TranslationCommand(FlowCommand):
         for language, path in result.saved.items():
             print(f"saved {language}: {path}")
         for language, why in result.failed.items():
-            print(f"failed {language}: {why}", file=sys.stderr)
+            print(redact(f"failed {language}: {why}"), file=sys.stderr)
         return 1 if result.failed else 0
 
 
