@@ -108,9 +108,7 @@ def leaks(folder: Path, printed: list[str]) -> list[str]:
     return found
 
 
-def test_no_key_or_password_in_anything_the_flows_write_or_print(
-    tmp_path: Path, echo: str
-) -> None:
+def test_no_key_or_password_in_anything_the_flows_write_or_print(tmp_path: Path, echo: str) -> None:
     work = tmp_path / "work"
     work.mkdir()
     doc = work / "doc.md"
@@ -155,7 +153,8 @@ def test_no_key_or_password_in_anything_the_flows_write_or_print(
             FLOWKIT_REMOTE_API_KEY=KEY,
         )
         assert local.stats.status_counts.get(200, 0) > 0
-    cells = [json.loads(line) for line in (work / "out-m" / "results.jsonl").read_text().splitlines()]
+    results = (work / "out-m" / "results.jsonl").read_text()
+    cells = [json.loads(line) for line in results.splitlines()]
     assert any(c["error"] and "Incorrect API key provided: [REDACTED]" in c["error"] for c in cells)
     # what the store holds, exported
     for run_id in ("t1", "t2", "m1"):
