@@ -6,8 +6,8 @@ the last few milliseconds. WAL mode keeps the file consistent through any crash.
 JSON text, never pickle: opening a store cannot run code.
 
 ``db`` holds the SQLite file, ``writer`` and ``writer_process`` the group-committing writer,
-``lock`` the one-live-process-per-run lock, ``codec`` the JSON encoding of results and the item
-keys that recognise them on resume.
+``lock`` the one-live-process-per-run lock, ``outcomes`` a resumed run's lookups, ``codec``
+the JSON encoding of results and the item keys that recognise them on resume.
 """
 
 from __future__ import annotations
@@ -16,16 +16,14 @@ from flowkit.errors import StoreError, UnknownRunError
 from flowkit.store.codec import ResultCodec, dumps, item_key
 from flowkit.store.db import (
     APPLICATION,
-    NO_OUTCOMES,
     SCHEMA_VERSION,
     ResumeMismatchError,
     RunSummary,
     Store,
-    Stored,
-    StoredOutcomes,
     StoredResult,
 )
 from flowkit.store.lock import RunLockedError
+from flowkit.store.outcomes import NO_OUTCOMES, Stored, StoredOutcomes
 from flowkit.store.writer import StoreWriter
 
 __all__ = [
