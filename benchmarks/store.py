@@ -231,7 +231,12 @@ MEMORY_CHILD = textwrap.dedent(
     runner.run(Small(), shared)
     wall = time.perf_counter() - t0
     assert shared["n_results"] == n
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM: this program's own peak (ru_maxrss would count the parent's, kept across exec)
+    try:
+        status = open("/proc/self/status").read()
+        peak = int(status.split("VmHWM:")[1].split()[0]) / 1024
+    except (OSError, IndexError):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"peak_rss_mb": peak, "wall_s": wall, "resumed": runner.last_run.resumed}))
     """
 )

@@ -80,8 +80,6 @@ class StoreWriter:
         self._waiters: list[asyncio.Future[None]] = []
         self._error: StoreError | None = None
         self._closed = False
-        self.groups = 0
-        """Groups of rows handed over so far."""
         _OPEN_PIPES.add(fd)
         self._loop.add_reader(fd, self._hangup)  # a write pipe turns readable when it breaks
 
@@ -124,7 +122,6 @@ class StoreWriter:
         else:  # a large group travels as it is, not copied into one line
             self._chunks.extend((head, rows, b"\n"))
         self._buffered += len(head) + len(rows) + 1
-        self.groups += 1
         self._pump()
 
     @property
@@ -245,7 +242,9 @@ class StoreWriter:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                select.select([], [self._fd], [], left)
+                poller = select.poll()
+                poller.register(self._fd, select.POLLOUT)
+                poller.poll(left * 1000)
             except OSError:
                 break
         self._close_fd()

@@ -139,6 +139,8 @@ def main() -> int:
     # reads (a pipe holds 1 MB), so a 100 MB result costs no more than its size.
     buf = bytearray(BUFFER)
     filled = 0
+    ready = select.poll()
+    ready.register(0, select.POLLIN)
     while True:
         if filled == len(buf):
             buf.extend(bytes(len(buf)))
@@ -146,7 +148,7 @@ def main() -> int:
         first = filled
         filled += n
         # Whatever else is waiting joins this transaction (fewer, larger commits).
-        while n and filled - first < GATHER and select.select([0], [], [], 0)[0]:
+        while n and filled - first < GATHER and ready.poll(0):
             if filled == len(buf):
                 buf.extend(bytes(len(buf)))
             more = os.readv(0, [memoryview(buf)[filled:]])
