@@ -1,9 +1,11 @@
 """Scrub secrets from text before flowkit writes it anywhere (logs, reports, error lines).
 
-Three kinds of secret are replaced by ``[REDACTED]``: the values of environment variables whose
-names say they are secret (``*API_KEY*``, ``*TOKEN*``, ``*SECRET*``), credentials in
-``Authorization`` headers and ``key=value`` query strings, and keys with a well-known shape
-(``sk-...``, GitHub, Hugging Face, AWS access key ids).
+Four kinds of secret are replaced by ``[REDACTED]``: values registered with ``add_secret``
+(the API keys and URL passwords a configuration holds, whatever their source), the values of
+environment variables whose names say they are secret (``*API_KEY*``, ``*TOKEN*``,
+``*SECRET*``), credentials in ``Authorization`` headers, ``key=value`` query strings and URLs
+(``scheme://user:password@host``), and keys with a well-known shape (``sk-...``, GitHub,
+Hugging Face, AWS access key ids).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from urllib.parse import urlsplit, urlunsplit
 
 MASK = "[REDACTED]"
 
@@ -36,15 +39,39 @@ _PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 
 
+_registered: set[str] = set()
+
+
+def add_secret(value: str | None) -> None:
+    """Count ``value`` (an API key, a password) as a secret in this process from now on.
+
+    Values shorter than six characters are not masked on their own (they would blank out
+    ordinary words); they are still masked where they appear as credentials (URLs, headers).
+    """
+    if value and len(value) >= _MIN_SECRET_LEN:
+        _registered.add(value)
+
+
 def secret_values(environ: Mapping[str, str] | None = None) -> list[str]:
-    """Values of the environment variables whose names mark them as secrets, longest first."""
+    """The registered secrets and the values of the environment variables whose names mark
+    them as secrets, longest first."""
     env = os.environ if environ is None else environ
     values = {
         value
         for name, value in env.items()
         if _SECRET_NAME.search(name) and len(value) >= _MIN_SECRET_LEN
     }
+    values |= _registered
     return sorted(values, key=len, reverse=True)
+
+
+def split_credentials(url: str) -> tuple[str, str | None, str | None]:
+    """``url`` without its ``user:password@`` part, and the user and password it held."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url, None, None
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=host)), parts.username, parts.password
 
 
 def redact(text: str, environ: Mapping[str, str] | None = None) -> str:

@@ -36,7 +36,8 @@ class ErrorRecord(BaseModel):
 
     @classmethod
     def of(cls, node: str, index: int, exc: BaseException, attempts: int) -> ErrorRecord:
-        """The record of ``exc``, raised by ``node`` on item ``index`` after ``attempts``."""
+        """The record of ``exc``, raised by ``node`` on item ``index`` after ``attempts``,
+        secrets redacted."""
         return cls(
             node=node,
             index=index,

@@ -10,7 +10,6 @@ import importlib.util
 import json
 import os
 import re
-import sqlite3
 import sys
 import tempfile
 import traceback
@@ -104,7 +103,7 @@ def run_flow(args: argparse.Namespace, registry: Registry, command: FlowCommand 
             redact(f"flowkit: {flow.name} failed{took}: {type(exc).__name__}: {exc}"),
             file=sys.stderr,
         )
-        if store is not None and stored_results(store, run_id):
+        if store is not None and _resumable(exc, store, run_id):
             print(
                 f"flowkit: finished items are stored; resume with --resume {run_id}",
                 file=sys.stderr,
@@ -132,6 +131,8 @@ def prepare(
     shared: Any = {}
     limits: dict[str, int | Limit] = {}
     args.out_dir = None
+    # What the flow is built from, recorded with the run: a resume must match it.
+    settings: dict[str, Any] = command_settings(args) if command is not None else {}
     if command is not None:
         args.out_dir = Path(OUT_ROOT) / command.name / run_id
         flow, shared = command.build(args)
@@ -142,6 +143,7 @@ def prepare(
     if args.shared is not None:
         extra = shared_from(args.shared)
         shared = extra if shared is None else {**shared, **extra}
+        settings["--shared"] = extra
     limits = limits_from(flow, limits, [(name, n) for name, n in args.limit if name is not None])
     for name, kind in args.executor:
         if name is not None:
@@ -150,6 +152,7 @@ def prepare(
         check_report_dir(args.report, "--report")
     runner = Runner(
         **(command.runner_options(args) if command is not None else {}),
+        config=settings,
         limits=limits,
         progress=not args.no_progress,
         report=args.report,
@@ -209,20 +212,6 @@ def check_report_dir(directory: str | Path, option: str) -> None:
         output_file(folder / name, option)
 
 
-def stored_results(path: str, run_id: str) -> bool:
-    """Whether the store at ``path`` holds any result of ``run_id`` (False when unreadable)."""
-    try:
-        store = Store(path)
-    except (StoreError, OSError, sqlite3.Error):
-        return False
-    try:
-        return next(iter(store.results(run_id)), None) is not None
-    except (StoreError, OSError, sqlite3.Error):
-        return False
-    finally:
-        store.close()
-
-
 def where_lines(report: str | None, out_dir: Path | None) -> list[str]:
     """Where to look after a run: the report page, then (last) the run's output folder."""
     lines = []
@@ -233,6 +222,29 @@ def where_lines(report: str | None, out_dir: Path | None) -> list[str]:
     elif out_dir is not None and Path(out_dir).is_file():
         lines.append(f"  outputs: {out_dir}")
     return lines
+
+
+def command_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The options a bundled flow's command was given (its own, not ``flowkit run``'s)."""
+    generic = set(getattr(args, "generic_options", ())) | {
+        "handler",
+        "generic_options",
+        "limit_items",
+        "executor_kind",
+    }
+    return {f"--{k.replace('_', '-')}": v for k, v in vars(args).items() if k not in generic}
+
+
+def _resumable(exc: BaseException, store: str, run_id: str) -> bool:
+    """Whether to suggest resuming a failed run: something of it is stored, and the store
+    itself did not fail (its error says what to do)."""
+    if isinstance(exc, StoreError):
+        return False
+    try:
+        with contextlib.closing(Store(store, readonly=True)) as opened:
+            return opened.has_results(run_id)
+    except (StoreError, OSError):
+        return False
 
 
 def list_flows(args: argparse.Namespace, registry: Registry, command: FlowCommand | None) -> int:
@@ -352,21 +364,24 @@ def replacing(path: str) -> Iterator[TextIO]:
 
 @contextlib.contextmanager
 def open_store(path: str) -> Iterator[Store]:
+    """The store at ``path``, read-only; any store failure becomes one line (a UsageError)."""
     if not Path(path).exists():
         raise UsageError(f"no store at {path}; pass --store PATH")
     try:
-        store = Store(path)
+        store = Store(path, readonly=True)
     except StoreError as exc:
         raise UsageError(str(exc)) from None
     try:
         yield store
+    except StoreError as exc:
+        raise UsageError(str(exc)) from None
     finally:
         store.close()
 
 
 def known_run(path: str, run_id: str) -> None:
     with open_store(path) as store:
-        if not any(r.run_id == run_id for r in store.runs()):
+        if not store.has_run(run_id):
             raise UsageError(f"run {run_id!r} is not in {path} (see `flowkit runs`)")
 
 

@@ -123,7 +123,7 @@ def _parser(registry: Registry, command: FlowCommand | None) -> argparse.Argumen
     _generic_run_options(run)
     if command is not None:
         command.add_arguments(run)
-    run.set_defaults(handler=run_flow)
+    run.set_defaults(handler=run_flow, generic_options=_generic_dests())
 
     listing = sub.add_parser(
         "list",
@@ -235,6 +235,13 @@ def _generic_run_options(parser: argparse.ArgumentParser) -> None:
         metavar="MB",
         help="admit no new items while resident memory is above MB",
     )
+
+
+def _generic_dests() -> frozenset[str]:
+    """The names ``flowkit run``'s own options land under (the rest are the command's)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    _generic_run_options(parser)
+    return frozenset(vars(parser.parse_args(["-"])))
 
 
 def _limit(text: str) -> tuple[str | None, int]:

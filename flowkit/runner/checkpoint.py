@@ -7,14 +7,18 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from flowkit.errors import StoreError
+from flowkit.fingerprint import fingerprint
 from flowkit.node import AsyncNode, BaseNode, defines
 from flowkit.results import ErrorRecord
-from flowkit.store import ResultCodec, Store, StoreWriter, dumps, item_key
+from flowkit.store import ResultCodec, Store, StoredOutcomes, StoreWriter, dumps, item_key
 
 if TYPE_CHECKING:
     from flowkit.runner.items import NodeRun
     from flowkit.runner.nodes import Settings
     from flowkit.runner.tasks import TaskGroup
+
+LARGE = 1 << 18
+"""A text or bytes result at least this large is handed to the writer at once."""
 
 MISS = object()
 """What ``Checkpoint.restore`` gives for an item that must run."""
@@ -27,7 +31,7 @@ class RunStore:
     def __init__(
         self,
         writer: StoreWriter,
-        stored: dict[tuple[str, str], tuple[bool, str]],
+        stored: StoredOutcomes,
         skip_failed: bool,
         tasks: Callable[[], TaskGroup],
     ) -> None:
@@ -38,13 +42,16 @@ class RunStore:
 
     @classmethod
     async def open(
-        cls, settings: Settings, run_id: str, flow: str, tasks: Callable[[], TaskGroup]
+        cls, settings: Settings, run_id: str, flow: BaseNode, tasks: Callable[[], TaskGroup]
     ) -> RunStore:
-        """Open ``settings.store`` for run ``run_id`` of ``flow`` (resuming it, if asked)."""
+        """Open ``settings.store`` for run ``run_id`` of ``flow`` and take the run's lock; when
+        resuming, check that the flow and settings are the ones the run was made by (its
+        ``flowkit.fingerprint``)."""
         assert settings.store is not None
+        mark = fingerprint(flow, settings.config)
         db = Store(settings.store)
         try:
-            stored = db.begin(run_id, flow, resume=settings.resume)
+            stored = db.begin(run_id, flow.name, resume=settings.resume, fingerprint=mark)
             writer = await db.writer(run_id)
         except BaseException:
             db.close()
@@ -84,6 +91,9 @@ class Checkpoint:
     change them; the batch flushes once more when it ends, so ``post`` never runs ahead of the
     store. When exec keeps the loop busy, a group is handed over once its first result has
     waited ``FLUSH_AFTER`` seconds.
+
+    The writer's buffer is bounded: while it is above its high-water mark (``paused``), lanes
+    ``await drained()`` before they take their next item.
     """
 
     FLUSH_AFTER = 0.02
@@ -112,6 +122,15 @@ class Checkpoint:
         self.since = 0.0
         self.error: StoreError | None = None
 
+    @property
+    def paused(self) -> bool:
+        """Whether the writer holds more than its high-water mark: take no new item yet."""
+        return self.writer.paused
+
+    async def drained(self) -> None:
+        """Wait until the writer is back under its low-water mark."""
+        await self.writer.drained()
+
     def key(self, item: Any) -> str:
         if self.item_key is not None:
             return str(self.item_key(item))
@@ -127,15 +146,15 @@ class Checkpoint:
         """``item``'s key, or None when its stored outcome was put in ``results[index]``."""
         key = self.key(item)
         if self.stored:
-            stored = self.restore(key)
+            stored = self.restore(key, index)
             if stored is not MISS:
                 results[index] = stored
                 return None
         return key
 
-    def restore(self, key: str) -> Any:
-        """The stored outcome for ``key``, or ``MISS`` when the item must run."""
-        hit = self.stored.get((self.path, key))
+    def restore(self, key: str, index: int | None = None) -> Any:
+        """The stored outcome for ``key`` (item ``index``), or ``MISS`` when it must run."""
+        hit = self.stored.get((self.path, key), index)
         if hit is None:
             return MISS
         ok, text = hit
@@ -173,6 +192,8 @@ class Checkpoint:
             self.store.tasks().call_soon(self._flush_soon)
         elif time.monotonic() - self.since > self.FLUSH_AFTER:
             self.flush()
+        if isinstance(value, str | bytes) and len(value) >= LARGE:
+            self.flush()  # a large result goes at once: the writer works while exec does
 
     def _flush_soon(self) -> None:
         try:
@@ -184,8 +205,9 @@ class Checkpoint:
         """Hand every pending result to the writer as one group."""
         if self.pending:
             rows, self.pending = self.pending, []
-            text, error = self.codec.encode_rows(rows)
-            self.writer.put(self.path, True, text)
+            groups, error = self.codec.encode_groups(rows)
+            for text, single in groups:
+                self.writer.put(self.path, True, text, single=single)
             if error is not None:
                 raise error
 

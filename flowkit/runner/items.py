@@ -100,6 +100,8 @@ async def run_items(
                     await asyncio.sleep(0)
                 if guard is not None and guard.engaged:
                     await guard.admit()
+                if ck is not None and ck.paused:
+                    await ck.drained()  # the store's buffer is full: backpressure
                 if it is not None:
                     try:
                         item = next(it)
@@ -148,6 +150,8 @@ async def run_items(
             while True:
                 if guard is not None and guard.engaged:
                     await guard.admit()
+                if ck is not None and ck.paused:
+                    await ck.drained()
                 pulled = await source.take(sizer.next())
                 if not pulled:
                     return

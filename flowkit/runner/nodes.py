@@ -61,6 +61,7 @@ class Settings:
     run_id: str | None = None
     resume: bool = False
     skip_failed: bool = False
+    config: Mapping[str, Any] = field(default_factory=dict)
     max_rss_mb: float | None = None
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep

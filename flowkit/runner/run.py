@@ -66,8 +66,10 @@ class Runner:
 
     With ``store`` (a SQLite file) every finished exec result is checkpointed under the run id
     (``run_id``, or a new one); ``resume=RUN_ID`` reruns a flow reusing every stored result,
-    retrying stored failures unless ``skip_failed``. ``max_rss_mb`` stops admitting new items
-    while the process's resident memory is above it.
+    retrying stored failures unless ``skip_failed``. ``config`` (e.g. a command's options) is
+    recorded with the flow's fingerprint: a resume with another config or another flow is
+    refused, and a node whose code or params changed runs again (``flowkit.fingerprint``).
+    ``max_rss_mb`` stops admitting new items while the process's resident memory is above it.
 
     ``progress`` shows per-node progress on stderr (default: only when stderr is a
     terminal). ``report="DIR"`` writes ``report.json``, ``report.html`` and ``report.png``
@@ -90,6 +92,7 @@ class Runner:
         run_id: str | None = None,
         resume: str | None = None,
         skip_failed: bool = False,
+        config: Mapping[str, Any] | None = None,
         max_rss_mb: float | None = None,
         progress: bool | None = None,
         report: str | Path | None = None,
@@ -118,6 +121,7 @@ class Runner:
             run_id=resume or run_id,
             resume=resume is not None,
             skip_failed=skip_failed,
+            config=dict(config or {}),
             max_rss_mb=max_rss_mb,
             clock=clock,
             sleep=sleep,
@@ -197,7 +201,7 @@ class RunHandle:
             if settings.store is not None:
                 from flowkit.runner.checkpoint import RunStore
 
-                run.store = await RunStore.open(settings, info.run_id, flow.name, run.tasks)
+                run.store = await RunStore.open(settings, info.run_id, flow, run.tasks)
         except BaseException:
             await run.close("failed")
             raise

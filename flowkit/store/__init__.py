@@ -6,25 +6,39 @@ the last few milliseconds. WAL mode keeps the file consistent through any crash.
 JSON text, never pickle: opening a store cannot run code.
 
 ``db`` holds the SQLite file, ``writer`` and ``writer_process`` the group-committing writer,
-``codec`` the JSON encoding of results and the item keys that recognise them on resume.
+``lock`` the one-live-process-per-run lock, ``outcomes`` a resumed run's lookups, ``codec``
+the JSON encoding of results and the item keys that recognise them on resume.
 """
 
 from __future__ import annotations
 
 from flowkit.errors import StoreError, UnknownRunError
 from flowkit.store.codec import ResultCodec, dumps, item_key
-from flowkit.store.db import APPLICATION, SCHEMA_VERSION, RunSummary, Store, Stored, StoredResult
+from flowkit.store.db import (
+    APPLICATION,
+    SCHEMA_VERSION,
+    ResumeMismatchError,
+    RunSummary,
+    Store,
+    StoredResult,
+)
+from flowkit.store.lock import RunLockedError
+from flowkit.store.outcomes import NO_OUTCOMES, Stored, StoredOutcomes
 from flowkit.store.writer import StoreWriter
 
 __all__ = [
     "APPLICATION",
+    "NO_OUTCOMES",
     "SCHEMA_VERSION",
     "ResultCodec",
+    "ResumeMismatchError",
+    "RunLockedError",
     "RunSummary",
     "Store",
     "StoreError",
     "StoreWriter",
     "Stored",
+    "StoredOutcomes",
     "StoredResult",
     "UnknownRunError",
     "dumps",

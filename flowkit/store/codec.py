@@ -10,6 +10,7 @@ import typing
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter
+from pydantic_core import from_json
 
 from flowkit.errors import StoreError
 
@@ -55,6 +56,7 @@ def item_key(item: Any, params: dict[str, Any] | None = None) -> str:
     else:
         text = dumps(item)
     return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
 
 _MISSING = object()
 
@@ -109,6 +111,38 @@ class ResultCodec:
                     error = error or exc
             return f"[{','.join(parts)}]".encode(), error
 
+    def encode_groups(
+        self, rows: list[tuple[str, int, Any]]
+    ) -> tuple[list[tuple[bytes, bool]], StoreError | None]:
+        """``encode_rows`` for the writer: ``(text, single)`` groups of at most about
+        ``GROUP_BYTES`` each, where ``single`` marks a group of one large row.
+
+        A large result travels alone, so the writer stores its JSON text as it is instead of
+        parsing it: text and bytes of ``SINGLE_BYTES`` or more are encoded on their own
+        straight away; other rows are encoded together, and one by one only when their group
+        turns out larger than ``GROUP_BYTES``.
+        """
+        alone = [r for r in rows if _large(r[2])]
+        rest = [r for r in rows if not _large(r[2])] if alone else rows
+        groups: list[tuple[bytes, bool]] = []
+        error: StoreError | None = None
+        if rest:
+            text, error = self.encode_rows(rest)
+            if len(text) <= GROUP_BYTES or len(rest) == 1:
+                groups.append((text, len(rest) == 1 and len(text) >= SINGLE_BYTES))
+            else:  # large rows found only once encoded: encode them one by one
+                texts = []
+                for row in rest:
+                    one, err = self.encode_rows([row])
+                    error = error or err
+                    texts.append(one)
+                groups.extend(_regroup(texts))
+        for row in alone:
+            text, err = self.encode_rows([row])
+            error = error or err
+            groups.append((text, True))
+        return [(text, single) for text, single in groups if text != b"[]"], error
+
     def _encode_row(self, row: tuple[str, int, Any]) -> str:
         assert self._rows is not None
         for adapter in (self._rows, _plain_rows()):  # a value of another type: plain JSON
@@ -124,11 +158,45 @@ class ResultCodec:
         )
 
     def decode(self, text: str) -> Any:
-        """The stored value; ``ValueError`` if it no longer fits exec's annotation."""
-        data = json.loads(text)
+        """The stored value; ``ValueError`` if it no longer fits exec's annotation.
+
+        Parsed with pydantic-core, which shares the text of short strings (dict keys, say)
+        between results, so a million resumed results take the memory of a million fresh
+        ones, not twice it."""
+        data = from_json(text, cache_strings=True)
         if self.adapter is not None:
             return self.adapter.validate_python(data)
         return data
+
+
+GROUP_BYTES = 1 << 20
+"""A group of rows larger than this goes to the writer in smaller groups."""
+SINGLE_BYTES = 1 << 18
+"""A row at least this large goes to the writer on its own (stored without parsing)."""
+
+
+def _large(value: Any) -> bool:
+    return isinstance(value, str | bytes) and len(value) >= SINGLE_BYTES
+
+
+def _regroup(texts: list[bytes]) -> list[tuple[bytes, bool]]:
+    """Single-row JSON arrays joined back into arrays of at most about ``GROUP_BYTES``;
+    large rows stay alone."""
+    out: list[tuple[bytes, bool]] = []
+    parts: list[bytes] = []
+    size = 0
+    for text in texts:
+        if len(text) >= SINGLE_BYTES:
+            out.append((text, True))
+            continue
+        if parts and size + len(text) > GROUP_BYTES:
+            out.append((b"[" + b",".join(parts) + b"]", False))
+            parts, size = [], 0
+        parts.append(text[1:-1])
+        size += len(text)
+    if parts:
+        out.append((b"[" + b",".join(parts) + b"]", False))
+    return out
 
 
 def _rows_adapter(annotation: Any) -> TypeAdapter[Any]:

@@ -4,17 +4,24 @@ Run by ``flowkit.store.StoreWriter`` as ``python -I -S writer_process.py DB RUN_
 standard library only, so it starts in milliseconds. In its own process it never waits for the
 event loop's GIL, so a busy loop cannot hold results back from the disk.
 
-Each line on stdin is ``OK <tab> NODE (a JSON string) <tab> [[item_key, item_index, value],
-...]``. Whatever has arrived when the last commit ends goes into the next transaction, one
-insert per node. On end of input (the run closed it, or the run's process died) it commits
-what it has and exits 0; on a database error it prints the error and exits 1. It runs in a
-session of its own, so Ctrl-C, which reaches the run's process group, cannot cut it short.
+Each line on stdin is ``FLAGS <tab> NODE (a JSON string) <tab> [[item_key, item_index, value],
+...]``, where FLAGS is 1 for results and 0 for error records, plus 2 for a line of one large
+row, whose value's JSON text is stored as it is rather than parsed. Whatever has arrived when
+the last commit ends goes into the next transaction, one insert per node (split so no
+statement holds more than ``MAX_STATEMENT`` bytes). A line is
+gathered from the pipe's reads in a list and joined once, so a 100 MB result costs linear
+time. On end of input (the run closed it, or the run's process died) it commits what it has
+and exits 0; on a database error it prints one line saying what went wrong (a full disk, a
+store locked by another process, a read-only store) and exits 1. It runs in a session of its
+own, so Ctrl-C, which reaches the run's process group, cannot cut it short. It inherits the
+run's lock (``flowkit.store.lock``) and holds it until it exits.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import select
 import sqlite3
 import sys
 import time
@@ -28,52 +35,157 @@ INSERT = (
 )
 INSERT_TEXT = INSERT.replace("value -> 2", "value ->> 2")
 PAUSE = float(os.environ.get("PAUSE", "0.002"))
+MAX_STATEMENT = 64 << 20
+BUFFER = 1 << 21
+GATHER = 16 << 20
+LOCK_TIMEOUT = 12 * float(os.environ.get("FLOWKIT_STORE_BUSY_S", "5"))
 
 
-def statements(lines: list[bytes], run_id: str) -> list[tuple[str, tuple[object, ...]]]:
-    """One insert per (node, ok) for ``lines``, their JSON arrays joined."""
-    merged: dict[tuple[bytes, bytes], list[bytes]] = {}
-    for line in lines:
-        ok, node, rows = line.split(b"\t", 2)
-        if rows != b"[]":
-            merged.setdefault((node, ok), []).append(rows[1:-1])
-    now = time.time()
+def statements(
+    buf: bytearray, lines: list[tuple[int, int]], run_id: str
+) -> list[tuple[str, tuple[object, ...]]]:
+    """Inserts for the lines at ``(start, end)`` in ``buf``: one per (node, ok), their JSON
+    arrays joined, each statement holding at most about ``MAX_STATEMENT`` bytes; one per
+    large single row."""
+    view = memoryview(buf)
+    merged: dict[tuple[bytes, bytes], list[list[memoryview]]] = {}
+    sizes: dict[tuple[bytes, bytes], int] = {}
     out: list[tuple[str, tuple[object, ...]]] = []
-    for (node, ok), parts in merged.items():
-        rows = b"[" + b",".join(parts) + b"]"
-        sql = INSERT
-        text = rows.decode()
-        if b"NaN" in rows or b"Infinity" in rows:
-            sql = INSERT_TEXT
-            text = json.dumps([[key, index, json.dumps(v)] for key, index, v in json.loads(text)])
-        out.append((sql, (run_id, json.loads(node), int(ok), now, text)))
+    now = time.time()
+    for start, end in lines:
+        tab = buf.index(b"\t", start, end)
+        second = buf.index(b"\t", tab + 1, end)
+        ok, node = bytes(view[start:tab]), bytes(view[tab + 1 : second])
+        rows = view[second + 1 : end]
+        if rows == b"[]":
+            continue
+        if ok in (b"2", b"3"):
+            out.append(single(rows, run_id, json.loads(node), int(ok) - 2, now))
+            continue
+        groups = merged.setdefault((node, ok), [[]])
+        if groups[-1] and sizes.get((node, ok), 0) + len(rows) > MAX_STATEMENT:
+            groups.append([])
+            sizes[(node, ok)] = 0
+        groups[-1].append(rows[1:-1])
+        sizes[(node, ok)] = sizes.get((node, ok), 0) + len(rows)
+    for (node, ok), groups in merged.items():
+        for parts in groups:
+            joined = b"[" + b",".join(parts) + b"]"
+            sql = INSERT
+            text = joined.decode()
+            if b"NaN" in joined or b"Infinity" in joined:
+                sql = INSERT_TEXT
+                text = json.dumps(
+                    [[key, index, json.dumps(v)] for key, index, v in json.loads(text)]
+                )
+            out.append((sql, (run_id, json.loads(node), int(ok), now, text)))
     return out
+
+
+def single(
+    rows: memoryview, run_id: str, node: str, ok: int, now: float
+) -> tuple[str, tuple[object, ...]]:
+    """The insert for ``[[item_key, item_index, value]]``: key and index are parsed, the
+    value's text is stored as it came (decoded once, never parsed)."""
+    if bytes(rows[:2]) != b"[[" or bytes(rows[-2:]) != b"]]":
+        raise ValueError(f"not a single row: {bytes(rows[:40])!r}")
+    head = bytes(rows[:4096]).decode(errors="ignore")
+    decoder = json.JSONDecoder()
+    key, end = decoder.raw_decode(head, 2)
+    index, end = decoder.raw_decode(head, _after_comma(head, end))
+    start = len(head[: _after_comma(head, end)].encode())
+    return SINGLE, (run_id, node, key, index, ok, str(rows[start:-2], "utf-8").rstrip(), now)
+
+
+def _after_comma(text: str, pos: int) -> int:
+    """Where the next value starts after the comma at or after ``pos``."""
+    pos = text.index(",", pos) + 1
+    while text[pos] in " \t\r\n":
+        pos += 1
+    return pos
+
+
+SINGLE = "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?)"
+
+
+def explain(path: str, exc: BaseException) -> str:
+    """One line saying why writing to the store at ``path`` failed, and what to do."""
+    text = str(exc)
+    lowered = text.lower()
+    if "disk is full" in lowered or "no space" in lowered or "too large" in lowered:
+        return (
+            f"the disk holding {path} is full ({text}); free some space, then resume the "
+            "run: what was committed before is kept"
+        )
+    if "locked" in lowered or "busy" in lowered:
+        return (
+            f"{path} stayed locked by another process for {LOCK_TIMEOUT:g} s ({text}); let "
+            "it finish or use another store"
+        )
+    if "readonly" in lowered or "read-only" in lowered:
+        return f"{path} is read-only ({text}); use a store in a writable place"
+    return f"{type(exc).__name__}: {text}"
 
 
 def main() -> int:
     path, run_id = sys.argv[1], sys.argv[2]
-    conn = sqlite3.connect(path, isolation_level=None, timeout=60)
-    conn.execute("PRAGMA synchronous=NORMAL")
-    pending = b""
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=LOCK_TIMEOUT)
+        conn.execute("PRAGMA synchronous=NORMAL")
+    except (sqlite3.Error, OSError) as exc:
+        print(explain(path, exc), file=sys.stderr)
+        return 1
+    # Stdin is read into one buffer, reused and grown as lines need: a line arrives in many
+    # reads (a pipe holds 1 MB), so a 100 MB result costs no more than its size.
+    buf = bytearray(BUFFER)
+    filled = 0
+    ready = select.poll()
+    ready.register(0, select.POLLIN)
     while True:
-        chunk = os.read(0, 1 << 22)
-        lines = (pending + chunk).split(b"\n")
-        pending = lines.pop()
-        if lines:
+        if filled == len(buf):
+            buf.extend(bytes(len(buf)))
+        n = os.readv(0, [memoryview(buf)[filled:]])
+        first = filled
+        filled += n
+        # Whatever else is waiting joins this transaction (fewer, larger commits).
+        while n and filled - first < GATHER and ready.poll(0):
+            if filled == len(buf):
+                buf.extend(bytes(len(buf)))
+            more = os.readv(0, [memoryview(buf)[filled:]])
+            if not more:
+                break
+            filled += more
+        last = buf.rfind(b"\n", first, filled)
+        if last >= 0:
+            lines, start = [], 0
+            while start <= last:
+                end = buf.index(b"\n", start, last + 1)
+                lines.append((start, end))
+                start = end + 1
             try:
                 with conn:
                     conn.execute("BEGIN IMMEDIATE")
-                    for sql, args in statements(lines, run_id):
+                    for sql, args in statements(buf, lines, run_id):
                         conn.execute(sql, args)
-            except sqlite3.Error as exc:
-                print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+            except (sqlite3.Error, OSError, MemoryError, ValueError) as exc:
+                print(explain(path, exc), file=sys.stderr)
                 return 1
-        if not chunk:
+            rest = filled - last - 1
+            if len(buf) > 4 * GATHER and rest < BUFFER:  # after a large line: give it back
+                buf = bytearray(buf[last + 1 : filled]) + bytearray(BUFFER)
+            else:
+                buf[:rest] = buf[last + 1 : filled]
+                if len(buf) < BUFFER:
+                    buf.extend(bytes(BUFFER - len(buf)))
+            filled = rest
+        if n == 0:
             conn.close()
             return 0
-        # Let the next groups gather in the pipe: a write to a pipe nobody is blocked on
-        # wakes no one, which is what keeps the run's cost per group low.
-        time.sleep(PAUSE)
+        if last >= 0 and n < 1 << 16:
+            # Let the next groups gather in the pipe: a write to a pipe nobody is blocked on
+            # wakes no one, which is what keeps the run's cost per group low. (After a large
+            # read, more is surely waiting: no pause.)
+            time.sleep(PAUSE)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import flowkit as fk
+from flowkit.files import ensure_dir, write_text
 from flows.medmcqa.data import Question
 from flows.medmcqa.experiment import (
     DEFAULT_EPSILONS,
@@ -37,10 +38,10 @@ def corpus_counts(questions: Iterable[Question]) -> dict[str, int]:
 def write_outputs(table: AccuracyTable, output: str | Path, *, plot: bool = True) -> list[Path]:
     """accuracy.csv, accuracy.md and (with matplotlib) accuracy.png under ``output``."""
     out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
+    ensure_dir(out.resolve())  # the folder given is trusted; links planted in it are not
     written = [out / "accuracy.csv", out / "accuracy.md"]
-    written[0].write_text(table.to_csv(), encoding="utf-8")
-    written[1].write_text(table.to_markdown(), encoding="utf-8")
+    write_text(written[0], table.to_csv())
+    write_text(written[1], table.to_markdown())
     if plot:
         table.plot(out / "accuracy.png")
         written.append(out / "accuracy.png")

@@ -13,6 +13,9 @@ from typing import IO
 
 from pydantic import BaseModel
 
+from flowkit.files import ensure_dir, open_append, write_bytes, write_text
+from flowkit.redact import redact
+
 SCENARIOS = ("1", "2", "4", "3.0", "3.2", "3.3", "3.4", "3.5")
 """Every scenario, in the table's order."""
 DEFAULT_SCENARIOS = ("1", "2", "4", "3.0", "3.2", "3.3")
@@ -255,8 +258,10 @@ class AccuracyTable:
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
         ax.set_title(f"MedMCQA: accuracy by scenario and ε ({self.variant} DP variant)")
         fig.tight_layout()
-        fig.savefig(path, dpi=110)
+        png = io.BytesIO()
+        fig.savefig(png, format="png", dpi=110)
         plt.close(fig)
+        write_bytes(path, png.getvalue())  # never through a link planted at path
 
 
 class ResultSink:
@@ -275,20 +280,21 @@ class ResultSink:
         progress_every: float | None = None,
         variant: str = "reference",
     ) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_dir(path.parent.resolve())
+        write_text(path, "")  # a new, empty file: a link planted at path is refused
         self.path = path
         self.table = AccuracyTable(variant=variant)
         self.cells_per_question = cells_per_question
         self.cells = 0
         self.questions = 0
         self._open: dict[str, int] = {}
-        self._file: IO[str] | None = path.open("w", encoding="utf-8")
+        self._file: IO[str] | None = open_append(path)
         self.progress_every = progress_every
         self._reported = time.monotonic()
 
     def add(self, cell: Cell) -> None:
         assert self._file is not None, "ResultSink is closed"
-        self._file.write(cell.model_dump_json() + "\n")
+        self._file.write(redact(cell.model_dump_json()) + "\n")
         self._file.flush()
         self.table.add(cell)
         self.cells += 1

@@ -12,8 +12,8 @@ tokens and dollars billed per role, and the concurrency the LLM limiters really 
 
 from __future__ import annotations
 
+import io
 import json
-import os
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -21,6 +21,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 import flowkit as fk
+from flowkit.files import ensure_dir, write_bytes, write_text
 from flowkit.limits import LimiterStats
 from flows.prompt_opt.pareto import mean_score
 from flows.prompt_opt.search import OptState, Prices, RoundProgress
@@ -280,7 +281,7 @@ def concurrency_lines(result: PromptOptResult) -> list[str]:
 def write_optimisation(state: OptState, directory: Path) -> list[Path]:
     """Write the candidates, transcripts, best candidate and progress under ``directory``;
     return the paths written (progress.png only when matplotlib is installed)."""
-    directory.mkdir(parents=True, exist_ok=True)
+    ensure_dir(directory.resolve())  # the folder given is trusted; links planted in it are not
     pool = state.pool
     written = []
     best = pool.best(state.val)
@@ -311,8 +312,7 @@ def write_optimisation(state: OptState, directory: Path) -> list[Path]:
         if ev.done
     ]
     written.append(_write(directory / "evaluations.jsonl", "".join(f"{r}\n" for r in runs)))
-    folder = directory / "transcripts"
-    folder.mkdir(exist_ok=True)
+    folder = ensure_dir(directory / "transcripts")  # a symlinked transcripts/ is refused
     seen: Counter[tuple[str, str, str]] = Counter()
     for ev in pool.evaluations.values():
         if not ev.done:
@@ -361,13 +361,14 @@ def render_progress(progress: list[RoundProgress], path: Path) -> Path | None:
     handles = left.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
     left.legend(handles=handles, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    return path
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
+    return write_bytes(path, png.getvalue())
 
 
 def write_summary(result: PromptOptResult, directory: Path) -> list[Path]:
     """Write ``usage.json`` and ``summary.md`` (the run report in words) under ``directory``."""
-    directory.mkdir(parents=True, exist_ok=True)
+    ensure_dir(directory.resolve())
     usage = [r.model_dump() for r in result.usage]
     scores = "\n".join(
         f"| {d} | {'-' if s is None else f'{s:.2f}'} |" for d, s in result.best_scores.items()
@@ -429,8 +430,6 @@ def write_summary(result: PromptOptResult, directory: Path) -> list[Path]:
 
 
 def _write(path: Path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file, so no reader sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    """Write ``text`` to ``path`` in one step, secrets redacted; a symbolic link there is
+    refused (``flowkit.files``)."""
+    return write_text(path, text)

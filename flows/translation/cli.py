@@ -23,6 +23,7 @@ from flowkit.commands import (
     text_file,
 )
 from flowkit.node import BaseNode
+from flowkit.redact import redact
 from flows.translation.flow import (
     DEFAULT_LIMIT,
     TranslationInputError,
@@ -115,7 +116,7 @@ class TranslationCommand(FlowCommand):
         for language, path in result.saved.items():
             print(f"saved {language}: {path}")
         for language, why in result.failed.items():
-            print(f"failed {language}: {why}", file=sys.stderr)
+            print(redact(f"failed {language}: {why}"), file=sys.stderr)
         return 1 if result.failed else 0
 
 

@@ -18,8 +18,9 @@ from pydantic import BaseModel
 
 import flowkit as fk
 from flowkit.errors import FlowkitError
+from flowkit.files import check_target, ensure_dir
 from flows.translation.markdown import Document, PlaceholderError, check_placeholders
-from nodes.files import safe_filename, safe_path, write_text_atomic
+from nodes.files import safe_filename, write_text_atomic
 from nodes.llm import LLMSettings, ParallelLLMNode, fake_translation
 
 DEFAULT_LIMIT = fk.Limit(max_concurrency=8)
@@ -66,9 +67,13 @@ def check_languages(languages: Iterable[str]) -> list[str]:
 
 
 def output_paths(source: Path, languages: Sequence[str], output: Path) -> dict[str, Path]:
-    """Where each language's translation goes: ``OUTPUT/STEM.LANGUAGE.SUFFIX``, made safe."""
+    """Where each language's translation goes: ``OUTPUT/STEM.LANGUAGE.SUFFIX``, made safe.
+
+    Each target is checked now, before any work: a symbolic link planted there, or a
+    folder, is refused with a one-line ``flowkit.errors.OutputError``."""
     paths: dict[str, Path] = {}
     taken: dict[str, str] = {}
+    folder = ensure_dir(output.resolve())  # the folder given is trusted; links in it are not
     for language in languages:
         name = safe_filename(f"{source.stem}.{language}{source.suffix or '.md'}")
         if name.casefold() in taken:
@@ -77,7 +82,7 @@ def output_paths(source: Path, languages: Sequence[str], output: Path) -> dict[s
                 f"as {name}; rename one"
             )
         taken[name.casefold()] = language
-        paths[language] = safe_path(output, name)
+        paths[language] = check_target(folder / name)
     return paths
 
 
@@ -93,9 +98,9 @@ class Prepare(fk.AsyncNode):
     async def prep_async(self, shared: dict[str, Any]) -> tuple[str, list[str], dict[str, Path]]:
         source = Path(shared["source"])
         languages = check_languages(shared["languages"])
-        paths = output_paths(source, languages, Path(shared["output"]))
         async with aiofiles.open(source, encoding="utf-8", newline="") as handle:
-            return await handle.read(), languages, paths
+            text = await handle.read()
+        return text, languages, output_paths(source, languages, Path(shared["output"]))
 
     async def exec_async(self, prep_res: tuple[str, list[str], dict[str, Path]]) -> Document:
         return Document.parse(prep_res[0], self.max_chars)

@@ -7,6 +7,7 @@ client) that made it, the model, and how many attempts were spent.
 from __future__ import annotations
 
 from flowkit.errors import ConfigError, FlowkitError
+from flowkit.redact import redact
 
 
 class LLMError(FlowkitError):
@@ -21,10 +22,13 @@ class LLMCallError(LLMError):
     """One LLM call failed for good.
 
     ``owner`` (the node's name) and ``attempts`` are filled in by the client that made the
-    call, so the message says who failed and after how many tries.
+    call, so the message says who failed and after how many tries. ``detail`` is redacted
+    (``flowkit.redact``): a server that echoes the API key in its error body does not put
+    the key in the message.
     """
 
     def __init__(self, detail: str, *, retry_after: float | None = None) -> None:
+        detail = redact(detail)
         super().__init__(detail)
         self.detail = detail
         self.retry_after = retry_after

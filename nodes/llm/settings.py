@@ -4,6 +4,13 @@
 given; ``FLOWKIT_LLM_PROVIDER`` and ``FLOWKIT_LLM_MODEL`` fill ``provider`` and ``model``.
 With no key and no base URL anywhere, the provider is the offline simulated one, and a
 one-line notice says so (once per process), so every flow runs on a fresh machine.
+
+The API key counts as a secret for ``flowkit.redact`` from the moment settings hold it,
+whatever its source. A base URL's credentials (``http://user:password@host/v1``) are taken out
+of the URL and never sent: OpenAI-compatible servers take the key as a Bearer token
+(``api_key``), and HTTP Basic credentials from a URL would go to every host the client is
+redirected to. The password counts as a secret too, and a one-line warning says the
+credentials were dropped.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from flowkit.redact import add_secret, split_credentials
 from flowkit.retry import Retry
 from nodes.llm.errors import LLMConfigError, TransientLLMError
 
@@ -23,6 +31,7 @@ DEFAULT_LIMITER = "llm"
 
 log = logging.getLogger("nodes.llm")
 _noticed = False
+_warned: set[str] = set()
 
 
 class Simulation(BaseModel):
@@ -98,7 +107,15 @@ class LLMSettings(BaseModel):
             data["provider"] = env.get("FLOWKIT_LLM_PROVIDER") or (
                 "openai" if data["api_key"] or data["base_url"] else _fallback()
             )
+        if isinstance(data.get("base_url"), str):
+            data["base_url"] = _without_credentials(data["base_url"])
         return data
+
+    @model_validator(mode="after")
+    def _register_secret(self) -> LLMSettings:
+        if self.api_key is not None:
+            add_secret(self.api_key.get_secret_value())
+        return self
 
     @property
     def retry(self) -> Retry:
@@ -119,6 +136,24 @@ class LLMSettings(BaseModel):
                 "value for a local server that ignores it) or give LLMSettings an api_key; or "
                 "choose the 'simulated' provider to run offline"
             )
+
+
+def _without_credentials(url: str) -> str:
+    """``url`` without ``user:password@``; the password becomes a secret, and a warning says
+    the credentials are not sent."""
+    bare, user, password = split_credentials(url)
+    if user is None and password is None:
+        return url
+    add_secret(password)
+    if bare in _warned:
+        return bare
+    _warned.add(bare)
+    log.warning(
+        "flowkit: the LLM base URL %s held credentials; they are not sent (put the API key in "
+        "OPENAI_API_KEY or LLMSettings.api_key)",
+        bare,
+    )
+    return bare
 
 
 def _fallback() -> str:

@@ -28,6 +28,7 @@ FLOORS: dict[str, int] = {
     "node": 1,
     "flow": 1,
     "graph": 1,
+    "fingerprint": 1,
     "results": 1,
     # where exec runs; where results are kept
     "executors": 2,
