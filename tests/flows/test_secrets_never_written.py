@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flowkit.testing import LLMServer
 
 import flowkit as fk
 from flows.translation import translate_document
 from nodes.llm import LLMSettings
+from nodes.llm.testing import LLMServer
 
 KEY = "fkplanted7Q2xV9kLm4"  # no well-known key shape: found only as a configured secret
 PASSWORD = "pwplanted8Rt3Zq"
