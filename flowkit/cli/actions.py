@@ -38,6 +38,7 @@ from flowkit.errors import (
     FlowkitWarning,
     GraphError,
     MissingExtraError,
+    OutputError,
     UsageError,
 )
 from flowkit.graph import build_graph, to_mermaid
@@ -108,8 +109,9 @@ def run_flow(args: argparse.Namespace, registry: Registry, command: FlowCommand 
                 f"flowkit: finished items are stored; resume with --resume {run_id}",
                 file=sys.stderr,
             )
-        for line in where_lines(args.report, args.out_dir):
-            print(line, file=sys.stderr)
+        if not isinstance(exc, OutputError):  # where to look, unless that is what was refused
+            for line in where_lines(args.report, args.out_dir):
+                print(line, file=sys.stderr)
         return FAILED
     info = runner.last_run
     assert info is not None
@@ -202,7 +204,13 @@ def check_store_path(path: str) -> None:
     """A store path must name a file whose folder can be created and written."""
     if Path(path).is_dir():
         raise UsageError(f"--store: {path} is a folder; give a file, e.g. {Path(path) / 'runs.db'}")
-    output_dir(Path(path).parent, "--store")
+    try:
+        output_dir(Path(path).parent, "--store")
+    except UsageError as exc:
+        raise UsageError(
+            f"{exc} (the store is read-only there); pass --store PATH somewhere writable, or "
+            "--no-store"
+        ) from None
 
 
 def check_report_dir(directory: str | Path, option: str) -> None:
@@ -225,12 +233,16 @@ def where_lines(report: str | None, out_dir: Path | None) -> list[str]:
 
 
 def command_settings(args: argparse.Namespace) -> dict[str, Any]:
-    """The options a bundled flow's command was given (its own, not ``flowkit run``'s)."""
+    """The options a bundled flow's command was given (its own, not ``flowkit run``'s), less
+    where its outputs go: a resume may write them elsewhere."""
     generic = set(getattr(args, "generic_options", ())) | {
         "handler",
         "generic_options",
         "limit_items",
         "executor_kind",
+        "output",
+        "out_dir",
+        "report",
     }
     return {f"--{k.replace('_', '-')}": v for k, v in vars(args).items() if k not in generic}
 

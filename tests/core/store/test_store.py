@@ -20,6 +20,7 @@ import pytest
 from pydantic import BaseModel
 
 import flowkit as fk
+from flowkit.errors import FlowkitWarning
 from flowkit.store import Store, StoreError, UnknownRunError
 
 
@@ -208,7 +209,8 @@ def test_a_stored_result_that_no_longer_fits_the_annotation_runs_again(tmp_path:
     db = tmp_path / "runs.db"
     fk.Runner(store=db, run_id="r").run(V1(), {})
     shared: dict = {}
-    fk.Runner(store=db, resume="r").run(V2(), shared)
+    with pytest.warns(FlowkitWarning, match="node 'Scores' changed since its results were stored"):
+        fk.Runner(store=db, resume="r").run(V2(), shared)
     assert shared["out"] == [10, 20]
 
 

@@ -136,8 +136,8 @@ def test_a_store_with_damaged_data_pages_is_one_line_for_runs_export_and_resume(
 
 def test_the_default_store_in_a_read_only_folder_is_one_line(job: Path) -> None:
     err = flowkit(job, "run", "job:square", "--no-progress", wrap=read_only(job, job))
-    assert "StoreError: cannot create the store's folder .flowkit" in err
-    assert "--no-store" in err
+    assert "cannot create folder .flowkit" in err and "--no-store" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_a_store_in_a_read_only_folder_can_be_listed_and_exported_but_not_resumed(
