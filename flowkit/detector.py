@@ -11,6 +11,7 @@ answers a ping about every ``threshold / 4`` seconds.
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 import threading
 import time
@@ -129,6 +130,8 @@ class BlockDetector(Observer):
     # -- the watchdog thread ----------------------------------------------------------------
 
     def _watch(self) -> None:
+        if hasattr(signal, "pthread_sigmask"):  # Ctrl-C is the main thread's to hear
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         loop = self._loop
         assert loop is not None
         while True:

@@ -98,7 +98,7 @@ class Slots:
         except BaseException:
             if fut.done() and not fut.cancelled():
                 self.release()  # the slot was handed over just as we were cancelled
-            else:
+            elif fut in self.waiters:  # release() may already have dropped it as cancelled
                 self.waiters.remove(fut)
             raise
 

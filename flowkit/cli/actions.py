@@ -10,8 +10,11 @@ import importlib.util
 import json
 import os
 import re
+import shlex
+import signal
 import sys
 import tempfile
+import threading
 import traceback
 import uuid
 import warnings
@@ -23,6 +26,7 @@ from typing import Any, TextIO
 
 from flowkit.cli.targets import (
     FAILED,
+    INTERRUPTED,
     OK,
     limits_from,
     load_target,
@@ -88,7 +92,12 @@ def run_flow(args: argparse.Namespace, registry: Registry, command: FlowCommand 
         remove_empty(fresh)  # a refused run leaves no empty folders behind
         raise
     try:
-        runner.run(flow, shared)
+        with sigterm_as_interrupt():
+            runner.run(flow, shared)
+    except KeyboardInterrupt:
+        info = runner.last_run
+        print(interrupted_line(flow.name, info, store, run_id), file=sys.stderr)
+        return INTERRUPTED
     except (ConfigError, GraphError) as exc:  # wiring or settings: what to fix, not a crash
         remove_empty(fresh)
         raise UsageError(str(exc)) from None
@@ -123,6 +132,37 @@ def run_flow(args: argparse.Namespace, registry: Registry, command: FlowCommand 
     for line in where_lines(args.report, args.out_dir):
         print(line)
     return code
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While a run goes on, SIGTERM ends it as Ctrl-C does: calls in flight are cancelled,
+    what finished is stored, and the last line says how to resume."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def interrupted_line(name: str, info: RunInfo | None, store: str | None, run_id: str) -> str:
+    """The last line of an interrupted run: what was done, and the command that resumes it."""
+    done = sum(n.items for n in info.nodes.values()) if info is not None else 0
+    took = f" after {info.wall_time:.2f} s" if info is not None else ""
+    line = f"flowkit: interrupted {name}{took}: {done:,} items done"
+    if store is None:
+        return line + "; nothing was stored (--no-store): run it again to finish"
+    argv = [a for a in sys.argv[1:] if a]
+    for flag in ("--run-id", "--resume"):  # the resume command names the run once
+        while flag in argv:
+            at = argv.index(flag)
+            del argv[at : at + 2]
+        argv = [a for a in argv if not a.startswith(f"{flag}=")]
+    command = shlex.join(["flowkit", *argv, "--resume", run_id])
+    return line + f"; resume with: {command}"
 
 
 def prepare(

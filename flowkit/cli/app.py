@@ -12,7 +12,7 @@ from typing import Any, TextIO
 
 from flowkit.cli.actions import draw_graph, export_run, list_flows, list_runs, run_flow
 from flowkit.cli.reports import show_report
-from flowkit.cli.targets import DEFAULT_STORE, FAILED, USAGE, missing_extra_for
+from flowkit.cli.targets import DEFAULT_STORE, FAILED, INTERRUPTED, USAGE, missing_extra_for
 from flowkit.commands import OUT_ROOT, FlowCommand, Registry, positive_int
 from flowkit.errors import (
     CommandLoadError,
@@ -90,7 +90,7 @@ def _main(argv: list[str], commands: Iterable[FlowCommand] | None) -> int:
         return USAGE
     except KeyboardInterrupt:
         print("flowkit: interrupted", file=sys.stderr)
-        return 130
+        return INTERRUPTED
     except BrokenPipeError:
         raise
     except FlowkitError as exc:  # flowkit's own errors say what to fix: one line

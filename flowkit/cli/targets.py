@@ -21,6 +21,8 @@ from flowkit.limits import Limit
 from flowkit.node import BaseNode, node_options
 
 OK, FAILED, USAGE = 0, 1, 2
+INTERRUPTED = 130
+"""Exit status of a run ended by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it)."""
 DEFAULT_STORE = os.path.join(".flowkit", "runs.db")
 
 

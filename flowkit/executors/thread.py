@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import queue
+import signal
 import threading
 import warnings
 from collections.abc import Awaitable, Callable, Sequence
@@ -53,6 +54,10 @@ class DaemonThreadPool(FuturesExecutor):
         return future
 
     def _work(self) -> None:
+        # Signals for the process go to the main thread: one delivered to a worker thread
+        # would not wake an event loop waiting in select(), and Ctrl-C would go unheard.
+        if hasattr(signal, "pthread_sigmask"):
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         while True:
             work = self._queue.get()
             if work is None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from flowkit.errors import StoreError
 from flowkit.fingerprint import fingerprint
 from flowkit.node import AsyncNode, BaseNode, defines
-from flowkit.results import ErrorRecord
+from flowkit.results import Counts, ErrorRecord
 from flowkit.store import ResultCodec, Store, StoredOutcomes, StoreWriter, dumps, item_key
 
 if TYPE_CHECKING:
@@ -80,7 +80,7 @@ class RunStore:
             on_loop = plan.executor == "async" and isinstance(node, AsyncNode)
             method = getattr(type(node), "exec_async" if on_loop else "exec")
             codec = self._codecs[plan.name] = ResultCodec.for_method(plan.name, method)
-        return Checkpoint(self, codec, node, path)
+        return Checkpoint(self, codec, node, path, nr.counts(path))
 
 
 class Checkpoint:
@@ -100,6 +100,7 @@ class Checkpoint:
 
     __slots__ = (
         "codec",
+        "counts",
         "error",
         "item_key",
         "params",
@@ -111,8 +112,11 @@ class Checkpoint:
         "writer",
     )
 
-    def __init__(self, store: RunStore, codec: ResultCodec, node: BaseNode, path: str):
+    def __init__(
+        self, store: RunStore, codec: ResultCodec, node: BaseNode, path: str, counts: Counts
+    ) -> None:
         self.store, self.path, self.codec, self.writer = store, path, codec, store.writer
+        self.counts = counts
         self.stored = store.stored
         self.item_key: Callable[[Any], str] | None = (
             node.item_key if defines(node, "item_key") and callable(node.item_key) else None
@@ -180,6 +184,7 @@ class Checkpoint:
     def save_record(self, key: str, index: int, record: ErrorRecord) -> None:
         row = [key, index, record.model_dump(mode="json")]
         self.writer.put(self.path, False, dumps([row]).encode())
+        self.counts.items += 1
 
     def save(self, key: str, index: int, value: Any) -> None:
         """Store exec's result; it is encoded with the others saved in this pass of the loop."""
@@ -205,6 +210,7 @@ class Checkpoint:
         """Hand every pending result to the writer as one group."""
         if self.pending:
             rows, self.pending = self.pending, []
+            self.counts.items += len(rows)  # an item is done once the writer has it
             groups, error = self.codec.encode_groups(rows)
             for text, single in groups:
                 self.writer.put(self.path, True, text, single=single)

@@ -138,10 +138,13 @@ async def run_items(
                     emit(CallEnded(clock(), run_id, path, name, index, call_id, failed is None))
                 if failed is not None:
                     res = await settle(index, item, failed, key or "")
+                    if ck is None:
+                        counts.items += 1
                 elif save is not None:
-                    save(key or "", index, res)
+                    save(key or "", index, res)  # counted done once handed to the writer
+                else:
+                    counts.items += 1
                 results[index] = res
-                counts.items += 1
 
     else:
         sizer = ChunkSizer(plan.chunk_size, source.size, workers)
@@ -179,10 +182,13 @@ async def run_items(
                     nr.span(path, index, started, ended, ok)
                     if not ok:
                         value = await settle(index, pulled[j], value, keys[j] or "")
+                        if ck is None:
+                            counts.items += 1
                     elif save is not None:
                         save(keys[j] or "", index, value)
+                    else:
+                        counts.items += 1
                     results[index] = value
-                    counts.items += 1
 
     try:
         await run_workers(workers, worker)

@@ -19,7 +19,7 @@ from typing import Any
 
 from flowkit.errors import FlowkitWarning, StoreError, UnknownRunError
 from flowkit.fingerprint import Fingerprint
-from flowkit.store.lock import RunLock, describe_self, holder_key
+from flowkit.store.lock import RunLock, describe_self, held, holder_key
 from flowkit.store.outcomes import NO_OUTCOMES, StoredOutcomes
 from flowkit.store.writer import StoreWriter
 
@@ -372,7 +372,8 @@ class Store:
             raise self._error(exc, "finish the run in") from None
 
     def runs(self) -> list[RunSummary]:
-        """Every run in the store, newest first, with counts of done and failed items."""
+        """Every run in the store, newest first, with counts of done and failed items. A run
+        still marked running whose process is gone (killed, power lost) is "interrupted"."""
         out = []
         try:
             runs = self._conn.execute("SELECT * FROM runs ORDER BY started DESC").fetchall()
@@ -381,6 +382,8 @@ class Store:
                     f"SELECT TOTAL(ok), COUNT(*) FROM ({_LATEST})", (run_id,)
                 ).fetchone()
                 done = int(done)
+                if status == "running" and not held(self.path, run_id):
+                    status = "interrupted"
                 out.append(RunSummary(run_id, flow, started, finished, status, done, total - done))
         except sqlite3.Error as exc:
             raise self._error(exc, "read") from None

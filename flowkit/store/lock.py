@@ -129,6 +129,21 @@ class RunLock:
             self.fd = -1
 
 
+def held(store: Path, run_id: str) -> bool:
+    """Whether a live process (a run or its writer) holds ``run_id``'s lock; True when that
+    cannot be told (no lock file can be opened there)."""
+    if not lock_path(store).exists():
+        return False
+    try:
+        lock = RunLock(store, run_id)
+    except StoreError:
+        return True
+    try:
+        return not lock.try_acquire()
+    finally:
+        lock.close()
+
+
 def _holder(record: str | None) -> tuple[int | None, str]:
     try:
         data = json.loads(record or "")

@@ -132,15 +132,24 @@ class LLMClient:
             if stored is not None:
                 bill(self.name, replayed=1)
                 return stored
-        provider = await _provider(self.settings)
+        # The limiter first, before anything that awaits: a call that waits for it counts as
+        # waiting from its start, so a node's running calls never outnumber the limiter's.
         limiter = current_limiter(self.settings.limiter)
         estimate = request.estimated_tokens()
+        provider: Provider | None = None
         attempt = 1
         while True:
             if limiter is not None:
                 waited = await limiter.acquire(tokens=estimate)
                 if waited > 0:
                     record_usage(limiter_wait_s=waited)
+            if provider is None:
+                try:
+                    provider = await _provider(self.settings)
+                except BaseException:
+                    if limiter is not None:
+                        limiter.release()
+                    raise
             started = time.monotonic()
             failure: LLMCallError | None = None
             bill(self.name, attempts=1)

@@ -94,7 +94,7 @@ def test_busy_workers_are_gone_within_2_s_of_their_parents_death(
 
 STUCK_THREADS = textwrap.dedent(
     """
-    import sys, time
+    import os, sys, time
     import flowkit as fk
 
     class Stuck(fk.BatchNode):
@@ -104,7 +104,7 @@ STUCK_THREADS = textwrap.dedent(
             return range(3)
 
         def exec(self, item):
-            print("started", flush=True)
+            os.write(1, b"started\\n")
             time.sleep(60)
 
     flow = Stuck()
@@ -124,9 +124,10 @@ def test_ctrl_c_ends_a_run_of_stuck_threads_within_1_s_and_says_so(tmp_path: Pat
         text=True,
     )
     try:
-        assert job.stdout is not None
+        assert job.stdout is not None and job.stderr is not None
         for _ in range(3):
-            assert job.stdout.readline().strip() == "started"
+            line = job.stdout.readline().strip()
+            assert line == "started", job.stderr.read()
         t0 = time.monotonic()
         job.send_signal(signal.SIGINT)
         job.wait(10)
@@ -139,3 +140,85 @@ def test_ctrl_c_ends_a_run_of_stuck_threads_within_1_s_and_says_so(tmp_path: Pat
     assert job.returncode == 130
     assert "3 thread(s) still inside a blocking exec call were abandoned" in err
     assert "Traceback" not in err
+
+
+PARTLY_DONE = textwrap.dedent(
+    """
+    import asyncio, os
+    import flowkit as fk
+
+    class Half(fk.AsyncParallelBatchNode):
+        max_concurrency = 4
+
+        async def prep_async(self, shared):
+            return range(8)
+
+        async def exec_async(self, item):
+            if item >= 4:
+                os.write(1, b"stuck\\n")
+                await asyncio.sleep(60)
+            return item
+
+    flow = Half()
+    """
+)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_run_is_listed_as_such_and_says_how_to_resume(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    (tmp_path / "half.py").write_text(PARTLY_DONE)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cli = [sys.executable, "-m", "flowkit.cli"]
+    job = subprocess.Popen(
+        [*cli, "run", "half:flow", "--no-progress", "--run-id", "r1"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert job.stdout is not None
+        for _ in range(4):
+            assert job.stdout.readline().strip() == "stuck"
+        job.send_signal(sig)
+        job.wait(10)
+        err = job.stderr.read() if job.stderr else ""
+    finally:
+        job.kill()
+        job.wait()
+    assert job.returncode == 130, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("flowkit: interrupted Half after ")
+    assert last.endswith("resume with: flowkit run half:flow --no-progress --resume r1")
+    assert "Traceback" not in err and "failed" not in err
+    runs = subprocess.run([*cli, "runs"], env=env, cwd=tmp_path, capture_output=True, text=True)
+    [row] = [line for line in runs.stdout.splitlines() if "r1" in line]
+    assert "interrupted" in row and "4" in row  # four finished items stored, none failed
+
+
+def test_a_run_whose_process_was_killed_is_listed_as_interrupted(tmp_path: Path) -> None:
+    (tmp_path / "half.py").write_text(PARTLY_DONE)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cli = [sys.executable, "-m", "flowkit.cli"]
+    job = subprocess.Popen(
+        [*cli, "run", "half:flow", "--no-progress", "--run-id", "r1"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert job.stdout is not None
+    for _ in range(4):
+        job.stdout.readline()
+    job.kill()
+    job.wait()
+
+    def listed() -> str:
+        out = subprocess.run([*cli, "runs"], env=env, cwd=tmp_path, capture_output=True, text=True)
+        return next(line for line in out.stdout.splitlines() if "r1" in line)
+
+    assert wait_for(lambda: "interrupted" in listed(), 5), listed()  # once its writer is done
