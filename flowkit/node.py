@@ -59,6 +59,7 @@ _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "max_errors": (int,),
     "chunk_size": (int,),
     "checkpoint": (bool,),
+    "cpu_bound": (bool,),
 }
 
 
@@ -74,6 +75,7 @@ class NodeOptions:
     max_errors: int | None
     chunk_size: int | None
     checkpoint: bool
+    cpu_bound: bool = False
 
     def limit(self, name: str, overrides: Mapping[str, int]) -> int | None:
         """The node's limit in a run: the runner's override for ``name``, else its own."""
@@ -133,6 +135,7 @@ def node_options(node: BaseNode, *, warn: bool = True) -> NodeOptions:
             else check_limit(values["chunk_size"], f"{owner}: chunk_size")
         ),
         checkpoint=True if values["checkpoint"] is None else values["checkpoint"],
+        cpu_bound=bool(values["cpu_bound"]),
     )
 
 
@@ -161,6 +164,8 @@ class BaseNode:
     "collect") and ``max_errors``; ``chunk_size`` (items per trip to a worker process).
     With a store, results are checkpointed unless ``checkpoint = False``; define
     ``item_key(self, item) -> str`` to choose how items are recognised on resume.
+    ``cpu_bound = True`` says a thread node's exec computes rather than waits: its time in a
+    thread off the CPU (the GIL, other threads) then counts as waiting, not running.
 
     Optional hooks, used only where a subclass defines them: ``exec_batch(items)`` or
     ``exec_batch_async(items)`` (micro-batching: one call for up to ``batch_size`` items,
@@ -175,6 +180,7 @@ class BaseNode:
     max_errors: int | None = None
     chunk_size: int | None = None
     checkpoint: bool = True
+    cpu_bound: bool = False
     batch_size: int = 32
     batch_wait_ms: float = 5.0
 

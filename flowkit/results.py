@@ -72,7 +72,8 @@ class Counts:
 @dataclass
 class NodeStats:
     """One node over a run (every copy of it, at every path): its limit and executor, calls
-    in flight and their peak, waits, usage, and item ``Counts`` per path."""
+    in flight and their peak, waits, usage, CPU seconds its calls spent in threads
+    (``cpu_s``), and item ``Counts`` per path."""
 
     name: str
     limit: int | None
@@ -81,6 +82,7 @@ class NodeStats:
     limiter_wait: dict[str, float] = field(default_factory=dict)
     usage: dict[str, float] = field(default_factory=dict)
     wait_s: float = 0.0
+    cpu_s: float = 0.0
     paths: dict[str, Counts] = field(default_factory=dict)
     in_flight: int = field(default=0, repr=False)
     peak_at: float = field(default=0.0, repr=False)

@@ -50,6 +50,16 @@ def findings(node: NodeReport, limiters: Sequence[LimiterStats] = ()) -> list[st
             'executor="process" (CPU-bound work)'
         )
     bounds = [text for lim in limiters if (text := bound_by(node, lim)) is not None]
+    above = outside_limiters(node, limiters)
+    if above is not None:
+        out.append(above)
+    if node.cpu_time > 0.5 * node.exec_time > 0 and node.exec_time > 1.2 * node.cpu_time:
+        out.append(
+            f"its calls spent {node.cpu_time:.2f} s on the CPU in threads, where the GIL lets "
+            f"one Python thread compute at a time: part of its {node.exec_time:.2f} s running "
+            "was waiting for a CPU. Use executor='process' for CPU-bound Python, or set "
+            "cpu_bound = True to count its CPU time only"
+        )
     if node.limit is None or node.items < 2 or node.mean_in_flight >= UNDERUSE * node.limit:
         return out + bounds
     reasons: list[str] = []
@@ -80,3 +90,21 @@ def findings(node: NodeReport, limiters: Sequence[LimiterStats] = ()) -> list[st
         f"of a limit of {node.limit}: " + "; ".join(reasons)
     )
     return out
+
+
+def outside_limiters(node: NodeReport, limiters: Sequence[LimiterStats]) -> str | None:
+    """Why a node had more calls running than the named limiters it takes allow, in words:
+    its calls also ran outside them. None when its peak is within their capacity (or one of
+    them bounds nothing in flight)."""
+    taken = [lim for lim in limiters if node.name in lim.users]
+    if not taken or any(lim.max_concurrency is None for lim in taken):
+        return None
+    allowed = sum(lim.max_concurrency or 0 for lim in taken)
+    if node.peak_in_flight <= allowed:
+        return None
+    names = ", ".join(repr(lim.name) for lim in taken)
+    return (
+        f"peak {node.peak_in_flight} running is above the {allowed} its limiter(s) {names} "
+        "allow: its calls also ran outside them (their own code, a thread or I/O before or "
+        "after taking a limiter)"
+    )

@@ -53,8 +53,9 @@ class NodeReport(BaseModel):
     the running time of its exec calls (waits inside exec left out); ``busy_time`` is the
     time at least one was running. ``mean_in_flight`` (exec / busy) is the concurrency it
     achieved while working; ``speedup`` (exec / wall) is what that bought over running the
-    same calls one after another. ``wait_time`` sums its items' waits; ``usage`` what its
-    exec recorded (LLM calls, tokens, retries...); ``limiters`` the named limiters it took.
+    same calls one after another. ``wait_time`` sums its items' waits; ``cpu_time`` the CPU
+    its calls used in threads; ``usage`` what its exec recorded (LLM calls, tokens,
+    retries...); ``limiters`` the named limiters it took.
     """
 
     name: str
@@ -74,6 +75,7 @@ class NodeReport(BaseModel):
     loop_blocked: float
     findings: list[str]
     wait_time: float = 0.0
+    cpu_time: float = 0.0
     usage: dict[str, float] = {}
     limiters: list[str] = []
 

@@ -341,6 +341,7 @@ def _summarise(
         findings=[],
         wait_time=waited,
         usage=dict(stats.usage) if stats is not None else {},
+        cpu_time=stats.cpu_s if stats is not None else 0.0,
         limiters=[lim.name for lim in limiters if log.name in lim.users],
     )
     node.findings = findings(node, limiters)

@@ -8,7 +8,7 @@ what code inside exec may reach (limiters, waits, usage).
 
 from __future__ import annotations
 
-from flowkit.runner.current import current_limiter, record_usage, waiting
+from flowkit.runner.current import current_limiter, record_usage, to_thread, waiting
 from flowkit.runner.nodes import DEFAULT_PARALLEL_CAP
 from flowkit.runner.run import RunHandle, Runner
 
@@ -18,5 +18,6 @@ __all__ = [
     "Runner",
     "current_limiter",
     "record_usage",
+    "to_thread",
     "waiting",
 ]

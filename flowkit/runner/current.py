@@ -1,19 +1,26 @@
-"""The exec call in progress, as code inside exec sees it: named limiters, waits and usage,
-recorded for the node, item and call that are running (context variables the runner sets).
+"""The exec call in progress, as code inside exec sees it: named limiters, waits, threads and
+usage, recorded for the node, item and call that are running (context variables the runner
+sets). Work in a thread is counted here too, for exec code (``to_thread``) and for thread
+nodes (``CountedThreads``): waiting for a thread, or for a CPU, is not running.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from flowkit.executors.base import Outcome, call_with_retry_index
 from flowkit.limits import NamedLimiter
 
 if TYPE_CHECKING:
-    from flowkit.runner.items import NodeRun
+    from flowkit.runner.nodes import NodeRun
+
+T = TypeVar("T")
 
 
 class Limiters(Protocol):
@@ -104,6 +111,79 @@ def waiting(what: str) -> Iterator[None]:
         if ended > t0:
             index, call = current_call.get()
             nr.waited(path, index, call, what, t0, ended)
+
+
+async def to_thread(
+    fn: Callable[..., T], /, *args: Any, cpu_bound: bool = False, **kwargs: Any
+) -> T:
+    """``fn(*args, **kwargs)`` on the run's thread pool, from code inside exec, as
+    ``asyncio.to_thread`` does, but counted honestly: the time it waits for a free thread is
+    waiting ("thread pool"), not running. With ``cpu_bound`` (work that computes rather than
+    waits on I/O), the part of its time in the thread that the thread was not on a CPU (the
+    GIL, other threads, too few cores) is waiting too ("CPU"), so a CPU-bound node never
+    shows more running than the cores it had. Outside a run it is ``asyncio.to_thread``."""
+    node = current_node.get()
+    if node is None:
+        return await asyncio.to_thread(functools.partial(fn, *args, **kwargs))
+    nr, path = node
+    return await in_thread(nr, path, functools.partial(fn, *args, **kwargs), cpu_bound)
+
+
+async def in_thread(nr: NodeRun, path: str, fn: Callable[[], T], cpu_bound: bool) -> T:
+    """``fn()`` on the run's thread pool for a call of ``nr``'s node at ``path``: waiting for
+    a thread, and (``cpu_bound``) for a CPU while in one, are recorded as waits."""
+    index, call = current_call.get()
+    loop = asyncio.get_running_loop()
+    begun: list[float] = []
+
+    def work() -> tuple[T, float, float]:
+        started = time.monotonic()
+        begun.append(started)
+        loop.call_soon_threadsafe(nr.end_wait)  # it runs: in flight again
+        cpu = time.thread_time()
+        return fn(), time.thread_time() - cpu, started
+
+    queued = time.monotonic()
+    nr.begin_wait()
+    try:
+        result, cpu, started = await loop.run_in_executor(nr.threads(), work)
+    except BaseException:
+        if not begun:  # cancelled or failed before a thread took it: not in flight
+            nr.end_wait()
+        raise
+    ended = time.monotonic()
+    nr.stats.cpu_s += cpu
+    if started > queued:
+        nr.waited(path, index, call, "thread pool", queued, started)
+    idle = (ended - started) - cpu
+    if cpu_bound and idle > 0:
+        nr.waited(path, index, call, "CPU (GIL, other threads)", ended - idle, ended)
+    return result
+
+
+class CountedThreads:
+    """A node on the run's thread pool (``executor="thread"``), its calls counted as
+    ``in_thread`` counts them: a wait for a thread is waiting; with the node's
+    ``cpu_bound``, so is time in a thread off the CPU."""
+
+    __slots__ = ("cpu_bound", "fn", "nr", "path")
+
+    chunked = False
+    awaits = True
+
+    def __init__(self, nr: NodeRun, node: Any, path: str) -> None:
+        self.nr, self.path, self.fn = nr, path, node.exec
+        self.cpu_bound = nr.plan.cpu_bound
+
+    def call(self, item: Any) -> Awaitable[Any]:
+        return in_thread(self.nr, self.path, functools.partial(self.fn, item), self.cpu_bound)
+
+    def retry(self, item: Any, attempt: int) -> Awaitable[Any]:
+        work = functools.partial(call_with_retry_index, self.fn, item, attempt)
+        return in_thread(self.nr, self.path, work, self.cpu_bound)
+
+    async def run(self, items: Sequence[Any], attempts: Sequence[int] | None) -> list[Outcome]:
+        raise TypeError("a thread node takes its items one call at a time")
 
 
 def record_usage(**amounts: float) -> None:

@@ -23,6 +23,7 @@ from flowkit.errors import ConfigError, FlowkitWarning, NotImplementedExecError
 from flowkit.events import INSTANT, CallEnded, CallRetried, CallStarted, Subscriber, Usage, Waited
 from flowkit.executors.base import Binding, Executor, Outcome
 from flowkit.executors.batch import MicroBatcher
+from flowkit.executors.thread import ThreadExecutor
 from flowkit.limits import Limit, NamedLimiter, Slots, check_limit
 from flowkit.node import (
     EXECUTORS,
@@ -36,8 +37,11 @@ from flowkit.node import (
 )
 from flowkit.results import Counts, ErrorRecord, NodeStats
 from flowkit.retry import Retry
+from flowkit.runner.current import CountedThreads
 
 if TYPE_CHECKING:
+    from concurrent.futures import Executor as ThreadPool
+
     from flowkit.runner.tasks import TaskGroup
 
 DEFAULT_PARALLEL_CAP = 1000
@@ -112,6 +116,7 @@ class Plan:
     skip_exec: bool
     batch_size: int | None
     batch_wait: float
+    cpu_bound: bool = False
 
 
 def make_plan(node: BaseNode, settings: Settings, size_of: Callable[[str], int]) -> Plan:
@@ -193,6 +198,7 @@ def make_plan(node: BaseNode, settings: Settings, size_of: Callable[[str], int])
         skip_exec=skip_exec,
         batch_size=batch_size,
         batch_wait=batch_wait,
+        cpu_bound=options.cpu_bound,
     )
 
 
@@ -254,13 +260,14 @@ class NodeRun:
         tasks: Callable[[], TaskGroup],
         sleep: Callable[[float], Awaitable[None]],
         errors: list[ErrorRecord],
+        threads: Callable[[], ThreadPool],
     ) -> None:
         self.plan, self.name, self.executor = plan, plan.name, executor
         self.errors = errors
         self.limiters, self.stats = limiters, stats
         self.slots = Slots(plan.capacity)
         self.emit, self.run_id, self.call_ids = emit, run_id, call_ids
-        self._tasks, self.sleep = tasks, sleep
+        self._tasks, self.sleep, self.threads = tasks, sleep, threads
         self.batcher: MicroBatcher | None = None
         if plan.batch_size is not None:
             self.batcher = MicroBatcher(
@@ -443,6 +450,8 @@ class NodeRun:
             return _NoExec()
         if self.batcher is not None:
             return self.batcher.bind(node, path)
+        if isinstance(self.executor, ThreadExecutor):
+            return CountedThreads(self, node, path)
         return self.executor.bind(node)
 
 

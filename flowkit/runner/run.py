@@ -41,6 +41,7 @@ from flowkit.executors import (
     ThreadExecutor,
     cpu_count,
 )
+from flowkit.executors.thread import DaemonThreadPool
 from flowkit.flow import Flow, Parallel
 from flowkit.graph import build_graph
 from flowkit.limits import Limit, NamedLimiter, check_limit
@@ -333,6 +334,7 @@ class Run:
                 tasks=self.tasks,
                 sleep=self.settings.sleep,
                 errors=self.info.errors,
+                threads=self.thread_pool,
             )
         return nr
 
@@ -374,6 +376,12 @@ class Run:
                 executor = RayExecutor(s.ray_address)
             self._executors[name] = executor
         return executor
+
+    def thread_pool(self) -> DaemonThreadPool:
+        """The run's thread pool (the one ``executor="thread"`` nodes use)."""
+        executor = self.executor("thread")
+        assert isinstance(executor, ThreadExecutor)
+        return executor.pool()
 
     def size_of(self, name: str) -> int:
         return self.executor(name).size

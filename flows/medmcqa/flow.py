@@ -86,7 +86,7 @@ async def generate(generator: Callable[[Sequence[str]], list[str]], text: str, l
             fk.record_usage(limiter_wait_s=waited)
     started = time.monotonic()
     try:
-        (reply,) = await asyncio.to_thread(generator, [text])
+        (reply,) = await fk.to_thread(generator, [text], cpu_bound=True)
     finally:
         if slot is not None:
             slot.release()
@@ -278,8 +278,8 @@ class CoTAnswer(CellNode):
 
 class PrivateCells(CoTAnswer):
     """Scenario 3.x for a word-level sanitiser (3.2 to 3.5): one cell per ε, all at once.
-    The sanitiser runs in a thread (it is NumPy work), then the remote CoT sees only its
-    output."""
+    The sanitiser runs on the run's thread pool (it is NumPy work, counted as CPU-bound), then
+    the remote CoT sees only its output."""
 
     def __init__(self, experiment: Experiment, scenario: str, **options: Any) -> None:
         options.setdefault("name", MECHANISMS[scenario])
@@ -292,7 +292,7 @@ class PrivateCells(CoTAnswer):
     async def sanitise(self, question: Question, job: Job) -> Sanitised:
         """The text the remote model sees; runs in a thread, as building the mechanism (the
         first time) and sanitising are NumPy work."""
-        return await asyncio.to_thread(self.sanitise_sync, question, job)
+        return await fk.to_thread(self.sanitise_sync, question, job, cpu_bound=True)
 
     def sanitise_sync(self, question: Question, job: Job) -> Sanitised:
         assert job.epsilon is not None
