@@ -83,12 +83,23 @@ class NodeEnded(Event):
 
 @dataclass(frozen=True, slots=True)
 class BatchStarted(Event):
-    """prep returned ``items`` items (None: a generator of unknown length)."""
+    """prep returned ``items`` items, or a batch flow's prep ``items`` params dicts (None: a
+    generator of unknown length)."""
 
     kind: ClassVar[str] = "batch_start"
     path: str
     node: str
     items: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class PassEnded(Event):
+    """One pass of a batch flow at ``path`` (its sub-flow for one params dict) ended."""
+
+    kind: ClassVar[str] = "pass_end"
+    path: str
+    node: str
+    ok: bool
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,16 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from flowkit.events import Event, ItemFailed, LoopBlocked, NodeEnded, NodeStarted, Observer
+from flowkit.events import (
+    BatchStarted,
+    Event,
+    ItemFailed,
+    LoopBlocked,
+    NodeEnded,
+    NodeStarted,
+    Observer,
+    PassEnded,
+)
 from flowkit.redact import redact
 from flowkit.results import Counts, NodeStats, RunInfo
 
@@ -45,6 +54,9 @@ class _Row:
     error_shown: bool = False
     logged_at: float = float("-inf")
     logged_done: int = -1
+    passes: int | None = None  # a batch flow's sub-flow runs announced (None: unknown)
+    passed: int = 0
+    growing: bool = False  # a node's total still grows: a batch flow above it has passes left
 
     @property
     def done(self) -> int:
@@ -103,6 +115,13 @@ class Progress(Observer):
         if isinstance(event, NodeStarted):
             row = self._rows.get(event.path) or self._add(event)
             row.running += 1
+        elif isinstance(event, PassEnded):
+            self._rows[event.path].passed += 1
+        elif isinstance(event, BatchStarted):
+            flow = self._rows.get(event.path)
+            if flow is not None and flow.is_flow:
+                known = flow.passes is not None or flow.passed == 0
+                flow.passes = (flow.passes or 0) + event.items if event.items and known else None
         elif isinstance(event, NodeEnded):
             self._node_end(event)
         elif isinstance(event, ItemFailed):
@@ -166,9 +185,12 @@ class Progress(Observer):
 
     def _on_timer(self) -> None:
         global _live_taken
+        self._mark_growing()
         if self.plain:
             for row in self._rows.values():
-                if not row.is_flow and row.running > 0:
+                if row.is_flow and row.running > 0 and row.passes:
+                    self._say(f"{row.path}: {row.passed:,}/{row.passes:,} passes done")
+                elif not row.is_flow and row.running > 0:
                     self._log_row(row, final=False)
         elif self._live is not None:
             self._live.update(self._table(), refresh=True)
@@ -196,6 +218,14 @@ class Progress(Observer):
         else:
             self._say(f"{row.path}: {_stats(row, final=False)}")
 
+    def _mark_growing(self) -> None:
+        """Which nodes' totals still grow: those under a batch flow with passes to come."""
+        open_flows = [
+            r.path + "/" for r in self._rows.values() if r.passes and r.passed < r.passes
+        ]
+        for row in self._rows.values():
+            row.growing = any(row.path.startswith(prefix) for prefix in open_flows)
+
     def _table(self) -> Table:
         table = Table.grid(padding=(0, 1))
         table.add_column(no_wrap=True)
@@ -210,7 +240,11 @@ class Progress(Observer):
             elapsed = Text(f"{max(0.0, end - row.first):.1f}s", style="dim")
             if row.is_flow:
                 state = "running" if active else ("done" if row.ok else "failed")
-                table.add_row(name, "", Text(state, style="dim" if row.ok else "red"), elapsed)
+                bar: ProgressBar | str = ""
+                if row.passes:
+                    state = f"{row.passed:,}/{row.passes:,} passes {state}"
+                    bar = ProgressBar(total=row.passes, completed=row.passed, width=24)
+                table.add_row(name, bar, Text(state, style="dim" if row.ok else "red"), elapsed)
                 continue
             known = active and bool(row.total)
             bar = ProgressBar(
@@ -236,7 +270,10 @@ def _stats(row: _Row, *, final: bool) -> str:
         items = f"{row.done:,} item{'' if row.done == 1 else 's'}"
         parts = [f"{items}{failed} in {max(0.0, end - row.first):.1f} s"]
     else:
-        parts = [f"{row.done:,}/{row.total:,} done" if row.total else f"{row.done:,} done"]
+        if row.total and row.growing:
+            parts = [f"{row.done:,} done of {row.total:,} so far"]
+        else:
+            parts = [f"{row.done:,}/{row.total:,} done" if row.total else f"{row.done:,} done"]
         if row.counts.failed:
             parts.append(f"{row.counts.failed:,} failed")
         if row.in_flight is not None:
@@ -252,7 +289,7 @@ def _stats(row: _Row, *, final: bool) -> str:
 
 def _stats_text(row: _Row, now: float) -> Text:
     """The same numbers, styled for the live table."""
-    text = Text(f"{row.done:,} done")
+    text = Text(f"{row.done:,} done" + (f" of {row.total:,} so far" if row.growing else ""))
     if row.counts.failed:
         text.append(f"  {row.counts.failed:,} failed", style="red")
     if row.running and row.in_flight is not None:
@@ -260,7 +297,7 @@ def _stats_text(row: _Row, now: float) -> Text:
     if row.done > 1:
         rate = _rate(row, now if row.running else row.last)
         text.append(f"  {rate:,.1f}/s", style="dim")
-        if row.running and row.total and rate > 0 and row.done < row.total:
+        if row.running and row.total and rate > 0 and row.done < row.total and not row.growing:
             text.append(f"  ETA {(row.total - row.done) / rate:,.0f}s", style="dim")
     if row.blocked:
         text.append(f"  loop blocked {row.blocked}x", style="yellow")

@@ -12,6 +12,8 @@ UNDERUSE = 0.5
 """A node whose mean in-flight stays below this share of its limit gets a finding."""
 LIMITER_SHARE = 0.1
 """Limiter waits above this share of a node's exec time are named as a cause."""
+POOLS = {"process": "worker processes", "ray": "Ray workers", "thread": "threads"}
+"""What a node's limit counts when it runs on a pool (its executor's size by default)."""
 BOUND_SHARE = 0.5
 """A limiter whose slots were all taken this share of its active time bounded its users."""
 
@@ -50,6 +52,14 @@ def findings(node: NodeReport, limiters: Sequence[LimiterStats] = ()) -> list[st
             'executor="process" (CPU-bound work)'
         )
     bounds = [text for lim in limiters if (text := bound_by(node, lim)) is not None]
+    pool = POOLS.get(node.executor)
+    queued = node.wait_time > LIMITER_SHARE * max(node.exec_time, 1e-9)
+    if pool is not None and node.limit and node.full_share >= BOUND_SHARE and queued:
+        out.append(
+            f"bounded by {node.limit} {pool}: all {node.limit} busy "
+            f"{100 * node.full_share:.0f} % of the time; items waited "
+            f"{node.wait_time:.2f} s in all for one"
+        )
     above = outside_limiters(node, limiters)
     if above is not None:
         out.append(above)

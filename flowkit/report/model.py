@@ -55,7 +55,8 @@ class NodeReport(BaseModel):
     achieved while working; ``speedup`` (exec / wall) is what that bought over running the
     same calls one after another. ``wait_time`` sums its items' waits; ``cpu_time`` the CPU
     its calls used in threads; ``usage`` what its exec recorded (LLM calls, tokens,
-    retries...); ``limiters`` the named limiters it took.
+    retries...); ``limiters`` the named limiters it took; ``full_share`` (for a node on a
+    pool of threads or processes) the share of its time with every place of the pool busy.
     """
 
     name: str
@@ -76,6 +77,7 @@ class NodeReport(BaseModel):
     findings: list[str]
     wait_time: float = 0.0
     cpu_time: float = 0.0
+    full_share: float = 0.0
     usage: dict[str, float] = {}
     limiters: list[str] = []
 
@@ -133,6 +135,7 @@ class RunReport(BaseModel):
     errors: list[ErrorEntry]
     segments: int = 0
     waits: int = 0
+    queued: int = 0
     wait_lanes: int = 0
     limiters: list[LimiterStats] = []
     series: list[Series] = []
@@ -142,4 +145,4 @@ class RunReport(BaseModel):
         """Whether the timeline draws a sample of the running stretches and waits."""
         running = sum(1 for b in self.bars if b.kind == "run")
         segments = self.segments or self.spans
-        return running < segments or len(self.bars) - running < self.waits
+        return running < segments or len(self.bars) - running < self.waits - self.queued

@@ -72,10 +72,16 @@ _ZOOM_CONTROLS = (
 
 def _timeline_note(report: RunReport) -> str:
     note = f"{report.spans:,} exec calls; at most {report.lanes} running at once (one lane each)."
-    if report.waits:
+    if report.waits > report.queued:
         note += (
-            f" Below the line, pale: {report.waits:,} waits (for a limiter, the node's "
-            "limit, a worker or a retry's backoff), which count as waiting, not running."
+            f" Below the line, pale: {report.waits - report.queued:,} waits (for a limiter, "
+            "the node's limit, a worker or a retry's backoff), which count as waiting, not "
+            "running."
+        )
+    if report.queued:
+        note += (
+            f" {report.queued:,} waits of items queued behind their node's own pool or limit "
+            "are not drawn as bars: the concurrency chart above shows them as waiting."
         )
     if report.sampled:
         note += (

@@ -57,6 +57,11 @@ MAX_BARS = 20_000
 """Item bars drawn on the timeline; beyond this many stretches, a uniform sample is drawn."""
 MAX_ERRORS = 100
 """Failed items listed in the report (the counts stay exact)."""
+QUEUES = frozenset({"node limit", "worker", "batch", "thread pool", "event loop"})
+"""Waits of an item queued behind its node's own pool or limit (not a named limiter)."""
+QUEUE_BARS = 4
+"""A node's queued items are drawn as bars only while at most this many (or its running
+peak, if more) queue at once; beyond that the concurrency chart shows them, not the bars."""
 
 
 @dataclass
@@ -227,7 +232,8 @@ class ReportWriter(Observer):
         nodes = [_summarise(log, stats.get(log.name), limiters) for log in logs]
         whats = list(self._whats)
         run_bars = _bars(logs, self.max_bars, whats, wait=False)
-        wait_bars = _bars(logs, self.max_bars, whats, wait=True)
+        hidden = _crowded_queues(logs, nodes, whats)
+        wait_bars = _bars(logs, self.max_bars, whats, wait=True, hidden=hidden)
         traces = {(r.node, r.index): r.traceback for r in self.info.errors}
         errors = [
             e.model_copy(update={"traceback": redact(traces.get((e.node, e.index), ""))})
@@ -244,6 +250,7 @@ class ReportWriter(Observer):
             spans=sum(log.calls for log in logs),
             segments=sum(len(log.starts) for log in logs),
             waits=sum(len(log.wait_starts) for log in logs),
+            queued=sum(len(skip) for skip in hidden.values()),
             lanes=assign_lanes(run_bars),
             wait_lanes=assign_lanes(wait_bars),
             bars=run_bars + wait_bars,
@@ -344,8 +351,24 @@ def _summarise(
         cpu_time=stats.cpu_s if stats is not None else 0.0,
         limiters=[lim.name for lim in limiters if log.name in lim.users],
     )
+    if log.executor in ("process", "ray", "thread") and log.limit:
+        node.full_share = _full_share(log, log.limit, wall)
     node.findings = findings(node, limiters)
     return node
+
+
+def _full_share(log: _NodeLog, limit: int, wall: float) -> float:
+    """The share of the node's wall time with all ``limit`` of its pool's places running."""
+    if wall <= 0:
+        return 0.0
+    points = sorted([(a, 1) for a in log.starts] + [(b, -1) for b in log.ends])
+    level, full, since = 0, 0.0, 0.0
+    for t, step in points:
+        if level >= limit:
+            full += t - since
+        level += step
+        since = t
+    return min(1.0, full / wall)
 
 
 def overlap(starts: Sequence[float], ends: Sequence[float]) -> tuple[int, float]:
@@ -371,13 +394,49 @@ def overlap(starts: Sequence[float], ends: Sequence[float]) -> tuple[int, float]
     return peak, busy
 
 
-def _bars(logs: Sequence[_NodeLog], cap: int, whats: Sequence[str], *, wait: bool) -> list[Bar]:
-    """Run (or wait) bars for every stretch, or a uniform sample of ``cap``; lanes come later."""
-    columns = [
-        (log.wait_starts, log.wait_ends, log.wait_index) if wait else
-        (log.starts, log.ends, log.index)
-        for log in logs
-    ]
+def _crowded_queues(
+    logs: Sequence[_NodeLog], nodes: Sequence[NodeReport], whats: Sequence[str]
+) -> dict[str, set[int]]:
+    """Per node, the waits not to draw: its queue waits when too many queue at once (a pool
+    of 2 workers and hundreds of items would otherwise fill the chart with pale bars)."""
+    out: dict[str, set[int]] = {}
+    for log, node in zip(logs, nodes, strict=True):
+        queue = [i for i, code in enumerate(log.wait_what) if whats[code] in QUEUES]
+        if not queue:
+            continue
+        crowd, _ = overlap([log.wait_starts[i] for i in queue], [log.wait_ends[i] for i in queue])
+        if crowd > max(QUEUE_BARS, node.peak_in_flight):
+            out[log.name] = set(queue)
+    return out
+
+
+def _bars(
+    logs: Sequence[_NodeLog],
+    cap: int,
+    whats: Sequence[str],
+    *,
+    wait: bool,
+    hidden: dict[str, set[int]] | None = None,
+) -> list[Bar]:
+    """Run (or wait) bars for every stretch but the ``hidden`` waits, or a uniform sample of
+    ``cap``; lanes come later."""
+    columns: list[tuple[Sequence[float], Sequence[float], Sequence[int]]] = []
+    keep: list[list[int]] = []
+    for log in logs:
+        if not wait:
+            columns.append((log.starts, log.ends, log.index))
+            keep.append(list(range(len(log.starts))))
+            continue
+        skip = (hidden or {}).get(log.name, set())
+        shown = [i for i in range(len(log.wait_starts)) if i not in skip]
+        keep.append(shown)
+        columns.append(
+            (
+                [log.wait_starts[i] for i in shown],
+                [log.wait_ends[i] for i in shown],
+                [log.wait_index[i] for i in shown],
+            )
+        )
     total = sum(len(c[0]) for c in columns)
     picks: Iterable[int] = range(total)
     if total > cap:
@@ -399,7 +458,7 @@ def _bars(logs: Sequence[_NodeLog], cap: int, whats: Sequence[str], *, wait: boo
                 end=ends[i],
                 ok=True if wait else bool(log.ok[i]),
                 kind="wait" if wait else "run",
-                what=whats[log.wait_what[i]] if wait else "",
+                what=whats[log.wait_what[keep[k][i]]] if wait else "",
             )
         )
     return bars

@@ -136,28 +136,31 @@ async def in_thread(nr: NodeRun, path: str, fn: Callable[[], T], cpu_bound: bool
     loop = asyncio.get_running_loop()
     begun: list[float] = []
 
-    def work() -> tuple[T, float, float]:
+    def work() -> tuple[T, float, float, float]:
         started = time.monotonic()
         begun.append(started)
         loop.call_soon_threadsafe(nr.end_wait)  # it runs: in flight again
         cpu = time.thread_time()
-        return fn(), time.thread_time() - cpu, started
+        result = fn()
+        return result, time.thread_time() - cpu, started, time.monotonic()
 
     queued = time.monotonic()
     nr.begin_wait()
     try:
-        result, cpu, started = await loop.run_in_executor(nr.threads(), work)
+        result, cpu, started, ended = await loop.run_in_executor(nr.threads(), work)
     except BaseException:
         if not begun:  # cancelled or failed before a thread took it: not in flight
             nr.end_wait()
         raise
-    ended = time.monotonic()
+    back = time.monotonic()
     nr.stats.cpu_s += cpu
     if started > queued:
         nr.waited(path, index, call, "thread pool", queued, started)
     idle = (ended - started) - cpu
     if cpu_bound and idle > 0:
         nr.waited(path, index, call, "CPU (GIL, other threads)", ended - idle, ended)
+    if back > ended:  # done in its thread, waiting for the event loop to take the result
+        nr.waited(path, index, call, "event loop", ended, back)
     return result
 
 

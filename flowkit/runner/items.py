@@ -25,11 +25,7 @@ from flowkit.errors import (
     GraphError,
     StoreError,
 )
-from flowkit.events import (
-    BatchStarted,
-    CallEnded,
-    CallStarted,
-)
+from flowkit.events import BatchStarted, CallEnded, CallStarted, PassEnded, Subscriber
 from flowkit.executors.base import ChunkSizer, Outcome
 from flowkit.flow import AsyncFlow, AsyncParallelBatchFlow, BatchFlow, Flow, Parallel
 from flowkit.node import AsyncNode, BaseNode, node_options
@@ -206,9 +202,18 @@ Step = Callable[[BaseNode, Any, str], Awaitable[Any]]
 """Runs one node or flow in the run: ``(node, shared, parent path) -> its action``."""
 
 
-async def run_flow(flow: Flow, shared: Any, path: str, step: Step, max_steps: int | None) -> Any:
+async def run_flow(
+    flow: Flow,
+    shared: Any,
+    path: str,
+    step: Step,
+    max_steps: int | None,
+    emit: Subscriber | None = None,
+    run_id: str = "",
+) -> Any:
     """A flow's prep, its steps (once, or once per params dict of a batch flow, at most its
-    ``max_concurrency`` at once for a parallel one) and its post."""
+    ``max_concurrency`` at once for a parallel one) and its post. ``emit`` hears how many
+    passes a batch flow has and when each ends."""
     is_async = isinstance(flow, AsyncFlow)
     if is_async:
         prep_res = await await_hook(flow, "prep_async", shared)
@@ -217,6 +222,8 @@ async def run_flow(flow: Flow, shared: Any, path: str, step: Step, max_steps: in
     if isinstance(flow, BatchFlow):
         prep_res = prep_res or []  # PocketFlow's post sees [] for a prep that returned None
         source = items_of(prep_res, flow, "params dicts")
+        if emit is not None:
+            emit(BatchStarted(time.monotonic(), run_id, path, flow.name, source.size))
         workers = 1
         if isinstance(flow, AsyncParallelBatchFlow):
             workers = node_options(flow, warn=False).max_concurrency or DEFAULT_PARALLEL_CAP
@@ -227,7 +234,13 @@ async def run_flow(flow: Flow, shared: Any, path: str, step: Step, max_steps: in
                     f"{flow.name}: prep must yield params dicts, got "
                     f"{type(params).__name__} {params!r:.80}"
                 )
-            await _steps(flow, shared, {**flow.params, **params}, path, step, max_steps)
+            ok = False
+            try:
+                await _steps(flow, shared, {**flow.params, **params}, path, step, max_steps)
+                ok = True
+            finally:
+                if emit is not None:
+                    emit(PassEnded(time.monotonic(), run_id, path, flow.name, ok))
 
         await _each(source.take, source.size, workers, one)
         exec_res = None

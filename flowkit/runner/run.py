@@ -319,7 +319,8 @@ class Run:
                 executor.bind(node)  # refuse an unpicklable node before any work starts
             stats = self.info.nodes.get(plan.name)
             if stats is None:
-                stats = self.info.nodes[plan.name] = NodeStats(plan.name, plan.limit, plan.executor)
+                limit = plan.limit if plan.executor == "async" else plan.capacity
+                stats = self.info.nodes[plan.name] = NodeStats(plan.name, limit, plan.executor)
             limiters = tuple(self.limiter(name, plan.name) for name in plan.uses)
             for lim in limiters:
                 lim.used_by(plan.name, "runner")
@@ -429,7 +430,7 @@ async def run_node(run: Run, node: BaseNode, shared: Any, parent: str) -> Any:
             step = functools.partial(run_node, run)
             if isinstance(node, Flow):
                 max_steps = node.max_steps or run.settings.max_steps
-                result = await run_flow(node, shared, path, step, max_steps)
+                result = await run_flow(node, shared, path, step, max_steps, emit, run_id)
             else:
                 result = await run_parallel(node, shared, path, step)
             ok = True
@@ -442,8 +443,8 @@ async def run_node(run: Run, node: BaseNode, shared: Any, parent: str) -> Any:
     if emit is not None:
         emit(
             NodeStarted(
-                time.monotonic(), run_id, path, plan.name, "node", plan.executor, plan.limit,
-                plan.batch,
+                time.monotonic(), run_id, path, plan.name, "node", plan.executor,
+                plan.limit if plan.executor == "async" else plan.capacity, plan.batch,
             )
         )
     ok = False
