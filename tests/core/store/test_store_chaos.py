@@ -2,7 +2,8 @@
 again and again, then resumed to the end. Afterwards every item is stored exactly once and
 no planted secret appears in any file written or anything printed.
 
-Executors are a parameter: add "process" to ``EXECUTORS`` once its workers die with the run.
+Executors are a parameter: the event loop, threads and worker processes; no process of the
+run (its workers, a forkserver) may be left once it has ended.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-EXECUTORS = ["async", "thread"]
+EXECUTORS = ["async", "thread", "process"]
 ROUNDS = 5
 ITEMS = 1500
 KEY = "chaosplanted5Hq8Wz"
@@ -65,8 +66,12 @@ FLOW = textwrap.dedent(
             time.sleep(random.uniform(0.001, 0.005))
             return fail_or_value(item)
 
+    class ProcessWork(ThreadWork):
+        executor = "process"
+        max_concurrency = 2
+
     ITEMS = int(os.environ["CHAOS_ITEMS"])
-    flows = {"async": AsyncWork, "thread": ThreadWork}
+    flows = {"async": AsyncWork, "thread": ThreadWork, "process": ProcessWork}
     work = flows[os.environ["CHAOS_EXECUTOR"]]()
     """
 )
@@ -82,6 +87,21 @@ def writers_of(db: Path) -> list[int]:
         if any(p.endswith(b"writer_process.py") for p in cmd) and str(db).encode() in cmd:
             pids.append(int(path.parent.name))
     return pids
+
+
+def left_behind(folder: Path) -> list[str]:
+    """Live processes started from ``folder`` (the run's workers, a forkserver)."""
+    found = []
+    for path in Path("/proc").glob("[0-9]*"):
+        try:
+            cmd = (path / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            cwd = os.readlink(path / "cwd")
+            state = (path / "stat").read_text().split(") ")[1][0]
+        except OSError:
+            continue
+        if cwd == str(folder) and state != "Z":
+            found.append(cmd)
+    return found
 
 
 def started(log: Path) -> int:
@@ -134,6 +154,10 @@ def test_random_signals_then_resume_store_every_item_once_and_leak_nothing(
         while writers_of(db):  # the writer commits what it was handed, then exits
             assert time.monotonic() < deadline, "a writer process did not finish"
             time.sleep(0.01)
+        deadline = time.monotonic() + 2  # nothing else of the run outlives it by 2 s
+        while left_behind(tmp_path):
+            assert time.monotonic() < deadline, left_behind(tmp_path)
+            time.sleep(0.02)
         if round_ == ROUNDS:  # the last one runs to the end
             assert proc.returncode in (0, 1) and "run r (" in out, (out, err)
     context = f"seed {seed}, signals {signals}"
