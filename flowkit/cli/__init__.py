@@ -2,8 +2,9 @@
 
 Exit codes: 0 ok, 1 the run failed (failed items, or inputs a bundled flow refused), 2 bad
 usage (unknown flow or option, a bad setting or wiring, a file that cannot be read, a place
-that cannot be written: all found before any work starts, each said in one line), 141 when
-stdout's reader went away (``| head``). A flow is a bundled NAME (``flowkit list``), or
+that cannot be written: all found before any work starts, each said in one line), 130 the
+run was interrupted (Ctrl-C or SIGTERM: the last line gives the command that resumes it),
+141 when stdout's reader went away (``| head``). A flow is a bundled NAME (``flowkit list``), or
 ``MODULE:ATTR`` or ``path/to/file.py:ATTR`` naming a flow or node, or a zero-argument factory
 returning one; the current directory is importable. A bundled flow writes its outputs and
 report into ``flowkit-out/NAME/RUN_ID/`` unless told otherwise, and its last line names that
@@ -13,6 +14,23 @@ folder. Everything printed about errors goes through ``flowkit.redact``.
 from __future__ import annotations
 
 from flowkit.cli.app import main
-from flowkit.cli.targets import DEFAULT_STORE, FAILED, OK, USAGE, load_target, set_executor
+from flowkit.cli.targets import (
+    DEFAULT_STORE,
+    FAILED,
+    INTERRUPTED,
+    OK,
+    USAGE,
+    load_target,
+    set_executor,
+)
 
-__all__ = ["DEFAULT_STORE", "FAILED", "OK", "USAGE", "load_target", "main", "set_executor"]
+__all__ = [
+    "DEFAULT_STORE",
+    "FAILED",
+    "INTERRUPTED",
+    "OK",
+    "USAGE",
+    "load_target",
+    "main",
+    "set_executor",
+]

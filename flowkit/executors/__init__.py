@@ -9,8 +9,7 @@ and are all stopped when the run ends.
 
 from __future__ import annotations
 
-from flowkit.executors.base import Binding, Executor, NodePayload, Outcome, cpu_count
-from flowkit.executors.batch import MicroBatcher
+from flowkit.executors.base import Binding, Executor, Outcome, cpu_count
 from flowkit.executors.loop import LoopExecutor
 from flowkit.executors.process import ProcessExecutor
 from flowkit.executors.ray import RayExecutor
@@ -20,8 +19,6 @@ __all__ = [
     "Binding",
     "Executor",
     "LoopExecutor",
-    "MicroBatcher",
-    "NodePayload",
     "Outcome",
     "ProcessExecutor",
     "RayExecutor",

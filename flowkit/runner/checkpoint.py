@@ -10,7 +10,10 @@ from flowkit.errors import StoreError
 from flowkit.fingerprint import fingerprint
 from flowkit.node import AsyncNode, BaseNode, defines
 from flowkit.results import Counts, ErrorRecord
-from flowkit.store import ResultCodec, Store, StoredOutcomes, StoreWriter, dumps, item_key
+from flowkit.store.codec import ResultCodec, dumps, item_key
+from flowkit.store.db import Store
+from flowkit.store.outcomes import StoredOutcomes
+from flowkit.store.writer import StoreWriter
 
 if TYPE_CHECKING:
     from flowkit.runner.items import NodeRun

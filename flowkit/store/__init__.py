@@ -13,34 +13,15 @@ the JSON encoding of results and the item keys that recognise them on resume.
 from __future__ import annotations
 
 from flowkit.errors import StoreError, UnknownRunError
-from flowkit.store.codec import ResultCodec, dumps, item_key
-from flowkit.store.db import (
-    APPLICATION,
-    SCHEMA_VERSION,
-    ResumeMismatchError,
-    RunSummary,
-    Store,
-    StoredResult,
-)
+from flowkit.store.db import ResumeMismatchError, RunSummary, Store, StoredResult
 from flowkit.store.lock import RunLockedError
-from flowkit.store.outcomes import NO_OUTCOMES, Stored, StoredOutcomes
-from flowkit.store.writer import StoreWriter
 
 __all__ = [
-    "APPLICATION",
-    "NO_OUTCOMES",
-    "SCHEMA_VERSION",
-    "ResultCodec",
     "ResumeMismatchError",
     "RunLockedError",
     "RunSummary",
     "Store",
     "StoreError",
-    "StoreWriter",
-    "Stored",
-    "StoredOutcomes",
     "StoredResult",
     "UnknownRunError",
-    "dumps",
-    "item_key",
 ]

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from flowkit.errors import FlowkitError
-from flowkit.store import dumps
+from flowkit.store.codec import dumps
 from flows.medmcqa.privacy import (
     VARIANTS,
     CluSanT,

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 import flowkit as fk
-from flowkit.store import StoreWriter
+from flowkit.store.writer import StoreWriter
 
 MB = 1 << 20
 
