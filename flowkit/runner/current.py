@@ -1,5 +1,6 @@
-"""The exec call in progress, as code inside exec sees it: named limiters, waits and usage,
-recorded for the node, item and call that are running (context variables the runner sets).
+"""The exec call in progress, as code inside exec sees it: named limiters, waits, usage and
+operations, recorded for the node, item and call that are running (context variables the
+runner sets).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Protocol
 
+from flowkit.events import Operation
 from flowkit.limits import NamedLimiter
 
 if TYPE_CHECKING:
@@ -112,3 +114,43 @@ def record_usage(**amounts: float) -> None:
     node = current_node.get()
     if node is not None:
         node[0].used(node[1], amounts)
+
+
+@contextlib.contextmanager
+def operation(name: str, **attributes: str | int | float | bool) -> Iterator[dict[str, Any]]:
+    """Mark a step inside exec (an LLM request, a query) for the run's observers: one
+    ``Operation`` event with its name, start, end, outcome and ``attributes``, which a trace
+    shows as a child of the exec call. Add to the yielded dict what becomes known on the way
+    (the tokens of a reply); a step that raises gets ``error.type``. Costs next to nothing
+    when nobody observes the run; does nothing outside one."""
+    node = current_node.get()
+    if node is None or node[0].emit is None:
+        yield attributes
+        return
+    nr, path = node
+    started = time.monotonic()
+    ok = False
+    try:
+        yield attributes
+        ok = True
+    except BaseException as exc:
+        attributes.setdefault("error.type", type(exc).__name__)
+        raise
+    finally:
+        emit = nr.emit
+        if emit is not None:
+            index, call = current_call.get()
+            emit(
+                Operation(
+                    time.monotonic(),
+                    nr.run_id,
+                    path,
+                    nr.name,
+                    index,
+                    call,
+                    name,
+                    started,
+                    ok,
+                    dict(attributes),
+                )
+            )

@@ -235,6 +235,28 @@ def checked_limits(
     return node_limits, named
 
 
+def checked_otel(otel: Any) -> Any:
+    """``Runner(otel=...)`` checked: None (off), True, an http(s) URL, or an export object;
+    the ``otel`` extra must be installed for any of them."""
+    if otel is None or otel is False:
+        return None
+    if isinstance(otel, str):
+        if not otel.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"Runner otel: expected an OTLP/HTTP endpoint URL such as "
+                f"http://localhost:4318, got {otel!r}"
+            )
+    elif otel is not True and not callable(getattr(otel, "observer", None)):
+        raise ConfigError(
+            f"Runner otel must be True, an endpoint URL or a flowkit.otel.OtelExport, got "
+            f"{type(otel).__name__}"
+        )
+    from flowkit.extras import check_installed
+
+    check_installed("OpenTelemetry export (Runner otel=...)", "opentelemetry.sdk", extra="otel")
+    return otel
+
+
 class NodeRun:
     """One node in one run: its plan, its slot counter and named limiters, its executor and
     its ``NodeStats``. Admission (``try_enter``/``enter``/``leave``), waits, spans, retries
@@ -260,6 +282,9 @@ class NodeRun:
         self.limiters, self.stats = limiters, stats
         self.slots = Slots(plan.capacity)
         self.emit, self.run_id, self.call_ids = emit, run_id, call_ids
+        self.calls_left = UNLIMITED
+        """Exec calls still to report with ``CallStarted``/``CallEnded`` when observed (the
+        observers' ``calls_per_node``); retries are reported whatever it says."""
         self._tasks, self.sleep = tasks, sleep
         self.batcher: MicroBatcher | None = None
         if plan.batch_size is not None:
@@ -389,7 +414,8 @@ class NodeRun:
         """A call that ran elsewhere (a worker process, a batch) from ``started`` to
         ``ended``, reported once it is over."""
         emit = self.emit
-        if emit is not None:
+        if emit is not None and self.calls_left > 0:
+            self.calls_left -= 1
             call = next(self.call_ids)
             emit(CallStarted(started, self.run_id, path, self.name, index, call))
             emit(CallEnded(ended, self.run_id, path, self.name, index, call, ok))
