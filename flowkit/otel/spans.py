@@ -78,9 +78,6 @@ class _Call:
         self.usage: dict[str, float] = {}
 
 
-_current: ContextVar[_Open | None] = ContextVar("flowkit_otel_open", default=None)
-
-
 class OtelObserver(Observer):
     """Exports one run as OpenTelemetry spans through ``export`` (see ``OtelExport``)."""
 
@@ -88,6 +85,7 @@ class OtelObserver(Observer):
         self.export = export
         self.calls_per_node = export.item_spans
         self._pipeline: Pipeline | None = None
+        self._current: ContextVar[_Open | None] = ContextVar("flowkit_otel_open", default=None)
         self._handlers: dict[type[Event], Callable[[Any], None]] = {
             RunStarted: self._run_started,
             RunEnded: self._run_ended,
@@ -186,7 +184,7 @@ class OtelObserver(Observer):
 
     def _node_for(self, path: str) -> _Open | None:
         """The open span of the node at ``path`` that the emitting task belongs to."""
-        cur = _current.get()
+        cur = self._current.get()
         if cur is not None and cur.path == path:
             return cur
         opens = self._by_path.get(path)
@@ -207,8 +205,8 @@ class OtelObserver(Observer):
             e.time,
             {"flowkit.run_id": self._r(e.run_id), "flowkit.flow": self._r(e.flow), KIND: "CHAIN"},
         )
-        self._run = _Open(span, "", _current.get())
-        _current.set(self._run)
+        self._run = _Open(span, "", self._current.get())
+        self._current.set(self._run)
 
     def _run_ended(self, e: RunEnded) -> None:
         run = self._run
@@ -247,10 +245,10 @@ class OtelObserver(Observer):
         if not e.ok:
             span.set_status(Status(StatusCode.ERROR, f"run {e.status}"))
         span.end(end_time=self._ns(e.time))
-        _current.set(run.prev)
+        self._current.set(run.prev)
 
     def _node_started(self, e: NodeStarted) -> None:
-        parent = _current.get() or self._run
+        parent = self._current.get() or self._run
         attrs: Attributes = {
             "flowkit.node.path": self._r(e.path),
             "flowkit.node": self._r(e.node),
@@ -262,12 +260,12 @@ class OtelObserver(Observer):
             if e.limit is not None:
                 attrs["flowkit.limit"] = e.limit
         span = self._span(f"{e.role} {e.node}", parent.ctx if parent else None, e.time, attrs)
-        o = _Open(span, e.path, _current.get(), e.executor)
+        o = _Open(span, e.path, self._current.get(), e.executor)
         self._by_path.setdefault(e.path, []).append(o)
-        _current.set(o)
+        self._current.set(o)
 
     def _node_ended(self, e: NodeEnded) -> None:
-        cur = _current.get()
+        cur = self._current.get()
         opens = self._by_path.get(e.path)
         if not opens:
             return
@@ -289,7 +287,7 @@ class OtelObserver(Observer):
             span.set_status(Status(StatusCode.ERROR, f"{e.role} {self._r(e.node)} failed"))
         span.end(end_time=self._ns(e.time))
         if cur is o:
-            _current.set(o.prev)
+            self._current.set(o.prev)
 
     def _batch_started(self, e: BatchStarted) -> None:
         o = self._node_for(e.path)

@@ -251,9 +251,12 @@ def checked_otel(otel: Any) -> Any:
             f"Runner otel must be True, an endpoint URL or a flowkit.otel.OtelExport, got "
             f"{type(otel).__name__}"
         )
-    from flowkit.extras import check_installed
+    from flowkit.extras import require
 
-    check_installed("OpenTelemetry export (Runner otel=...)", "opentelemetry.sdk", extra="otel")
+    purpose = "OpenTelemetry export (Runner otel=...)"
+    require("opentelemetry.sdk.trace", purpose, "otel")  # imported now, not in a run's time
+    if getattr(otel, "exporter", None) is None:
+        require("opentelemetry.exporter.otlp.proto.http.trace_exporter", purpose, "otel")
     return otel
 
 

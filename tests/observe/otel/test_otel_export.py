@@ -455,3 +455,14 @@ def test_flowkit_run_otel_url_exports_the_run(collector: str, tmp_path: Path) ->
         "flowkit: error: Runner otel: expected an OTLP/HTTP endpoint URL such as "
         "http://localhost:4318, got 'localhost:4318'"
     ]
+
+
+def test_with_an_observer_that_wants_every_call_the_export_still_keeps_its_bound() -> None:
+    seen: list[Event] = []
+    memory = InMemorySpanExporter()
+    runner = fk.Runner(
+        otel=OtelExport(exporter=memory, item_spans=10), on_event=seen.append, progress=False
+    )
+    runner.run(fk.AsyncFlow(start=Noop(name="noop")), {"n": 200})
+    assert sum(1 for e in seen if isinstance(e, CallStarted)) == 200
+    assert sum(1 for s in memory.get_finished_spans() if kind(s) == "exec") == 10
