@@ -183,12 +183,17 @@ def otlp_exporter(export: OtelExport) -> Any:
         or ""
     ).strip()
     if protocol == "grpc" and export.endpoint is None:
-        grpc = require(
-            "opentelemetry.exporter.otlp.proto.grpc.trace_exporter",
-            "OpenTelemetry export over gRPC (OTEL_EXPORTER_OTLP_PROTOCOL=grpc)",
-            "otel",
-        )
-        return grpc.OTLPSpanExporter()
+        try:
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+                OTLPSpanExporter,
+            )
+        except ImportError:
+            raise ConfigError(
+                "OTEL_EXPORTER_OTLP_PROTOCOL=grpc needs the 'opentelemetry-exporter-otlp-proto-"
+                "grpc' package: pip install opentelemetry-exporter-otlp-proto-grpc, or export "
+                "over http/protobuf"
+            ) from None
+        return OTLPSpanExporter()
     http = require(
         "opentelemetry.exporter.otlp.proto.http.trace_exporter", "OpenTelemetry export", "otel"
     )
