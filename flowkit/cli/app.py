@@ -212,6 +212,15 @@ def _generic_run_options(parser: argparse.ArgumentParser) -> None:
         f"under {OUT_ROOT}/ by default)",
     )
     parser.add_argument("--no-progress", action="store_true", help="print no progress")
+    parser.add_argument(
+        "--otel",
+        nargs="?",
+        const=True,
+        metavar="URL",
+        help="export the run as OpenTelemetry traces over OTLP/HTTP, to URL (e.g. Phoenix's "
+        "http://localhost:6006) or where OTEL_EXPORTER_OTLP_ENDPOINT says (default "
+        "http://localhost:4318); needs the otel extra",
+    )
     _store_option(parser)
     parser.add_argument("--no-store", action="store_true", help="checkpoint nothing")
     parser.add_argument("--run-id", metavar="ID", help="the id of this run (default: new)")

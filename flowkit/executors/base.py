@@ -186,3 +186,21 @@ class ChunkSizer:
     def observe(self, count: int, seconds: float) -> None:
         sample = seconds / count
         self.per_item = sample if self.per_item is None else 0.7 * self.per_item + 0.3 * sample
+
+
+class NoExec:
+    """A binding whose exec never runs: what a node with no tries left gives (PocketFlow's
+    ``max_retries=0``) is None."""
+
+    chunked = False
+    awaits = False
+
+    @staticmethod
+    def call(item: Any) -> Any:
+        return None
+
+    async def retry(self, item: Any, attempt: int) -> Any:
+        return None
+
+    async def run(self, items: Sequence[Any], attempts: Sequence[int] | None) -> list[Outcome]:
+        return [(True, None, 0.0, 0.0) for _ in items]

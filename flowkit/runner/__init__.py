@@ -3,12 +3,18 @@
 ``run`` holds the runner, a run's state and the graph walk; ``plan`` the settings and node
 plans computed before a run; ``items`` the item path and each node's run-time state;
 ``failures``, ``checkpoint``, ``memory`` and ``tasks`` what only some runs need; ``current``
-what code inside exec may reach (limiters, waits, usage).
+what code inside exec may reach (limiters, waits, usage, operations).
 """
 
 from __future__ import annotations
 
-from flowkit.runner.current import current_limiter, record_usage, to_thread, waiting
+from flowkit.runner.current import (
+    current_limiter,
+    operation,
+    record_usage,
+    to_thread,
+    waiting,
+)
 from flowkit.runner.nodes import DEFAULT_PARALLEL_CAP
 from flowkit.runner.run import RunHandle, Runner
 
@@ -17,6 +23,7 @@ __all__ = [
     "RunHandle",
     "Runner",
     "current_limiter",
+    "operation",
     "record_usage",
     "to_thread",
     "waiting",

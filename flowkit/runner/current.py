@@ -1,7 +1,8 @@
-"""The exec call in progress, as code inside exec sees it: named limiters, waits, threads and
-usage, recorded for the node, item and call that are running (context variables the runner
-sets). Work in a thread is counted here too, for exec code (``to_thread``) and for thread
-nodes (``CountedThreads``): waiting for a thread, or for a CPU, is not running.
+"""The exec call in progress, as code inside exec sees it: named limiters, waits, threads,
+usage and operations, recorded for the node, item and call that are running (context
+variables the runner sets). Work in a thread is counted here too, for exec code
+(``to_thread``) and for thread nodes (``CountedThreads``): waiting for a thread, or for a CPU,
+is not running.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from flowkit.events import Operation
 from flowkit.executors.base import Outcome, call_with_retry_index
 from flowkit.limits import NamedLimiter
 
@@ -195,3 +197,43 @@ def record_usage(**amounts: float) -> None:
     node = current_node.get()
     if node is not None:
         node[0].used(node[1], amounts)
+
+
+@contextlib.contextmanager
+def operation(name: str, **attributes: str | int | float | bool) -> Iterator[dict[str, Any]]:
+    """Mark a step inside exec (an LLM request, a query) for the run's observers: one
+    ``Operation`` event with its name, start, end, outcome and ``attributes``, which a trace
+    shows as a child of the exec call. Add to the yielded dict what becomes known on the way
+    (the tokens of a reply); a step that raises gets ``error.type``. Costs next to nothing
+    when nobody observes the run; does nothing outside one."""
+    node = current_node.get()
+    if node is None or node[0].emit is None:
+        yield attributes
+        return
+    nr, path = node
+    started = time.monotonic()
+    ok = False
+    try:
+        yield attributes
+        ok = True
+    except BaseException as exc:
+        attributes.setdefault("error.type", type(exc).__name__)
+        raise
+    finally:
+        emit = nr.emit
+        if emit is not None:
+            index, call = current_call.get()
+            emit(
+                Operation(
+                    time.monotonic(),
+                    nr.run_id,
+                    path,
+                    nr.name,
+                    index,
+                    call,
+                    name,
+                    started,
+                    ok,
+                    dict(attributes),
+                )
+            )

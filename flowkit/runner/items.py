@@ -118,9 +118,13 @@ async def run_items(
                 if not try_enter():
                     await enter(index, 1, path)
                 if emit is not None:
-                    call_id = next(call_ids)
+                    call_id = -1
+                    if nr.calls_left > 0:  # the observers want this call's events
+                        nr.calls_left -= 1
+                        call_id = next(call_ids)
                     current_call.set((index, call_id))
-                    emit(CallStarted(clock(), run_id, path, name, index, call_id))
+                    if call_id >= 0:
+                        emit(CallStarted(clock(), run_id, path, name, index, call_id))
                 failed = None
                 try:
                     res = call(item)
@@ -130,7 +134,7 @@ async def run_items(
                     failed = exc
                 finally:
                     leave()
-                if emit is not None:
+                if emit is not None and call_id >= 0:
                     emit(CallEnded(clock(), run_id, path, name, index, call_id, failed is None))
                 if failed is not None:
                     res = await settle(index, item, failed, key or "")

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowkit.errors import ConfigError, FlowkitWarning, NotImplementedExecError
 from flowkit.events import INSTANT, CallEnded, CallRetried, CallStarted, Subscriber, Usage, Waited
-from flowkit.executors.base import Binding, Executor, Outcome
+from flowkit.executors.base import Binding, Executor, NoExec
 from flowkit.executors.batch import MicroBatcher
 from flowkit.executors.thread import ThreadExecutor
 from flowkit.limits import Limit, NamedLimiter, Slots, check_limit
@@ -241,6 +241,31 @@ def checked_limits(
     return node_limits, named
 
 
+def checked_otel(otel: Any) -> Any:
+    """``Runner(otel=...)`` checked: None (off), True, an http(s) URL, or an export object;
+    the ``otel`` extra must be installed for any of them."""
+    if otel is None or otel is False:
+        return None
+    if isinstance(otel, str):
+        if not otel.startswith(("http://", "https://")):
+            raise ConfigError(
+                f"Runner otel: expected an OTLP/HTTP endpoint URL such as "
+                f"http://localhost:4318, got {otel!r}"
+            )
+    elif otel is not True and not callable(getattr(otel, "observer", None)):
+        raise ConfigError(
+            f"Runner otel must be True, an endpoint URL or a flowkit.otel.OtelExport, got "
+            f"{type(otel).__name__}"
+        )
+    from flowkit.extras import require
+
+    purpose = "OpenTelemetry export (Runner otel=...)"
+    require("opentelemetry.sdk.trace", purpose, "otel")  # imported now, not in a run's time
+    if getattr(otel, "exporter", None) is None:
+        require("opentelemetry.exporter.otlp.proto.http.trace_exporter", purpose, "otel")
+    return otel
+
+
 class NodeRun:
     """One node in one run: its plan, its slot counter and named limiters, its executor and
     its ``NodeStats``. Admission (``try_enter``/``enter``/``leave``), waits, spans, retries
@@ -267,6 +292,9 @@ class NodeRun:
         self.limiters, self.stats = limiters, stats
         self.slots = Slots(plan.capacity)
         self.emit, self.run_id, self.call_ids = emit, run_id, call_ids
+        self.calls_left = UNLIMITED
+        """Exec calls still to report with ``CallStarted``/``CallEnded`` when observed (the
+        observers' ``calls_per_node``); retries are reported whatever it says."""
         self._tasks, self.sleep, self.threads = tasks, sleep, threads
         self.batcher: MicroBatcher | None = None
         if plan.batch_size is not None:
@@ -396,7 +424,8 @@ class NodeRun:
         """A call that ran elsewhere (a worker process, a batch) from ``started`` to
         ``ended``, reported once it is over."""
         emit = self.emit
-        if emit is not None:
+        if emit is not None and self.calls_left > 0:
+            self.calls_left -= 1
             call = next(self.call_ids)
             emit(CallStarted(started, self.run_id, path, self.name, index, call))
             emit(CallEnded(ended, self.run_id, path, self.name, index, call, ok))
@@ -447,29 +476,12 @@ class NodeRun:
     def bind(self, node: BaseNode, path: str) -> Binding:
         """How this copy of the node runs its exec at ``path``."""
         if self.plan.skip_exec:
-            return _NoExec()
+            return NoExec()
         if self.batcher is not None:
             return self.batcher.bind(node, path)
         if isinstance(self.executor, ThreadExecutor):
             return CountedThreads(self, node, path)
         return self.executor.bind(node)
-
-
-class _NoExec:
-    """What exec gives with no tries left (PocketFlow's ``max_retries=0``): None."""
-
-    chunked = False
-    awaits = False
-
-    @staticmethod
-    def call(item: Any) -> Any:
-        return None
-
-    async def retry(self, item: Any, attempt: int) -> Any:
-        return None
-
-    async def run(self, items: Sequence[Any], attempts: Sequence[int] | None) -> list[Outcome]:
-        return [(True, None, 0.0, 0.0) for _ in items]
 
 
 def _false() -> bool:

@@ -27,6 +27,15 @@ class Observers:
     def listening(self) -> bool:
         return bool(self._subs)
 
+    @property
+    def calls_per_node(self) -> int | None:
+        """Exec calls per node whose events someone wants: the largest bound the listening
+        observers set, None (every call) when one sets none or is a plain callable."""
+        bounds = [sub.calls_per_node if isinstance(sub, Observer) else None for sub in self._subs]
+        if not bounds or None in bounds:
+            return None
+        return max(b for b in bounds if b is not None)
+
     def emit(self, event: Event) -> None:
         """Hand ``event`` to every subscriber."""
         for sub in self._subs:

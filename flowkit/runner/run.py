@@ -49,7 +49,7 @@ from flowkit.node import AsyncNode, BaseNode, node_id, node_options
 from flowkit.results import NodeStats, RunInfo
 from flowkit.runner.current import current_node, current_run
 from flowkit.runner.items import await_hook, call_hook, run_flow, run_items, run_parallel
-from flowkit.runner.nodes import NodeRun, Settings, checked_limits, make_plan
+from flowkit.runner.nodes import NodeRun, Settings, checked_limits, checked_otel, make_plan
 
 
 class Runner:
@@ -75,7 +75,10 @@ class Runner:
     ``progress`` shows per-node progress on stderr (default: only when stderr is a
     terminal). ``report="DIR"`` writes ``report.json``, ``report.html`` and ``report.png``
     there when the run ends. ``detect_blocking`` (seconds, default 0.1; None turns it off)
-    warns once per node whose code blocks the event loop longer than that.
+    warns once per node whose code blocks the event loop longer than that. ``otel`` exports
+    the run as OpenTelemetry traces: True (to the endpoint the ``OTEL_EXPORTER_OTLP_*``
+    variables name, else http://localhost:4318), an OTLP/HTTP endpoint URL, or a
+    ``flowkit.otel.OtelExport`` (needs the ``otel`` extra).
     """
 
     def __init__(
@@ -98,6 +101,7 @@ class Runner:
         progress: bool | None = None,
         report: str | Path | None = None,
         detect_blocking: float | None = 0.1,
+        otel: bool | str | Any = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -137,6 +141,7 @@ class Runner:
                 f"{detect_blocking!r}"
             )
         self.detect_blocking = float(detect_blocking) if detect_blocking else None
+        self.otel = checked_otel(otel)
         if on_event is None:
             self.subscribers: list[Subscriber] = []
         elif callable(on_event):
@@ -207,7 +212,7 @@ class RunHandle:
             await run.close("failed")
             raise
         subscribers = list(runner.subscribers)
-        if runner.progress or runner.report is not None or runner.detect_blocking:
+        if runner.progress or runner.report is not None or runner.detect_blocking or runner.otel:
             subscribers += standard_observers(runner, flow, info, run.event)
         run.observe(subscribers)
         token = current_run.set(run)
@@ -248,6 +253,7 @@ class Run:
         self.observers: Any = None
         self.emit: Subscriber | None = None
         self.call_ids = itertools.count()
+        self.calls_per_node: int | None = None  # the observers' bound, when they set one
         self.store: Any = None  # the checkpoints' RunStore, with a store
         self.guard: Any = None
         if settings.max_rss_mb:
@@ -273,10 +279,13 @@ class Run:
         if not self.observers.listening:
             return
         self.emit = self.observers.emit
+        self.calls_per_node = self.observers.calls_per_node
         if self.guard is not None:
             self.guard.emit = self.emit
         for node_run in self.nodes.values():
             node_run.emit = self.emit
+            if self.calls_per_node is not None:
+                node_run.calls_left = self.calls_per_node
         for lim in self._limiters.values():
             lim.watch = self._limiter_changed
 
@@ -337,6 +346,8 @@ class Run:
                 errors=self.info.errors,
                 threads=self.thread_pool,
             )
+            if self.calls_per_node is not None:
+                nr.calls_left = self.calls_per_node
         return nr
 
     def defines(self, name: str) -> bool:

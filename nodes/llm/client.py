@@ -4,7 +4,9 @@ Every try of a call takes the runner's named limiter (``settings.limiter``) when
 defines one: a concurrency slot, a request under the rpm pacer and an estimate of its
 tokens under the tpm pacer, corrected by the reply's real usage. Failures worth retrying
 (429, 5xx, timeouts, connection errors) are retried per ``settings.retry``, the slot
-released while waiting. Tokens, latency and calls go to the running node's stats.
+released while waiting. Tokens, latency and calls go to the running node's stats, and each
+try is an ``operation`` with OpenTelemetry's GenAI attributes (model, tokens), which a traced
+run shows as a child of its exec call.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from flowkit.runner import current_limiter, record_usage, waiting
+from flowkit.runner import current_limiter, operation, record_usage, waiting
 from nodes.llm.errors import LLMCallError, StructuredOutputError, TruncatedReplyError
 from nodes.llm.journal import current_journal
 from nodes.llm.meter import bill
@@ -154,7 +156,12 @@ class LLMClient:
             failure: LLMCallError | None = None
             bill(self.name, attempts=1)
             try:
-                reply = await provider.complete(request, simulate)
+                with operation(f"chat {request.model}", **self._trace(request, attempt)) as op:
+                    reply = await provider.complete(request, simulate)
+                    op["gen_ai.usage.input_tokens"] = reply.prompt_tokens
+                    op["gen_ai.usage.output_tokens"] = reply.completion_tokens
+                    if reply.truncated:
+                        op["gen_ai.response.finish_reasons"] = "length"
             except LLMCallError as exc:
                 failure = exc
             finally:
@@ -198,6 +205,24 @@ class LLMClient:
                 attempt,
             )
         return reply
+
+    def _trace(self, request: ChatRequest, attempt: int) -> dict[str, str | int | float]:
+        """What a trace shows of one try (OpenTelemetry's GenAI conventions): never the
+        prompt, the key or the endpoint."""
+        system = self.settings.provider
+        out: dict[str, str | int | float] = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.system": system,
+            "gen_ai.provider.name": system,
+            "gen_ai.request.model": request.model,
+            "gen_ai.request.max_tokens": request.max_tokens,
+            "openinference.span.kind": "LLM",
+            "flowkit.llm.client": self.name,
+            "flowkit.attempt": attempt,
+        }
+        if request.temperature is not None:
+            out["gen_ai.request.temperature"] = request.temperature
+        return out
 
     def _failed(self, error: LLMCallError, attempts: int) -> LLMCallError:
         error.owner, error.attempts = self.name, attempts

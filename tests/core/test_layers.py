@@ -40,6 +40,7 @@ FLOORS: dict[str, int] = {
     "report": 4,
     "detector": 4,
     "observers": 4,
+    "otel": 4,
     "commands": 4,
     # drives runs
     "cli": 5,

@@ -108,6 +108,12 @@ QUIET = ("--no-store", "--no-progress")
             ("run", "medmcqa", "--limit", "1", "--output", "mq", "--embedder", "minilm"),
             "needs the 'torch' package: pip install 'flowkit[ml]'",
         ),
+        (
+            "opentelemetry",
+            ("run", "myflows:ray_flow", "--otel"),
+            "OpenTelemetry export (Runner otel=...) needs the 'opentelemetry-sdk' package: "
+            "pip install 'flowkit[otel]'",
+        ),
     ],
     ids=lambda value: value if isinstance(value, str) and " " not in value else None,
 )
