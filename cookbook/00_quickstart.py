@@ -71,7 +71,7 @@ def main() -> None:
     cpu_seq = timed(runner, Score(), shared)
     cpu_par = timed(runner, Score(executor="process"), shared)
     print(f"score 16 items: sequential {cpu_seq:.2f} s, processes {cpu_par:.2f} s "
-          f"({cpu_seq / cpu_par:.1f}x faster on {runner.process_workers} cores)")
+          f"({cpu_seq / cpu_par:.1f}x faster on {runner.settings.process_workers} cores)")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from flowkit.errors import ConfigError
@@ -356,3 +356,49 @@ class NamedLimiter:
             mean_wait_s=self.waited / self.calls if self.calls else 0.0,
             users=dict(self.users),
         )
+
+
+class Limiters:
+    """A run's named limiters, made on first use from their ``Limit``s; ``watch`` (when set)
+    hears every change of every limiter's holders (see ``NamedLimiter.watch``)."""
+
+    def __init__(
+        self,
+        limits: Mapping[str, Limit],
+        *,
+        clock: Clock = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+    ) -> None:
+        self.limits, self._clock, self._sleep = limits, clock, sleep
+        self._made: dict[str, NamedLimiter] = {}
+        self._watch: Callable[[str, bool, int], None] | None = None
+
+    def defines(self, name: str) -> bool:
+        return name in self.limits
+
+    def limiter(self, name: str, user: str) -> NamedLimiter:
+        """The limiter ``name``, for ``user`` (a node, or code inside exec)."""
+        lim = self._made.get(name)
+        if lim is None:
+            spec = self.limits.get(name)
+            if spec is None:
+                known = ", ".join(sorted(self.limits)) or "none"
+                raise ConfigError(
+                    f"{user}: uses limiter {name!r}, which the runner does not define "
+                    f"(defined: {known}); pass Runner(limits={{{name!r}: flowkit.Limit(...)}})"
+                )
+            lim = self._made[name] = NamedLimiter(
+                name, spec, clock=self._clock, sleep=self._sleep
+            )
+            lim.watch = self._watch
+        return lim
+
+    def watch(self, hook: Callable[[str, bool, int], None]) -> None:
+        """Let ``hook`` hear every change of holders, of the limiters made and to come."""
+        self._watch = hook
+        for lim in self._made.values():
+            lim.watch = hook
+
+    def stats(self) -> dict[str, LimiterStats]:
+        """Each limiter's use so far, by name."""
+        return {name: lim.stats() for name, lim in sorted(self._made.items())}

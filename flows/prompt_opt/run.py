@@ -175,7 +175,7 @@ def optimize_prompt(
     if runner is None:
         report = None if output is None else Path(output) / "report"
         runner = fk.Runner(limits=llm_limits(), report=report)
-    check_inputs(task, splits, reflect, runner.named_limits)
+    check_inputs(task, splits, reflect, runner.settings.named_limits)
     config.check_budget(len(splits.val), len(candidates), task.calls_per_evaluation())
     if stop is None:
         stop = StopSwitch(None if output is None else Path(output) / "STOP")
@@ -186,7 +186,7 @@ def optimize_prompt(
         "task": task,
         "splits": splits,
         "seeds": candidates,
-        "in_flight": in_flight(task, runner.named_limits),
+        "in_flight": in_flight(task, runner.settings.named_limits),
         "prices": dict(prices or {}),
         "callbacks": Callbacks([*callbacks, *([log] if log else [])]),
         "stop": stop,

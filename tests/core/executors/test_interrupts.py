@@ -112,9 +112,12 @@ STUCK_THREADS = textwrap.dedent(
 )
 
 
-def test_ctrl_c_ends_a_run_of_stuck_threads_within_1_s_and_says_so(tmp_path: Path) -> None:
+@pytest.mark.parametrize("uvloop", ["1", "0"])  # uvloop when installed, and asyncio's loop
+def test_ctrl_c_ends_a_run_of_stuck_threads_within_1_s_and_says_so(
+    tmp_path: Path, uvloop: str
+) -> None:
     (tmp_path / "stuck.py").write_text(STUCK_THREADS)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "FLOWKIT_UVLOOP": uvloop}
     job = subprocess.Popen(
         [sys.executable, "-m", "flowkit.cli", "run", "stuck:flow", "--no-store", "--no-progress"],
         env=env,
