@@ -196,6 +196,7 @@ class BaseNode:
         max_errors: int | None = None,
         chunk_size: int | None = None,
         checkpoint: bool | None = None,
+        cpu_bound: bool | None = None,
     ) -> None:
         self.params: dict[str, Any] = {}
         self.successors: dict[Any, BaseNode] = {}
@@ -222,6 +223,8 @@ class BaseNode:
             self.chunk_size = check_limit(chunk_size, f"{owner}: chunk_size")
         if checkpoint is not None:
             self.checkpoint = bool(checkpoint)
+        if cpu_bound is not None:
+            self.cpu_bound = bool(cpu_bound)
 
     @property
     def name(self) -> str:

@@ -73,7 +73,8 @@ class Counts:
 class NodeStats:
     """One node over a run (every copy of it, at every path): its limit and executor, calls
     in flight and their peak, waits, usage, CPU seconds its calls spent in threads
-    (``cpu_s``), and item ``Counts`` per path."""
+    (``cpu_s``) and the seconds computing calls in threads, not marked ``cpu_bound``, were off
+    the CPU yet counted as running (``off_cpu_s``), and item ``Counts`` per path."""
 
     name: str
     limit: int | None
@@ -83,6 +84,7 @@ class NodeStats:
     usage: dict[str, float] = field(default_factory=dict)
     wait_s: float = 0.0
     cpu_s: float = 0.0
+    off_cpu_s: float = 0.0
     paths: dict[str, Counts] = field(default_factory=dict)
     in_flight: int = field(default=0, repr=False)
     peak_at: float = field(default=0.0, repr=False)

@@ -63,12 +63,12 @@ def findings(node: NodeReport, limiters: Sequence[LimiterStats] = ()) -> list[st
     above = outside_limiters(node, limiters)
     if above is not None:
         out.append(above)
-    if node.cpu_time > 0.5 * node.exec_time > 0 and node.exec_time > 1.2 * node.cpu_time:
+    if node.off_cpu_time > LIMITER_SHARE * node.exec_time > 0:
         out.append(
-            f"its calls spent {node.cpu_time:.2f} s on the CPU in threads, where the GIL lets "
-            f"one Python thread compute at a time: part of its {node.exec_time:.2f} s running "
-            "was waiting for a CPU. Use executor='process' for CPU-bound Python, or set "
-            "cpu_bound = True to count its CPU time only"
+            f"its calls computed in threads and were off the CPU for {node.off_cpu_time:.2f} "
+            f"s of their {node.exec_time:.2f} s running (the GIL lets one Python thread compute "
+            "at a time). Use executor='process' for CPU-bound Python, or mark it cpu_bound "
+            "(fk.to_thread(..., cpu_bound=True), cpu_bound = True) to count its CPU time only"
         )
     if node.limit is None or node.items < 2 or node.mean_in_flight >= UNDERUSE * node.limit:
         return out + bounds

@@ -77,6 +77,7 @@ class NodeReport(BaseModel):
     findings: list[str]
     wait_time: float = 0.0
     cpu_time: float = 0.0
+    off_cpu_time: float = 0.0
     full_share: float = 0.0
     usage: dict[str, float] = {}
     limiters: list[str] = []

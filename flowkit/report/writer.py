@@ -306,8 +306,8 @@ def running(
     start: float, end: float, waits: Sequence[tuple[float, float]] | None
 ) -> list[tuple[float, float]]:
     """The stretches of ``[start, end]`` not covered by ``waits``. A stretch shorter than
-    ``INSTANT`` that ends in a wait (a call that begins by waiting, or goes straight from one
-    wait to the next) counts as waiting."""
+    ``INSTANT`` next to a wait (a call that begins by waiting, goes straight from one wait to
+    the next, or ends right after one, as a thread's result handed back) counts as waiting."""
     if not waits:
         return [(start, end)]
     out: list[tuple[float, float]] = []
@@ -317,7 +317,7 @@ def running(
         if a - at >= INSTANT:
             out.append((at, a))
         at = max(at, b)
-    if end > at or not out:
+    if end - at >= INSTANT or not out:
         out.append((at, max(at, end)))
     return out
 
@@ -349,6 +349,7 @@ def _summarise(
         wait_time=waited,
         usage=dict(stats.usage) if stats is not None else {},
         cpu_time=stats.cpu_s if stats is not None else 0.0,
+        off_cpu_time=stats.off_cpu_s if stats is not None else 0.0,
         limiters=[lim.name for lim in limiters if log.name in lim.users],
     )
     if log.executor in ("process", "ray", "thread") and log.limit:

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
     from flowkit.runner.nodes import NodeRun
 
 T = TypeVar("T")
+COMPUTING = 0.2
+"""A call in a thread whose CPU time is at least this share of its time there computes (one
+blocked on I/O uses next to none)."""
 
 
 class Limiters(Protocol):
@@ -155,10 +158,13 @@ async def in_thread(nr: NodeRun, path: str, fn: Callable[[], T], cpu_bound: bool
             nr.end_wait()
         raise
     back = time.monotonic()
-    nr.stats.cpu_s += cpu
+    stats = nr.stats
+    stats.cpu_s += cpu
+    idle = (ended - started) - cpu
+    if not cpu_bound and cpu >= COMPUTING * (ended - started):
+        stats.off_cpu_s += max(0.0, idle)  # it computed, yet was off the CPU: counted running
     if started > queued:
         nr.waited(path, index, call, "thread pool", queued, started)
-    idle = (ended - started) - cpu
     if cpu_bound and idle > 0:
         nr.waited(path, index, call, "CPU (GIL, other threads)", ended - idle, ended)
     if back > ended:  # done in its thread, waiting for the event loop to take the result
