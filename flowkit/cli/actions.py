@@ -158,6 +158,7 @@ def prepare(
         limits=limits,
         progress=not args.no_progress,
         report=args.report,
+        live=args.live,
         store=store,
         run_id=run_id,
         resume=args.resume,

@@ -12,11 +12,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import itertools
-import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +47,7 @@ from flowkit.results import NodeStats, RunInfo
 from flowkit.runner.current import current_node, current_run
 from flowkit.runner.items import await_hook, call_hook, run_flow, run_items, run_parallel
 from flowkit.runner.nodes import NodeRun, Settings, checked_limits, make_plan
+from flowkit.runner.tasks import run_blocking
 
 
 class Runner:
@@ -71,10 +70,13 @@ class Runner:
     refused, and a node whose code or params changed runs again (``flowkit.fingerprint``).
     ``max_rss_mb`` stops admitting new items while the process's resident memory is above it.
 
-    ``progress`` shows per-node progress on stderr (default: only when stderr is a
-    terminal). ``report="DIR"`` writes ``report.json``, ``report.html`` and ``report.png``
-    there when the run ends. ``detect_blocking`` (seconds, default 0.1; None turns it off)
-    warns once per node whose code blocks the event loop longer than that.
+    ``progress`` shows per-node progress on stderr, or in a notebook (default: only on a
+    terminal or in a notebook). ``report="DIR"`` writes ``report.json``, ``report.html`` and
+    ``report.png`` there when the run ends. ``live`` serves that report at
+    http://127.0.0.1:PORT while the run goes on (True: port 8765, or a free one if taken; a
+    port number, 0 for any free one; "HOST:PORT" to listen elsewhere). ``detect_blocking``
+    (seconds, default 0.1; None turns it off) warns once per node whose code blocks the
+    event loop longer than that.
     """
 
     def __init__(
@@ -96,6 +98,7 @@ class Runner:
         max_rss_mb: float | None = None,
         progress: bool | None = None,
         report: str | Path | None = None,
+        live: bool | int | str | None = None,
         detect_blocking: float | None = 0.1,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -126,8 +129,13 @@ class Runner:
             clock=clock,
             sleep=sleep,
         )
-        self.progress = bool(sys.stderr and sys.stderr.isatty()) if progress is None else progress
+        self.progress = progress  # None: on a terminal or in a notebook (flowkit.observers)
         self.report = report
+        self.live = None
+        if live is not None:
+            from flowkit.serve import live_address  # the server loads only when asked for
+
+            self.live = live_address(live)
         if detect_blocking and (
             not isinstance(detect_blocking, int | float) or detect_blocking < 0
         ):
@@ -161,8 +169,7 @@ class Runner:
             return asyncio.run(self.run_async(flow, shared))
         # Called from sync code on a running loop (a hook running a sub-flow, a notebook):
         # block like PocketFlow does, running the flow on its own loop in a helper thread.
-        with ThreadPoolExecutor(1, thread_name_prefix="flowkit-sync-run") as pool:
-            return pool.submit(asyncio.run, self.run_async(flow, shared)).result()
+        return run_blocking(self.run_async(flow, shared))
 
     async def run_async(self, flow: BaseNode, shared: Any = None) -> Any:
         """Run ``flow`` (a flow or a single node); returns what its post returns."""
@@ -206,7 +213,12 @@ class RunHandle:
             await run.close("failed")
             raise
         subscribers = list(runner.subscribers)
-        if runner.progress or runner.report is not None or runner.detect_blocking:
+        if (
+            runner.progress is not False
+            or runner.report is not None
+            or runner.detect_blocking
+            or runner.live is not None
+        ):
             subscribers += standard_observers(runner, flow, info, run.event)
         run.observe(subscribers)
         token = current_run.set(run)
