@@ -15,7 +15,7 @@ nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 
 ROOT = Path(__file__).parents[2]
-NOTEBOOK = ROOT / "cookbook" / "10_notebook.ipynb"
+NOTEBOOK = ROOT / "cookbook" / "11_notebook.ipynb"
 LIMITS = {"api": 4, "Score": 8}
 
 
