@@ -48,6 +48,7 @@ from flowkit.runner.current import current_node, current_run
 from flowkit.runner.items import await_hook, call_hook, run_flow, run_items, run_parallel
 from flowkit.runner.nodes import NodeRun, Settings, checked_limits, make_plan
 from flowkit.runner.tasks import run_blocking
+from flowkit.serve import live_address
 
 
 class Runner:
@@ -70,13 +71,11 @@ class Runner:
     refused, and a node whose code or params changed runs again (``flowkit.fingerprint``).
     ``max_rss_mb`` stops admitting new items while the process's resident memory is above it.
 
-    ``progress`` shows per-node progress on stderr, or in a notebook (default: only on a
-    terminal or in a notebook). ``report="DIR"`` writes ``report.json``, ``report.html`` and
-    ``report.png`` there when the run ends. ``live`` serves that report at
-    http://127.0.0.1:PORT while the run goes on (True: port 8765, or a free one if taken; a
-    port number, 0 for any free one; "HOST:PORT" to listen elsewhere). ``detect_blocking``
-    (seconds, default 0.1; None turns it off) warns once per node whose code blocks the
-    event loop longer than that.
+    ``progress`` shows per-node progress (default: on a terminal or in a notebook).
+    ``report="DIR"`` writes ``report.json``, ``report.html`` and ``report.png`` there when
+    the run ends; ``live`` (a port, True or "HOST:PORT") serves it while the run goes on.
+    ``detect_blocking`` (seconds, default 0.1; None turns it off) warns once per node whose
+    code blocks the event loop longer than that.
     """
 
     def __init__(
@@ -131,11 +130,7 @@ class Runner:
         )
         self.progress = progress  # None: on a terminal or in a notebook (flowkit.observers)
         self.report = report
-        self.live = None
-        if live is not None:
-            from flowkit.serve import live_address  # the server loads only when asked for
-
-            self.live = live_address(live)
+        self.live = live_address(live)
         if detect_blocking and (
             not isinstance(detect_blocking, int | float) or detect_blocking < 0
         ):
@@ -213,12 +208,8 @@ class RunHandle:
             await run.close("failed")
             raise
         subscribers = list(runner.subscribers)
-        if (
-            runner.progress is not False
-            or runner.report is not None
-            or runner.detect_blocking
-            or runner.live is not None
-        ):
+        observed = runner.progress is not False or runner.report is not None or runner.live
+        if observed or runner.detect_blocking:
             subscribers += standard_observers(runner, flow, info, run.event)
         run.observe(subscribers)
         token = current_run.set(run)
