@@ -6,8 +6,9 @@ imported on first use (PEP 562), lightest module first, so ``import flowkit`` co
 nothing and a script pays only for what it touches: node classes do not load the runner.
 
 This module is also the composition root: it plugs the default engine of PocketFlow's
-``node.run()`` and the runner's standard observers (progress, report, blocking detector)
-into the seams of ``flowkit.engine``, both built only when first needed.
+``node.run()``, the runner's standard observers (progress, report, blocking detector, live
+view) and the HTML of a ``RunInfo`` (its report, inline in a notebook) into the seams of
+``flowkit.engine``, each built only when first needed.
 """
 
 from __future__ import annotations
@@ -49,8 +50,15 @@ def _standard_observers(runner: Any, flow: Any, info: Any, emit: Any) -> list[An
     return standard_observers(runner, flow, info, emit)
 
 
+def _run_html(info: Any) -> str:
+    from flowkit.report.inline import run_html
+
+    return run_html(info)
+
+
 _engine.install(_default_engine)
 _engine.install_observers(_standard_observers)
+_engine.install_html(_run_html)
 
 
 def __getattr__(name: str) -> Any:

@@ -1,9 +1,10 @@
 """The seams between flowkit's floors: the try in progress (read by nodes), the engine behind
-PocketFlow's ``node.run()``, and the observers a runner's options ask for.
+PocketFlow's ``node.run()``, the observers a runner's options ask for, and the HTML of a run.
 
 A leaf module, so ``flowkit.node`` can offer ``node.run()`` and ``cur_retry`` without
-importing the runner, and the runner can start progress bars and reports without importing
-them. The package's composition root (``flowkit/__init__.py``) installs both, lazily.
+importing the runner, the runner can start progress bars and reports without importing
+them, and a ``RunInfo`` can show its report in a notebook without importing the report. The
+package's composition root (``flowkit/__init__.py``) installs all three, lazily.
 """
 
 from __future__ import annotations
@@ -60,3 +61,17 @@ def install_observers(factory: ObserverFactory) -> None:
 def standard_observers(runner: Any, flow: Any, info: Any, emit: Any) -> list[Any]:
     """The observers ``runner``'s options ask for, for a run of ``flow``."""
     return [] if _observers is None else _observers(runner, flow, info, emit)
+
+
+_html: Callable[[Any], str] | None = None
+
+
+def install_html(render: Callable[[Any], str]) -> None:
+    """Set how a ``RunInfo`` renders as HTML (its report, inline in a notebook)."""
+    global _html
+    _html = render
+
+
+def run_html(info: Any) -> str:
+    """``info`` (a ``RunInfo``) as HTML, by the installed renderer (empty without one)."""
+    return "" if _html is None else _html(info)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel
 
+from flowkit.engine import run_html
 from flowkit.limits import LimiterStats
 from flowkit.redact import redact
 
@@ -21,6 +22,7 @@ __all__ = [
     "NodeStats",
     "RunInfo",
 ]
+
 
 class ErrorRecord(BaseModel):
     """What remains of an item that failed for good: in ``RunInfo.errors`` (under
@@ -134,3 +136,8 @@ class RunInfo:
     def ok(self) -> bool:
         """Whether the run ended with every item done."""
         return self.status == "done" and not any(n.failed for n in self.nodes.values())
+
+    def _repr_html_(self) -> str:
+        """The run's report as HTML, which a notebook shows inline (installed by the
+        composition root: ``flowkit.report.inline``)."""
+        return run_html(self)

@@ -198,6 +198,7 @@ def prepare(
         limits=limits,
         progress=not args.no_progress,
         report=args.report,
+        live=args.live,
         store=store,
         run_id=run_id,
         resume=args.resume,

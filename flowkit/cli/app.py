@@ -26,6 +26,7 @@ from flowkit.errors import (
 )
 from flowkit.node import EXECUTORS
 from flowkit.redact import redact
+from flowkit.serve import live_address
 
 SIGPIPE_EXIT = 141
 """The status of a command whose output pipe closed early (128 + SIGPIPE), as shells report
@@ -211,6 +212,15 @@ def _generic_run_options(parser: argparse.ArgumentParser) -> None:
         help="write report.json/.html/.png into DIR (a bundled flow: into its run's folder "
         f"under {OUT_ROOT}/ by default)",
     )
+    parser.add_argument(
+        "--live",
+        nargs="?",
+        const=True,
+        type=_live,
+        metavar="[HOST:]PORT",
+        help="serve the run's report at http://127.0.0.1:PORT while it runs, updated every "
+        "second (default port 8765, or a free one); HOST:PORT listens elsewhere",
+    )
     parser.add_argument("--no-progress", action="store_true", help="print no progress")
     parser.add_argument(
         "--otel",
@@ -260,6 +270,16 @@ def _limit(text: str) -> tuple[str | None, int]:
             f"expected NODE=N or N with N a positive integer, got {text!r}"
         )
     return (name if eq else None), int(number)
+
+
+def _live(text: str) -> str | int:
+    try:
+        live_address(int(text) if text.isdigit() else text)
+    except ConfigError:
+        raise argparse.ArgumentTypeError(
+            f"expected a port number (0-65535) or HOST:PORT, got {text!r}"
+        ) from None
+    return int(text) if text.isdigit() else text
 
 
 def _executor(text: str) -> tuple[str | None, str]:

@@ -90,9 +90,10 @@ DOWN = 16
 GAP = 9
 
 
-def concurrency_svg(report: RunReport, palette: dict[str, str]) -> str:
+def concurrency_svg(report: RunReport, palette: dict[str, str], uid: str = "") -> str:
     """One panel per series: running calls (or a limiter's holders) as a filled step line
-    above a baseline against the dashed limit, waiting calls pale below it."""
+    above a baseline against the dashed limit, waiting calls pale below it. ``uid`` keeps
+    its element ids apart from another chart's in the same document (a notebook)."""
     panels = [s for s in report.series if s.peak_running or s.peak_waiting]
     if not panels:
         return ""
@@ -104,7 +105,7 @@ def concurrency_svg(report: RunReport, palette: dict[str, str]) -> str:
         f'{axis.attrs(AXIS)} role="img" aria-label="calls running and waiting over time">',
         "<defs>",
         *(
-            axis.clip(f"c{k}", AXIS + k * panel_h + TITLE, AXIS + (k + 1) * panel_h - GAP)
+            axis.clip(f"{uid}c{k}", AXIS + k * panel_h + TITLE, AXIS + (k + 1) * panel_h - GAP)
             for k in range(len(panels))
         ),
         "</defs>",
@@ -115,7 +116,7 @@ def concurrency_svg(report: RunReport, palette: dict[str, str]) -> str:
         top = AXIS + k * panel_h
         colour = LIMITER_COLOUR if s.kind == "limiter" else palette.get(s.name, LIMITER_COLOUR)
         title = _panel_title(s, limiters.get(s.name) if s.kind == "limiter" else None)
-        out.append(_panel(s, title, axis, top, colour, f"c{k}"))
+        out.append(_panel(s, title, axis, top, colour, f"{uid}c{k}"))
     out.append("</svg>")
     return "".join(out)
 

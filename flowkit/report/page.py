@@ -21,40 +21,61 @@ def colours(names: Sequence[str]) -> dict[str, str]:
     return out
 
 
+def stylesheet() -> str:
+    """The report's CSS (``templates/report.css``)."""
+    return resources.files("flowkit.templates").joinpath("report.css").read_text("utf-8")
+
+
 def render_html(report: RunReport) -> str:
     """The report as one self-contained HTML page (no network assets)."""
     template = resources.files("flowkit.templates").joinpath("report.html").read_text("utf-8")
     palette = colours([n.name for n in report.nodes])
     status = "ok" if report.ok else "failed"
-    items = sum(n.items for n in report.nodes)
     return string.Template(template).substitute(
         title=html.escape(f"flowkit report: {report.flow}"),
+        style=stylesheet(),
         flow=html.escape(report.flow),
         status=status,
-        meta=html.escape(
-            f"run {report.run_id} · started {report.started_at:%Y-%m-%d %H:%M:%S} UTC · "
-            f"{report.wall_time:.2f} s · {len(report.nodes)} nodes · {items:,} items · "
-            f"{report.error_count:,} failed"
-        ),
-        findings=_findings_html(report),
+        meta=html.escape(meta_text(report)),
+        findings=findings_html(report),
         legend=_legend_html(report, palette),
-        concurrency=_concurrency_html(report, palette),
+        concurrency=concurrency_html(report, palette),
         timeline=timeline_svg(report, palette),
         timeline_note=html.escape(_timeline_note(report)),
         zoom=_ZOOM_CONTROLS,
-        table=_table_html(report, palette),
-        limiters=_limiters_html(report),
-        errors=_errors_html(report),
+        nodes=nodes_html(report, palette),
+        limiters=limiters_html(report),
+        errors=errors_html(report),
     )
 
 
-def _concurrency_html(report: RunReport, palette: dict[str, str]) -> str:
-    chart = concurrency_svg(report, palette)
+def meta_text(report: RunReport) -> str:
+    """The line under the title: run id, start, wall time and totals."""
+    items = sum(n.items for n in report.nodes)
+    return (
+        f"run {report.run_id} · started {report.started_at:%Y-%m-%d %H:%M:%S} UTC · "
+        f"{report.wall_time:.2f} s · {len(report.nodes)} nodes · {items:,} items · "
+        f"{report.error_count:,} failed"
+    )
+
+
+def concurrency_html(
+    report: RunReport,
+    palette: dict[str, str],
+    *,
+    zoom: bool = True,
+    uid: str = "",
+    note: str | None = None,
+) -> str:
+    """The "concurrency over time" section (empty when nothing ran); ``zoom`` adds the zoom
+    controls (the page's script drives them), ``note`` replaces the note under the chart."""
+    chart = concurrency_svg(report, palette, uid)
     if not chart:
         return ""
+    text = concurrency_note(report) if note is None else note
     return (
         '<section id="concurrency-section"><h2>Concurrency over time</h2>'
-        f'{_ZOOM_CONTROLS}{chart}<p class="note">{html.escape(concurrency_note(report))}</p>'
+        f'{_ZOOM_CONTROLS if zoom else ""}{chart}<p class="note">{html.escape(text)}</p>'
         "</section>"
     )
 
@@ -101,7 +122,8 @@ def _legend_html(report: RunReport, palette: dict[str, str]) -> str:
     )
 
 
-def _findings_html(report: RunReport) -> str:
+def findings_html(report: RunReport) -> str:
+    """The findings section (empty when there are none)."""
     rows = [
         f"<li><b>{html.escape(n.name)}</b>: {html.escape(text)}</li>"
         for n in report.nodes
@@ -112,7 +134,24 @@ def _findings_html(report: RunReport) -> str:
     return f'<section class="findings"><h2>Findings</h2><ul>{"".join(rows)}</ul></section>'
 
 
-def _table_html(report: RunReport, palette: dict[str, str]) -> str:
+NODES_HEAD = (
+    "<thead><tr><th>node</th><th>executor</th><th>items</th><th>failed</th><th>retries</th>"
+    '<th>wall</th><th title="running time of all its calls, added up">running</th>'
+    '<th>speedup</th><th title="calls running at once: mean / peak / the node\'s limit">'
+    'in flight</th><th>waited</th><th class="l">limiter wait</th>'
+    '<th class="l">usage</th></tr></thead>'
+)
+
+
+def nodes_html(report: RunReport, palette: dict[str, str]) -> str:
+    """The nodes section: one row per node."""
+    return (
+        f"<section><h2>Nodes</h2><table>{NODES_HEAD}<tbody>{_node_rows(report, palette)}"
+        "</tbody></table></section>"
+    )
+
+
+def _node_rows(report: RunReport, palette: dict[str, str]) -> str:
     rows = []
     for n in report.nodes:
         waits = html.escape(", ".join(f"{k} {v:.2f} s" for k, v in n.limiter_wait.items()))
@@ -168,7 +207,8 @@ def usage_text(usage: dict[str, float]) -> str:
     return ", ".join(parts)
 
 
-def _limiters_html(report: RunReport) -> str:
+def limiters_html(report: RunReport) -> str:
+    """The named limiters section (empty when the run had none)."""
     if not report.limiters:
         return ""
     rows = []
@@ -196,7 +236,8 @@ def _limiters_html(report: RunReport) -> str:
     )
 
 
-def _errors_html(report: RunReport) -> str:
+def errors_html(report: RunReport) -> str:
+    """The failed items, each with its redacted traceback (empty when none failed)."""
     if not report.errors:
         return ""
     items = []

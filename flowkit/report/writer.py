@@ -92,15 +92,17 @@ class _NodeLog:
 
 class ReportWriter(Observer):
     """Records one run's calls and waits from its events and writes its report into
-    ``directory`` when the run closes. After the run, ``report`` holds the ``RunReport``.
+    ``directory`` when the run closes; after the run, ``report`` holds the ``RunReport``.
+    With ``directory`` None it only records: ``build()`` gives the report when wanted (the
+    live view's last page, a notebook's inline report).
 
     Each exec call is followed by its call id, so a wait recorded inside exec is cut out of
     exactly the call it happened in, however many copies of the node run the same item at
     the same path at once (parallel sub-flows). Counts come from the run's ``RunInfo``.
     """
 
-    def __init__(self, directory: str | Path, *, max_bars: int = MAX_BARS) -> None:
-        self.directory = Path(directory)
+    def __init__(self, directory: str | Path | None, *, max_bars: int = MAX_BARS) -> None:
+        self.directory = None if directory is None else Path(directory)
         self.max_bars = max_bars
         self.report: RunReport | None = None
         self._reset(RunInfo(run_id="", started=time.time()))
@@ -213,6 +215,8 @@ class ReportWriter(Observer):
             )
 
     def close(self) -> None:
+        if self.directory is None:
+            return
         self.report = self.build()
         try:
             write_report(self.report, self.directory)

@@ -13,11 +13,9 @@ import asyncio
 import functools
 import itertools
 import os
-import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, TypeVar
@@ -52,6 +50,8 @@ from flowkit.results import NodeStats, RunInfo
 from flowkit.runner.current import current_node, current_run
 from flowkit.runner.items import await_hook, call_hook, run_flow, run_items, run_parallel
 from flowkit.runner.nodes import NodeRun, Settings, checked_limits, checked_otel, make_plan
+from flowkit.runner.tasks import run_blocking
+from flowkit.serve import live_address
 
 
 class Runner:
@@ -74,13 +74,14 @@ class Runner:
     refused, and a node whose code or params changed runs again (``flowkit.fingerprint``).
     ``max_rss_mb`` stops admitting new items while the process's resident memory is above it.
 
-    ``progress`` shows per-node progress on stderr (default: only when stderr is a
-    terminal). ``report="DIR"`` writes ``report.json``, ``report.html`` and ``report.png``
-    there when the run ends. ``detect_blocking`` (seconds, default 0.1; None turns it off)
-    warns once per node whose code blocks the event loop longer than that. ``otel`` exports
-    the run as OpenTelemetry traces: True (to the endpoint the ``OTEL_EXPORTER_OTLP_*``
-    variables name, else http://localhost:4318), an OTLP/HTTP endpoint URL, or a
-    ``flowkit.otel.OtelExport`` (needs the ``otel`` extra).
+    ``progress`` shows per-node progress (default: on a terminal or in a notebook).
+    ``report="DIR"`` writes ``report.json``, ``report.html`` and ``report.png`` there when
+    the run ends; ``live`` (a port, True or "HOST:PORT") serves it while the run goes on.
+    ``detect_blocking`` (seconds, default 0.1; None turns it off) warns once per node whose
+    code blocks the event loop longer than that. ``otel`` exports the run as OpenTelemetry
+    traces: True (to the endpoint the ``OTEL_EXPORTER_OTLP_*`` variables name, else
+    http://localhost:4318), an OTLP/HTTP endpoint URL, or a ``flowkit.otel.OtelExport``
+    (needs the ``otel`` extra).
     """
 
     def __init__(
@@ -102,6 +103,7 @@ class Runner:
         max_rss_mb: float | None = None,
         progress: bool | None = None,
         report: str | Path | None = None,
+        live: bool | int | str | None = None,
         detect_blocking: float | None = 0.1,
         otel: bool | str | Any = None,
         clock: Callable[[], float] = time.monotonic,
@@ -133,8 +135,9 @@ class Runner:
             clock=clock,
             sleep=sleep,
         )
-        self.progress = bool(sys.stderr and sys.stderr.isatty()) if progress is None else progress
+        self.progress = progress  # None: on a terminal or in a notebook (flowkit.observers)
         self.report = report
+        self.live = live_address(live)
         if detect_blocking and (
             not isinstance(detect_blocking, int | float) or detect_blocking < 0
         ):
@@ -161,8 +164,7 @@ class Runner:
             return run_on_new_loop(self.run_async(flow, shared))
         # Called from sync code on a running loop (a hook running a sub-flow, a notebook):
         # block like PocketFlow does, running the flow on its own loop in a helper thread.
-        with ThreadPoolExecutor(1, thread_name_prefix="flowkit-sync-run") as pool:
-            return pool.submit(run_on_new_loop, self.run_async(flow, shared)).result()
+        return run_blocking(self.run_async(flow, shared), run_on_new_loop)
 
     async def run_async(self, flow: BaseNode, shared: Any = None) -> Any:
         """Run ``flow`` (a flow or a single node); returns what its post returns."""
@@ -225,7 +227,8 @@ class RunHandle:
             await run.close("failed")
             raise
         subscribers = list(runner.subscribers)
-        if runner.progress or runner.report is not None or runner.detect_blocking or runner.otel:
+        observed = runner.progress is not False or runner.report is not None or runner.live
+        if observed or runner.detect_blocking or runner.otel:
             subscribers += standard_observers(runner, flow, info, run.event)
         run.observe(subscribers)
         token = current_run.set(run.limiters)

@@ -1,12 +1,47 @@
 """The run's task group: the one owner of background work (the memory sampler, micro-batches,
 batch timers, checkpoint flushes), cancelled and awaited when the run ends, as a Trio
-nursery would be."""
+nursery would be; and ``run_blocking``, a run from sync code on a thread with its own loop."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 from collections.abc import Callable, Coroutine
+from concurrent import futures
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+
+def run_blocking(
+    main: Coroutine[Any, Any, Any], run: Callable[[Coroutine[Any, Any, Any]], Any] = asyncio.run
+) -> Any:
+    """Run ``main`` to the end with ``run`` (a new event loop) in a helper thread and return
+    what it returns: sync code called on a running loop (a notebook cell, a hook running a
+    sub-flow) blocks, as PocketFlow does. An interrupt while it waits (Ctrl-C, a notebook's
+    stop button) cancels ``main`` there and waits for it to end before it propagates."""
+    started = threading.Event()
+    where: list[tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]]] = []
+
+    async def guarded() -> Any:
+        task = asyncio.current_task()
+        assert task is not None
+        where.append((asyncio.get_running_loop(), task))
+        started.set()
+        return await main
+
+    with ThreadPoolExecutor(1, thread_name_prefix="flowkit-sync-run") as pool:
+        done = pool.submit(run, guarded())
+        try:
+            while not done.done():  # waits in short steps, so an interrupt is seen at once
+                futures.wait([done], timeout=0.25)
+            return done.result()
+        except KeyboardInterrupt:
+            if started.wait(1.0):
+                loop, task = where[0]
+                with contextlib.suppress(RuntimeError):  # a closed loop: the run is over
+                    loop.call_soon_threadsafe(task.cancel)
+            raise
 
 
 class TaskGroup:

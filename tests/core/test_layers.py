@@ -24,6 +24,7 @@ FLOORS: dict[str, int] = {
     "files": 0,
     "extras": 0,
     "templates": 0,
+    "serve": 0,
     # the PocketFlow model and what a run produces: definitions only
     "node": 1,
     "flow": 1,
@@ -41,6 +42,7 @@ FLOORS: dict[str, int] = {
     "detector": 4,
     "observers": 4,
     "otel": 4,
+    "notebook": 4,
     "commands": 4,
     # drives runs
     "cli": 5,
