@@ -182,6 +182,8 @@ def start_sink() -> tuple[subprocess.Popen[str], str]:
 def measure(tree: Path, part: str, n: int, extra: str = "") -> dict[str, Any]:
     """One part, in a fresh interpreter importing flowkit from ``tree``."""
     env = {"PYTHONPATH": str(tree), "PATH": "/usr/bin:/bin"}
+    # The runner picks uvloop itself when installed: "b" must measure asyncio's own loop.
+    env["FLOWKIT_UVLOOP"] = "1" if part == "b-uvloop" else "0" if part == "b" else "1"
     res = subprocess.run(
         [sys.executable, "-c", CHILD, part, str(n), extra],
         capture_output=True,
