@@ -20,8 +20,9 @@ from flowkit.graph import build_graph
 from flowkit.limits import Limit
 from flowkit.node import BaseNode, node_options
 
-OK, FAILED, USAGE = 0, 1, 2
+OK, FAILED, USAGE, BUDGET = 0, 1, 2, 3
 DEFAULT_STORE = os.path.join(".flowkit", "runs.db")
+DEFAULT_CACHE = os.path.join(".flowkit", "cache.db")
 
 
 def load_target(spec: str) -> BaseNode:

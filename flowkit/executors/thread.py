@@ -2,6 +2,8 @@
 
 The pool's threads are daemons: a call still blocking when a run is interrupted is
 abandoned (Python cannot stop a thread), said once, and never holds up the process's exit.
+A call cancelled while it runs (a node's timeout) is abandoned too: the pool starts one more
+thread for as long as it stays stuck, so the timeout does not cost the node a worker.
 """
 
 from __future__ import annotations
@@ -21,6 +23,19 @@ from flowkit.executors.base import Outcome, call_with_retry_index, run_items
 _Work = tuple["Future[Any]", Callable[..., Any], tuple[Any, ...]] | None
 
 
+class _Abandonable(Future[Any]):
+    """A pool future that, cancelled while it runs, tells the pool its thread is stuck."""
+
+    def __init__(self, pool: DaemonThreadPool) -> None:
+        super().__init__()
+        self._pool = pool
+
+    def cancel(self) -> bool:
+        if self.running():
+            self._pool.abandon(self)
+        return super().cancel()
+
+
 class DaemonThreadPool(FuturesExecutor):
     """A ``concurrent.futures`` executor of at most ``workers`` daemon threads, started as
     work arrives."""
@@ -31,6 +46,7 @@ class DaemonThreadPool(FuturesExecutor):
         self._threads: list[threading.Thread] = []
         self._idle = 0
         self.busy = 0
+        self.abandoned = 0  # threads stuck in a call whose result nobody waits for
         self._lock = threading.Lock()
         self._closed = False
 
@@ -39,9 +55,9 @@ class DaemonThreadPool(FuturesExecutor):
             return self.submit(lambda: fn(*args, **kwargs))
         if self._closed:
             raise RuntimeError("the thread pool is shut down")
-        future: Future[Any] = Future()
+        future: Future[Any] = _Abandonable(self)
         with self._lock:
-            if self._idle == 0 and len(self._threads) < self.workers:
+            if self._idle == 0 and len(self._threads) < self.workers + self.abandoned:
                 thread = threading.Thread(
                     target=self._work, name=f"{self.name}-{len(self._threads)}", daemon=True
                 )
@@ -70,6 +86,18 @@ class DaemonThreadPool(FuturesExecutor):
                         self.busy -= 1
             with self._lock:
                 self._idle += 1
+
+    def abandon(self, future: Future[Any]) -> None:
+        """Nobody waits for ``future``'s running call any more: let one more thread start
+        while it runs."""
+        with self._lock:
+            self.abandoned += 1
+
+        def released(_: Future[Any]) -> None:
+            with self._lock:
+                self.abandoned -= 1
+
+        future.add_done_callback(released)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self._closed = True
@@ -111,6 +139,7 @@ class ThreadExecutor:
         if pool is None:
             return
         stuck = pool.busy
+        ok = ok and not pool.abandoned  # a thread past its timeout may never return
         pool.shutdown(wait=ok, cancel_futures=True)
         if not ok and stuck:
             warnings.warn(

@@ -21,9 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from flowkit.engine import standard_observers
-from flowkit.errors import (
-    ConfigError,
-)
+from flowkit.errors import BudgetSpentError, BudgetStop, ConfigError
 from flowkit.events import (
     Event,
     LimiterChanged,
@@ -46,9 +44,12 @@ from flowkit.graph import build_graph
 from flowkit.limits import Limit, NamedLimiter, check_limit
 from flowkit.node import AsyncNode, BaseNode, node_id, node_options
 from flowkit.results import NodeStats, RunInfo
+from flowkit.runner.budget import Budgets
 from flowkit.runner.current import current_node, current_run
 from flowkit.runner.items import await_hook, call_hook, run_flow, run_items, run_parallel
 from flowkit.runner.nodes import NodeRun, Settings, checked_limits, make_plan
+from flowkit.runner.options import check_names, checked_budget, checked_timeouts
+from flowkit.runner.stream import RunStream, Sink, landing
 
 
 class Runner:
@@ -70,6 +71,11 @@ class Runner:
     recorded with the flow's fingerprint: a resume with another config or another flow is
     refused, and a node whose code or params changed runs again (``flowkit.fingerprint``).
     ``max_rss_mb`` stops admitting new items while the process's resident memory is above it.
+
+    ``timeouts`` maps node names to seconds per try (over a node's ``timeout``). ``budget``
+    (a ``Limit``'s max_calls/max_tokens/max_cost) counts every named limiter's calls, as a
+    limiter's own budget counts its own: once one is spent the run ends with the status
+    "budget" (``BudgetSpentError``). ``cache`` (a SQLite file) keeps results for later runs.
 
     ``progress`` shows per-node progress on stderr (default: only when stderr is a
     terminal). ``report="DIR"`` writes ``report.json``, ``report.html`` and ``report.png``
@@ -94,6 +100,9 @@ class Runner:
         skip_failed: bool = False,
         config: Mapping[str, Any] | None = None,
         max_rss_mb: float | None = None,
+        timeouts: Mapping[str, float] | None = None,
+        budget: Limit | None = None,
+        cache: str | Path | None = None,
         progress: bool | None = None,
         report: str | Path | None = None,
         detect_blocking: float | None = 0.1,
@@ -123,6 +132,9 @@ class Runner:
             skip_failed=skip_failed,
             config=dict(config or {}),
             max_rss_mb=max_rss_mb,
+            timeouts=checked_timeouts(timeouts),
+            cache=cache,
+            budget=checked_budget(budget),
             clock=clock,
             sleep=sleep,
         )
@@ -177,6 +189,10 @@ class Runner:
         info = RunInfo(run_id=run_id, started=time.time(), flow=flow.name)
         return RunHandle(self, flow, shared, info)
 
+    def stream(self, flow: BaseNode, shared: Any = None) -> RunStream:
+        """Run ``flow``, yielding each ``ItemResult`` as it lands (see ``RunStream``)."""
+        return RunStream(self.start(flow, shared))
+
 
 class RunHandle:
     """One run of a flow: ``info`` is its own ``RunInfo`` (live while it runs); awaiting
@@ -185,6 +201,7 @@ class RunHandle:
     def __init__(self, runner: Runner, flow: BaseNode, shared: Any, info: RunInfo) -> None:
         self.runner, self.flow, self.shared, self.info = runner, flow, shared, info
         self._started = False
+        self.sink: Sink | None = None  # hears each item as it lands (a RunStream)
 
     def __await__(self) -> Generator[Any, None, Any]:
         if self._started:
@@ -195,13 +212,18 @@ class RunHandle:
     async def _main(self) -> Any:
         runner, flow, info = self.runner, self.flow, self.info
         run = Run(runner.settings, info)
+        run.sink = self.sink
         try:
             run.plan(flow, check_node_limits=True)
             settings = runner.settings
             if settings.store is not None:
                 from flowkit.runner.checkpoint import RunStore
 
-                run.store = await RunStore.open(settings, info.run_id, flow, run.tasks)
+                run.store = await RunStore.open(settings, info.run_id, flow, run.tasks, run.budgets)
+            if settings.cache is not None:
+                from flowkit.runner.caching import RunCache
+
+                run.cache = RunCache(settings.cache, run.tasks)
         except BaseException:
             await run.close("failed")
             raise
@@ -219,6 +241,9 @@ class RunHandle:
         except (asyncio.CancelledError, KeyboardInterrupt):
             status = "interrupted"
             raise
+        except BudgetStop as stop:
+            status = "budget"
+            raise BudgetSpentError(f"{flow.name} stopped: {stop}") from None
         finally:
             current_run.reset(token)
             await run.close(status)
@@ -248,7 +273,10 @@ class Run:
         self.emit: Subscriber | None = None
         self.call_ids = itertools.count()
         self.store: Any = None  # the checkpoints' RunStore, with a store
+        self.cache: Any = None  # the cache's RunCache, with a cache
+        self.sink: Sink | None = None
         self.guard: Any = None
+        self.budgets: Budgets | None = None
         if settings.max_rss_mb:
             from flowkit.runner.memory import MemoryGuard
 
@@ -259,6 +287,8 @@ class Run:
                 None,
                 info.run_id,
             )
+        if settings.budget is not None or any(v.budgeted for v in settings.named_limits.values()):
+            self.guard = self.budgets = Budgets(settings.budget, self.guard)  # the gate
 
     # -- events -----------------------------------------------------------------------------
 
@@ -306,6 +336,8 @@ class Run:
                 f"nodes in this flow: {', '.join(sorted(names))}. Use a flowkit.Limit "
                 "value for a named limiter"
             )
+        if check_node_limits and self.settings.timeouts:
+            check_names("timeouts", self.settings.timeouts, names)
 
     def node_run(self, node: BaseNode) -> NodeRun:
         """The run-time state of ``node`` (and of every copy of it), made on first use."""
@@ -319,6 +351,7 @@ class Run:
             stats = self.info.nodes.get(plan.name)
             if stats is None:
                 stats = self.info.nodes[plan.name] = NodeStats(plan.name, plan.limit, plan.executor)
+                stats.timeout = plan.timeout
             limiters = tuple(self.limiter(name, plan.name) for name in plan.uses)
             for lim in limiters:
                 lim.used_by(plan.name, "runner")
@@ -350,8 +383,9 @@ class Run:
                     f"{user}: uses limiter {name!r}, which the runner does not define "
                     f"(defined: {known}); pass Runner(limits={{{name!r}: flowkit.Limit(...)}})"
                 )
+            budgets = self.budgets.of_limiter(name, spec) if self.budgets is not None else ()
             lim = self._limiters[name] = NamedLimiter(
-                name, spec, clock=self.settings.clock, sleep=self.settings.sleep
+                name, spec, clock=self.settings.clock, sleep=self.settings.sleep, budgets=budgets
             )
             if self.emit is not None:
                 lim.watch = self._limiter_changed
@@ -396,11 +430,14 @@ class Run:
         info.limiters = {name: lim.stats() for name, lim in sorted(self._limiters.items())}
         if self.guard is not None:
             info.memory_guard_engaged = self.guard.engagements
+        info.budgets = self.budgets.stats() if self.budgets is not None else {}
         if self._tasks is not None:
             await self._tasks.aclose()
+        if self.cache is not None:
+            self.cache.close()
         if self.store is not None:
             info.resumed = self.store.resumed
-            await self.store.close(info.run_id, status)
+            await self.store.close(info.run_id, status, self.budgets)
         for name, executor in self._executors.items():
             if name not in self.settings.executors:  # a user's executor outlives the run
                 executor.close(status == "done")
@@ -431,25 +468,28 @@ async def run_node(run: Run, node: BaseNode, shared: Any, parent: str) -> Any:
                 emit(NodeEnded(time.monotonic(), run_id, path, node.name, ok, "flow"))
     nr = run.node_run(node)
     plan = nr.plan
+    if run.budgets is not None and run.budgets.stop is not None:
+        raise BudgetStop(run.budgets.stop)  # no node starts once a budget is spent
     if emit is not None:
-        emit(
-            NodeStarted(
-                time.monotonic(), run_id, path, plan.name, "node", plan.executor, plan.limit,
-                plan.batch,
-            )
-        )
+        shape = (plan.executor, plan.limit, plan.batch)
+        emit(NodeStarted(time.monotonic(), run_id, path, plan.name, "node", *shape))
     ok = False
     token = current_node.set((nr, path))
     ck = run.store.checkpoint(nr, node, path) if run.store is not None else None
+    if plan.cache is not None and run.cache is not None:
+        ck = run.cache.batch(nr, node, path, ck)
+    landed = None
+    if run.sink is not None or plan.post_item is not None:
+        landed = landing(run.sink, emit, nr, node, shared, path)
     try:
         if plan.is_async:
             assert isinstance(node, AsyncNode)
             prep_res = await await_hook(node, "prep_async", shared)
-            exec_res = await run_items(nr, node, prep_res, path, ck, run.guard)
+            exec_res = await run_items(nr, node, prep_res, path, ck, run.guard, landed)
             result = await await_hook(node, "post_async", shared, prep_res, exec_res)
         else:
             prep_res = call_hook(node, "prep", shared)
-            exec_res = await run_items(nr, node, prep_res, path, ck, run.guard)
+            exec_res = await run_items(nr, node, prep_res, path, ck, run.guard, landed)
             result = call_hook(node, "post", shared, prep_res, exec_res)
         ok = True
         return result
@@ -457,21 +497,3 @@ async def run_node(run: Run, node: BaseNode, shared: Any, parent: str) -> Any:
         current_node.reset(token)
         if emit is not None:
             emit(NodeEnded(time.monotonic(), run_id, path, plan.name, ok))
-
-
-# -- the engine of PocketFlow's node.run() ------------------------------------------------
-
-
-class RunnerEngine:
-    """What ``node.run()`` / ``run_async()`` use: a fresh Runner, or the run already in
-    progress on this loop (a sub-flow run from a hook joins the run around it)."""
-
-    def run(self, node: BaseNode, shared: Any) -> Any:
-        return Runner().run(node, shared)
-
-    async def run_async(self, node: BaseNode, shared: Any) -> Any:
-        run = current_run.get()
-        if isinstance(run, Run) and run.loop is asyncio.get_running_loop():
-            run.plan(node, check_node_limits=False)
-            return await run_node(run, node, shared, "")
-        return await Runner().run_async(node, shared)

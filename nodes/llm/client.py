@@ -4,7 +4,9 @@ Every try of a call takes the runner's named limiter (``settings.limiter``) when
 defines one: a concurrency slot, a request under the rpm pacer and an estimate of its
 tokens under the tpm pacer, corrected by the reply's real usage. Failures worth retrying
 (429, 5xx, timeouts, connection errors) are retried per ``settings.retry``, the slot
-released while waiting. Tokens, latency and calls go to the running node's stats.
+released while waiting. Tokens, latency and calls go to the running node's stats; a reply's
+tokens and, when ``settings.prices`` prices its model, its cost are charged to the
+limiter's budgets (``flowkit.Limit(max_tokens=..., max_cost=...)``).
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ import copy
 import functools
 import re
 import time
+import warnings
 import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from flowkit.errors import FlowkitWarning
 from flowkit.runner import current_limiter, record_usage, waiting
 from nodes.llm.errors import LLMCallError, StructuredOutputError, TruncatedReplyError
 from nodes.llm.journal import current_journal
@@ -164,8 +168,13 @@ class LLMClient:
             with waiting("retry backoff"):
                 await asyncio.sleep(delay)
             attempt += 1
+        used = reply.prompt_tokens + reply.completion_tokens
+        cost = self.settings.cost(request.model, reply.prompt_tokens, reply.completion_tokens)
         if limiter is not None:
-            limiter.adjust_tokens(reply.prompt_tokens + reply.completion_tokens - estimate)
+            limiter.adjust_tokens(used - estimate)
+            limiter.charge(tokens=used, cost=cost or 0.0)
+            if cost is None and limiter.costed:
+                _unpriced(request.model, limiter.name)
         bill(
             self.name,
             answered=1,
@@ -179,6 +188,7 @@ class LLMClient:
             completion_tokens=reply.completion_tokens,
             latency_s=latency,
             calls=1,
+            **({} if cost is None else {"cost": cost}),
         )
         if reply.truncated:
             raise self._failed(
@@ -193,6 +203,22 @@ class LLMClient:
     def _failed(self, error: LLMCallError, attempts: int) -> LLMCallError:
         error.owner, error.attempts = self.name, attempts
         return error
+
+
+_warned_unpriced: set[str] = set()
+
+
+def _unpriced(model: str, limiter: str) -> None:
+    """Say once per model that its calls count as free against a cost budget."""
+    if model not in _warned_unpriced:
+        _warned_unpriced.add(model)
+        warnings.warn(
+            f"flowkit: model {model!r} has no price, so its calls count as free against the "
+            f"cost budget of limiter {limiter!r}; give LLMSettings(prices={{{model!r}: "
+            "(IN, OUT)}) or FLOWKIT_LLM_PRICES (dollars per million prompt, completion tokens)",
+            FlowkitWarning,
+            stacklevel=3,
+        )
 
 
 def _json_format(schema: type[BaseModel]) -> dict[str, object]:
