@@ -138,13 +138,13 @@ class ThreadExecutor:
         pool = self._pool
         if pool is None:
             return
-        stuck = pool.busy
-        ok = ok and not pool.abandoned  # a thread past its timeout may never return
-        pool.shutdown(wait=ok, cancel_futures=True)
-        if not ok and stuck:
+        stuck, timed_out = pool.busy, pool.abandoned
+        pool.shutdown(wait=ok and not timed_out, cancel_futures=True)
+        if (not ok and stuck) or timed_out:
+            why = "" if not ok else " past its timeout"
             warnings.warn(
-                f"flowkit: {stuck} thread(s) still inside a blocking exec call were abandoned; "
-                "they end with the process",
+                f"flowkit: {stuck if not ok else timed_out} thread(s) still inside a blocking "
+                f"exec call{why} were abandoned; they end with the process",
                 FlowkitWarning,
                 stacklevel=2,
             )

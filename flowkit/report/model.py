@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from flowkit.budgets import BudgetStats
 from flowkit.limits import LimiterStats
 from flowkit.results import ErrorRecord
 
@@ -55,6 +56,8 @@ class NodeReport(BaseModel):
     achieved while working; ``speedup`` (exec / wall) is what that bought over running the
     same calls one after another. ``wait_time`` sums its items' waits; ``usage`` what its
     exec recorded (LLM calls, tokens, retries...); ``limiters`` the named limiters it took.
+    ``timeouts`` counts tries that ran past its ``timeout`` (seconds); ``cached`` the items
+    reused from the runner's cache.
     """
 
     name: str
@@ -76,6 +79,18 @@ class NodeReport(BaseModel):
     wait_time: float = 0.0
     usage: dict[str, float] = {}
     limiters: list[str] = []
+    timeout: float | None = None
+    timeouts: int = 0
+    cached: int = 0
+
+
+class Mark(BaseModel):
+    """``node``'s ``post_item`` handled item ``index`` at ``at`` (seconds from the run's
+    start): e.g. a result line written as the item landed."""
+
+    node: str
+    index: int
+    at: float
 
 
 class Series(BaseModel):
@@ -134,6 +149,16 @@ class RunReport(BaseModel):
     wait_lanes: int = 0
     limiters: list[LimiterStats] = []
     series: list[Series] = []
+    status: str = ""
+    budgets: list[BudgetStats] = []
+    marks: list[Mark] = []
+
+    @property
+    def outcome(self) -> str:
+        """How the run ended, in a word: ok, failed, interrupted, or budget spent."""
+        if self.ok:
+            return "ok"
+        return {"budget": "budget spent", "interrupted": "interrupted"}.get(self.status, "failed")
 
     @property
     def sampled(self) -> bool:

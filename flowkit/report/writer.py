@@ -37,6 +37,7 @@ from flowkit.events import (
     CallStarted,
     Event,
     ItemFailed,
+    ItemPosted,
     LimiterChanged,
     LoopBlocked,
     NodeStarted,
@@ -49,7 +50,7 @@ from flowkit.limits import LimiterStats
 from flowkit.redact import redact
 from flowkit.report.files import write_report
 from flowkit.report.findings import findings
-from flowkit.report.model import Bar, LoopBlock, NodeReport, RunReport, Series
+from flowkit.report.model import Bar, LoopBlock, Mark, NodeReport, RunReport, Series
 from flowkit.report.series import Spans, series
 from flowkit.results import ErrorRecord, NodeStats, RunInfo
 
@@ -106,6 +107,8 @@ class ReportWriter(Observer):
         self._started_at = datetime.now(UTC)
         self._flow = info.flow
         self._ok = False
+        self._status = ""
+        self._marks: list[Mark] = []
         self._ended: float | None = None
         self._nodes: dict[str, _NodeLog] = {}
         self._open: dict[int, tuple[float, int]] = {}
@@ -149,10 +152,15 @@ class ReportWriter(Observer):
                     where=event.where,
                 )
             )
+        elif isinstance(event, ItemPosted):
+            if len(self._marks) < self.max_bars:
+                at = event.time + event.seconds - self._t0
+                self._marks.append(Mark(node=event.node, index=event.index, at=at))
         elif isinstance(event, RunStarted):
             self._flow = event.flow
         elif isinstance(event, RunEnded):
             self._ok = event.ok
+            self._status = event.status
             self._ended = event.time - self._t0
             self._limiters = list(event.limiters.values())
 
@@ -252,7 +260,11 @@ class ReportWriter(Observer):
             errors=errors,
             limiters=limiters,
             series=self._series(logs, wall),
+            status=self._status,
+            budgets=list(self.info.budgets.values()),
+            marks=self._marks,
         )
+
     def _series(self, logs: Sequence[_NodeLog], wall: float) -> list[Series]:
         """Running and waiting over time: each named limiter, then each node."""
         out = []
@@ -292,7 +304,6 @@ class ReportWriter(Observer):
                 )
             )
         return out
-
 
 
 def running(
@@ -342,6 +353,9 @@ def _summarise(
         wait_time=waited,
         usage=dict(stats.usage) if stats is not None else {},
         limiters=[lim.name for lim in limiters if log.name in lim.users],
+        timeout=stats.timeout if stats is not None else None,
+        timeouts=stats.timeouts if stats is not None else 0,
+        cached=stats.cached if stats is not None else 0,
     )
     node.findings = findings(node, limiters)
     return node
@@ -373,8 +387,9 @@ def overlap(starts: Sequence[float], ends: Sequence[float]) -> tuple[int, float]
 def _bars(logs: Sequence[_NodeLog], cap: int, whats: Sequence[str], *, wait: bool) -> list[Bar]:
     """Run (or wait) bars for every stretch, or a uniform sample of ``cap``; lanes come later."""
     columns = [
-        (log.wait_starts, log.wait_ends, log.wait_index) if wait else
-        (log.starts, log.ends, log.index)
+        (log.wait_starts, log.wait_ends, log.wait_index)
+        if wait
+        else (log.starts, log.ends, log.index)
         for log in logs
     ]
     total = sum(len(c[0]) for c in columns)

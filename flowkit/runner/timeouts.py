@@ -5,9 +5,10 @@ A node with a timeout runs on its executor through a ``TimedExecutor``, so a nod
 one pays nothing. The clock starts when the call is admitted. What happens to a call past
 its time depends on where it runs: a coroutine on the loop is cancelled; a thread cannot be
 stopped, so its result is abandoned (the pool starts another thread while it is stuck); a
-worker process or Ray task is killed, and the next call starts a fresh worker. Items travel
-to worker processes one at a time (unless ``chunk_size`` says otherwise: then a chunk gets
-the timeout once per item in it, and every item of a chunk past it times out).
+worker process or Ray task is killed, and the next call starts a fresh worker (on worker
+processes the clock starts once a worker holds the item: starting one does not count).
+Items travel to worker processes one at a time (unless ``chunk_size`` says otherwise: then
+a chunk gets the timeout once per item in it, and every item of a chunk past it times out).
 """
 
 from __future__ import annotations
@@ -131,13 +132,20 @@ class TimedChunks:
 
     async def run(self, items: Sequence[Any], attempts: Sequence[int] | None) -> list[Outcome]:
         started = time.monotonic()
-        cm = asyncio.timeout(self.timed.seconds * max(1, len(items)))
-        try:
-            async with cm:
-                return await self.inner.run(items, attempts)
-        except TimeoutError:
-            if not cm.expired():
-                raise
+        seconds = self.timed.seconds * max(1, len(items))
+        if getattr(self.inner, "takes_timeout", False):  # the clock starts in the worker
+            try:
+                return await self.inner.run(items, attempts, timeout=seconds)  # type: ignore[call-arg]
+            except TimeoutError:
+                pass
+        else:
+            cm = asyncio.timeout(seconds)
+            try:
+                async with cm:
+                    return await self.inner.run(items, attempts)
+            except TimeoutError:
+                if not cm.expired():
+                    raise
         ended = time.monotonic()
         if attempts is None:  # one exec_batch call: one outcome
             return [(False, self.timed.error(), started, ended)]
