@@ -158,9 +158,7 @@ class Square(fk.BatchNode):
 
 @pytest.mark.parametrize("executor", ["thread", "process"])
 def test_a_budget_stops_threads_and_worker_processes_too(executor: str) -> None:
-    runner = fk.Runner(
-        limits={"api": fk.Limit(max_concurrency=2, max_calls=5)}, process_workers=2
-    )
+    runner = fk.Runner(limits={"api": fk.Limit(max_concurrency=2, max_calls=5)}, process_workers=2)
     with pytest.raises(fk.BudgetSpentError):
         runner.run(Square(executor=executor, chunk_size=1), {})
     info = runner.last_run

@@ -149,9 +149,7 @@ class SquaresOn(fk.BatchNode):
 
 
 @pytest.mark.parametrize("executor", ["thread", "process"])
-def test_threads_and_worker_processes_reuse_cached_results(
-    tmp_path: Path, executor: str
-) -> None:
+def test_threads_and_worker_processes_reuse_cached_results(tmp_path: Path, executor: str) -> None:
     cache = tmp_path / "cache.db"
     first, _ = run(SquaresOn(executor=executor), [1, 2, 3], cache)
     later, info = run(SquaresOn(executor=executor), [1, 2, 3], cache)

@@ -61,7 +61,8 @@ def test_an_async_exec_past_its_timeout_is_cancelled_and_its_neighbours_finish()
     stats = runner.last_run.nodes["HangOnThree"]  # type: ignore[union-attr]
     assert (stats.timeouts, stats.failed, stats.timeout) == (1, 1, 0.2)
     [timed] = [e for e in events if isinstance(e, TimedOut)]
-    assert (timed.node, timed.index, timed.seconds, timed.how) == ("HangOnThree", 3, 0.2, "cancelled")
+    assert (timed.node, timed.index, timed.seconds) == ("HangOnThree", 3, 0.2)
+    assert timed.how == "cancelled"
 
 
 def test_a_timeout_raises_naming_node_item_and_seconds_under_on_error_raise() -> None:
