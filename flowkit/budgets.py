@@ -53,8 +53,17 @@ class Budget:
     callers charged, against its caps. Once a cap is reached it is ``spent`` for good and
     ``check`` raises ``BudgetStop``; ``on_spent`` hears it once."""
 
-    __slots__ = ("calls", "cost", "max_calls", "max_cost", "max_tokens", "name", "on_spent")
-    __slots__ += ("spent", "tokens")
+    __slots__ = (
+        "calls",
+        "cost",
+        "max_calls",
+        "max_cost",
+        "max_tokens",
+        "name",
+        "on_spent",
+        "spent",
+        "tokens",
+    )
 
     def __init__(self, name: str, limit: Limit) -> None:
         self.name = name

@@ -92,8 +92,19 @@ class RunCache:
 class CachedBatch:
     """One batch of a cached node: its checkpoint's interface, the cache in front of it."""
 
-    __slots__ = ("cache", "ck", "codec", "counts", "item_key", "keys", "name", "node")
-    __slots__ += ("policy", "prefix", "salt")
+    __slots__ = (
+        "cache",
+        "ck",
+        "codec",
+        "counts",
+        "item_key",
+        "keys",
+        "name",
+        "node",
+        "policy",
+        "prefix",
+        "salt",
+    )
 
     def __init__(
         self,

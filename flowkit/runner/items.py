@@ -429,7 +429,7 @@ async def run_workers(workers: int, worker: Callable[[int], Awaitable[None]]) ->
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
-        errors = [t.exception() for t in tasks if not t.cancelled() and t.exception()]
+        errors = [e for t in tasks if not t.cancelled() and (e := t.exception()) is not None]
         raise next((e for e in errors if not isinstance(e, BudgetStop)), errors[0])
     if failed is not None:
         for t in tasks:

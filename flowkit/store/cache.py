@@ -119,7 +119,8 @@ class ResultCache:
     def clear(self, nodes: Iterable[str] = (), older_than: float | None = None) -> int:
         """Remove entries (of ``nodes`` only, when given; older than ``older_than`` seconds
         only, when given); returns how many went."""
-        where, args = [], []
+        where: list[str] = []
+        args: list[object] = []
         names = list(nodes)
         if names:
             where.append(f"node IN ({', '.join('?' * len(names))})")

@@ -75,11 +75,11 @@ def priced(settings: Mapping[Role, LLMSettings], prices: Prices | None) -> dict[
     completion tokens, by role), so its calls charge their cost to the run's budgets
     (``flowkit run --max-cost``) as the ledger counts it."""
     out = dict(settings)
-    for role, (prompt, completion) in (prices or {}).items():
-        found = out.get(role)
-        if found is not None:
-            price = ((found.model, float(prompt), float(completion)),)
-            out[role] = found.model_copy(update={"prices": price})
+    for role, found in settings.items():
+        price = (prices or {}).get(role)
+        if price is not None:
+            priced = ((found.model, float(price[0]), float(price[1])),)
+            out[role] = found.model_copy(update={"prices": priced})
     return out
 
 
