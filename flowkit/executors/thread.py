@@ -77,13 +77,18 @@ class DaemonThreadPool(FuturesExecutor):
             if future.set_running_or_notify_cancel():
                 with self._lock:
                     self.busy += 1
+                # Not busy once the call returns, before its caller can hear of it: a run
+                # closing on that news must not count this thread as stuck.
                 try:
-                    future.set_result(fn(*args))
+                    result = fn(*args)
                 except BaseException as exc:
-                    future.set_exception(exc)
-                finally:
                     with self._lock:
                         self.busy -= 1
+                    future.set_exception(exc)
+                else:
+                    with self._lock:
+                        self.busy -= 1
+                    future.set_result(result)
             with self._lock:
                 self._idle += 1
 
