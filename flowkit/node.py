@@ -52,12 +52,12 @@ def check_on_error(value: Any, owner: str) -> str:
     return value
 
 
-def check_timeout(value: Any, owner: str) -> float | None:
-    """A timeout in seconds (a positive finite number) or None."""
+def check_timeout(value: Any, owner: str, what: str = "timeout") -> float | None:
+    """A timeout (or ``what``) in seconds, a positive finite number, or None."""
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
-        raise ConfigError(f"{owner}: timeout must be a positive number of seconds, got {value!r}")
+        raise ConfigError(f"{owner}: {what} must be a positive number of seconds, got {value!r}")
     return float(value)
 
 
@@ -78,7 +78,7 @@ class CachePolicy:
 
     def __post_init__(self) -> None:
         if self.ttl is not None:
-            check_timeout(self.ttl, "CachePolicy.ttl")
+            check_timeout(self.ttl, "CachePolicy", "ttl")
         if self.key is not None and not callable(self.key):
             raise ConfigError(f"CachePolicy.key must be a function of the item, got {self.key!r}")
 

@@ -44,6 +44,7 @@ class RunCache:
         self._codecs: dict[str, ResultCodec] = {}
         self._flushing = False
         self._unwritable: set[str] = set()
+        self._write_failed = False
 
     def batch(self, nr: NodeRun, node: BaseNode, path: str, ck: Checkpoint | None) -> CachedBatch:
         plan = nr.plan
@@ -82,11 +83,21 @@ class RunCache:
             self.tasks().call_soon(self.flush)
 
     def flush(self) -> None:
+        """Write what was put; a cache that cannot be written is said once, and the run
+        goes on (its results are right, only not kept for later runs)."""
         self._flushing = False
-        self.file.flush()
+        try:
+            self.file.flush()
+        except StoreError as exc:
+            if not self._write_failed:
+                warnings.warn(f"flowkit: results not cached: {exc}", FlowkitWarning, stacklevel=2)
+            self._write_failed = True
 
     def close(self) -> None:
-        self.file.close()
+        try:
+            self.flush()
+        finally:
+            self.file.close()
 
 
 class CachedBatch:

@@ -190,3 +190,28 @@ def test_the_cache_command_lists_and_clears(
     assert "removed 2 entries" in capsys.readouterr().out
     assert main(["cache", "ls", "--cache", str(tmp_path / "none.db")]) == 2
     assert "no cache at" in capsys.readouterr().err
+
+
+class Opaque(Squares):
+    async def prep_async(self, shared: dict[str, Any]) -> list[Any]:
+        return [object()]
+
+
+def test_bad_cache_settings_are_refused_naming_the_fix(tmp_path: Path) -> None:
+    with pytest.raises(fk.ConfigError, match="cache must be True, False or a flowkit.CachePolicy"):
+        Squares(cache="yes")  # type: ignore[arg-type]
+    with pytest.raises(fk.ConfigError, match="CachePolicy: ttl must be a positive number"):
+        fk.CachePolicy(ttl=0)
+    (tmp_path / "folder.db").mkdir()
+    with pytest.raises(fk.StoreError, match="is a folder"):
+        run(Squares(), [1], tmp_path / "folder.db")
+    foreign = tmp_path / "foreign.db"
+    with sqlite3.connect(foreign) as db:
+        db.execute("CREATE TABLE mine (x)")
+    with pytest.raises(fk.StoreError, match="is not a flowkit cache; it was left untouched"):
+        run(Squares(), [1], foreign)
+    with sqlite3.connect(foreign) as db:
+        assert [r[0] for r in db.execute("SELECT name FROM sqlite_master")] == ["mine"]
+    with pytest.raises(fk.StoreError, match=r"define item_key\(self, item\) -> str on the node"):
+        run(Opaque(), [], tmp_path / "cache.db")
+    assert Squares.calls == []
