@@ -264,8 +264,9 @@ def _generic_run_options(parser: argparse.ArgumentParser) -> None:
         help="fail a try of NODE's exec after S seconds (retried per its policy; repeatable)",
     )
     budget = parser.add_argument_group(
-        "budget: a hard stop for the whole run; once spent no call starts, the calls in flight "
-        "finish, and the run ends with exit status 3 (--resume RUN_ID with a larger one goes on)"
+        "budget",
+        "A hard stop for the whole run: once spent no call starts, the calls in flight finish, "
+        "and the run ends with exit status 3 (--resume RUN_ID with a larger one goes on).",
     )
     budget.add_argument(
         "--max-cost",
