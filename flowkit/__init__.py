@@ -39,7 +39,7 @@ _PUBLIC = (
 
 
 def _default_engine() -> Any:
-    from flowkit.runner.run import RunnerEngine
+    from flowkit.runner.engine import RunnerEngine
 
     return RunnerEngine()
 

@@ -9,12 +9,15 @@ from __future__ import annotations
 __all__ = [
     "BatchInputError",
     "BatchResultError",
+    "BudgetSpentError",
+    "BudgetStop",
     "CommandLoadError",
     "ConfigError",
     "FlowStructureError",
     "FlowkitError",
     "FlowkitWarning",
     "GraphError",
+    "ItemTimeoutError",
     "MissingExtraError",
     "NotImplementedExecError",
     "OutputError",
@@ -26,6 +29,7 @@ __all__ = [
     "UsageError",
     "WorkerCrashedError",
 ]
+
 
 class FlowkitError(Exception):
     """Base class of every error raised by flowkit itself."""
@@ -76,6 +80,39 @@ class RemoteError(FlowkitError):
 
 class TooManyErrorsError(FlowkitError):
     """A node with ``on_error="collect"`` failed on more items than its ``max_errors``."""
+
+
+class ItemTimeoutError(FlowkitError, TimeoutError):
+    """One try of exec on an item ran past the node's ``timeout``: retried under the node's
+    retry policy like any failure. ``how`` says what became of the call (cancelled,
+    abandoned in its thread, or its worker process killed and replaced)."""
+
+    def __init__(self, node: str, seconds: float, how: str, attempt: int = 0) -> None:
+        super().__init__(node, seconds, how)
+        self.node, self.seconds, self.how, self.attempt = node, seconds, how, attempt
+        self.index: int | None = None  # set by the runner, which knows the item's place
+
+    def __str__(self) -> str:
+        item = f"item {self.index}" if self.index is not None else "an item"
+        try_ = f" (try {self.attempt + 1})" if self.attempt else ""
+        return (
+            f"{self.node}: exec on {item} ran past its timeout of {self.seconds:g} s{try_} "
+            f"and was {self.how}; raise the node's timeout (timeout = SECONDS, or "
+            f"Runner(timeouts={{{self.node!r}: SECONDS}})) or find what hangs"
+        )
+
+
+class BudgetStop(BaseException):
+    """A budget is spent: no new call may start. Raised where a call would be admitted (a
+    limiter's ``acquire``, a worker taking its next item); a ``BaseException``, so exec code
+    that catches ``Exception`` lets it through. The run then lets its calls in flight finish
+    and ends with the status "budget", raising ``BudgetSpentError``."""
+
+
+class BudgetSpentError(FlowkitError):
+    """The run stopped because a budget was spent (its status is "budget"): the calls in
+    flight finished, no new one started. With a store, a resume with a larger budget
+    continues from there (what was spent is stored with the run)."""
 
 
 class BatchResultError(FlowkitError):

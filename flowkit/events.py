@@ -155,6 +155,33 @@ class ItemFailed(Event):
 
 
 @dataclass(frozen=True, slots=True)
+class TimedOut(Event):
+    """A try of exec on item ``index`` ran past the node's timeout of ``seconds``; ``how``
+    says what became of it ("cancelled", "abandoned in its thread", or "stopped: its worker
+    process was killed and is replaced"). It is retried or fails like any error."""
+
+    kind: ClassVar[str] = "timeout"
+    path: str
+    node: str
+    index: int
+    seconds: float
+    how: str
+
+
+@dataclass(frozen=True, slots=True)
+class ItemPosted(Event):
+    """The node's ``post_item`` handled item ``index`` as it landed, from ``time`` for
+    ``seconds`` (e.g. a line written to a file)."""
+
+    kind: ClassVar[str] = "item_post"
+    path: str
+    node: str
+    index: int
+    seconds: float
+    ok: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class Waited(Event):
     """An item waited ``seconds`` (ending at ``time``) for ``what``: a named ``limiter``, the
     node's limit, a worker, a batch, a retry's backoff. ``call`` is the exec call it waited

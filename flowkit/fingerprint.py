@@ -150,6 +150,12 @@ def fingerprint(root: BaseNode, settings: Mapping[str, Any] | None = None) -> Fi
     return Fingerprint(nodes, edges, given)
 
 
+def node_digest(node: BaseNode) -> str:
+    """A digest of ``node``'s class, code and params: what a cached result of it is keyed by
+    (the same marks a resume compares)."""
+    return _digest(f"{class_digest(type(node))}:{_digest(_canonical(node.params))}")
+
+
 def class_digest(cls: type) -> str:
     """A digest of the code of ``cls`` and of its base classes outside flowkit."""
     digest = _digests.get(cls)

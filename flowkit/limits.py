@@ -13,8 +13,12 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from flowkit.errors import ConfigError
+
+if TYPE_CHECKING:
+    from flowkit.budgets import Budget
 
 __all__ = [
     "Limit",
@@ -47,12 +51,25 @@ class Limit:
     ``max_concurrency`` bounds calls in flight; ``rpm`` bounds call starts per minute;
     ``tpm`` bounds tokens per minute (callers say how many tokens a call will use).
     ``burst`` lets that many starts (or tokens, for tpm) go back to back before pacing.
+
+    ``max_calls``, ``max_tokens`` and ``max_cost`` are a budget with a hard stop: once the
+    calls started, the tokens or the cost charged (``charge``, e.g. by an LLM client from its
+    price table) reach one of them, no new call is admitted; calls in flight finish and the
+    run ends with the status "budget".
     """
 
     max_concurrency: int | None = None
     rpm: float | None = None
     tpm: float | None = None
     burst: int = 1
+    max_calls: int | None = None
+    max_tokens: float | None = None
+    max_cost: float | None = None
+
+    @property
+    def budgeted(self) -> bool:
+        """Whether it sets a budget (max_calls, max_tokens or max_cost)."""
+        return not (self.max_calls is None and self.max_tokens is None and self.max_cost is None)
 
     def __post_init__(self) -> None:
         if self.max_concurrency is not None:
@@ -62,8 +79,17 @@ class Limit:
         if self.tpm is not None:
             _check_rate(self.tpm, "Limit.tpm")
         check_limit(self.burst, "Limit.burst")
-        if self.max_concurrency is None and self.rpm is None and self.tpm is None:
-            raise ConfigError("Limit needs at least one of max_concurrency, rpm or tpm")
+        if self.max_calls is not None:
+            check_limit(self.max_calls, "Limit.max_calls")
+        for name in ("max_tokens", "max_cost"):
+            if getattr(self, name) is not None:
+                _check_rate(getattr(self, name), f"Limit.{name}")
+        unlimited = self.max_concurrency is None and self.rpm is None and self.tpm is None
+        if unlimited and not self.budgeted:
+            raise ConfigError(
+                "Limit needs at least one of max_concurrency, rpm, tpm, max_calls, max_tokens "
+                "or max_cost"
+            )
 
 
 class Slots:
@@ -228,9 +254,11 @@ class NamedLimiter:
         *,
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
+        budgets: tuple[Budget, ...] = (),
     ) -> None:
         self.name = name
         self.limit = limit
+        self.budgets = budgets
         self.slots = Slots(limit.max_concurrency) if limit.max_concurrency else None
         self.requests = (
             RateLimiter(limit.rpm, burst=limit.burst, clock=clock, sleep=sleep)
@@ -267,7 +295,10 @@ class NamedLimiter:
             self.users[node] = "runner+exec"
 
     async def acquire(self, requests: int = 1, tokens: float = 0.0) -> float:
-        """Take a slot, then wait for the request and token pacers; return seconds waited."""
+        """Take a slot, then wait for the request and token pacers; return seconds waited.
+        Raises ``BudgetStop`` when one of its budgets is spent (before or after waiting)."""
+        for budget in self.budgets:
+            budget.check()
         t0 = self._clock()
         blocked = False
         if self.slots is not None and not self.slots.try_acquire():
@@ -278,6 +309,8 @@ class NamedLimiter:
                 blocked = await self.requests.acquire(requests) > 0 or blocked
             if self.tokens is not None and tokens > 0:
                 blocked = await self.tokens.acquire(tokens) > 0 or blocked
+            for budget in self.budgets:  # spent while this call waited: it does not start
+                budget.check()
         except BaseException:
             if self.slots is not None:
                 self.slots.release()
@@ -289,6 +322,8 @@ class NamedLimiter:
             self.waits += 1
         self.calls += requests
         self.tokens_used += tokens
+        for budget in self.budgets:
+            budget.charge(calls=requests)
         if self._first_start is None:
             self._first_start = self._first = now
         self._last_start = now
@@ -313,6 +348,17 @@ class NamedLimiter:
         self.tokens_used += delta
         if self.tokens is not None and delta:
             self.tokens.adjust(delta)
+
+    def charge(self, *, tokens: float = 0.0, cost: float = 0.0) -> None:
+        """Count what a call used against this limiter's budgets (tokens: those really
+        used, once known; cost: in the budget's currency, e.g. dollars from a price table)."""
+        for budget in self.budgets:
+            budget.charge(tokens=tokens, cost=cost)
+
+    @property
+    def costed(self) -> bool:
+        """Whether a budget here caps cost (so callers should ``charge`` theirs)."""
+        return any(b.max_cost is not None for b in self.budgets)
 
     def _tick(self, now: float) -> None:
         if self._since is not None:
@@ -372,6 +418,9 @@ class Limiters:
         self.limits, self._clock, self._sleep = limits, clock, sleep
         self._made: dict[str, NamedLimiter] = {}
         self._watch: Callable[[str, bool, int], None] | None = None
+        #: The budgets a limiter counts against, given its name and ``Limit`` (set by a run
+        #: that has budgets).
+        self.budgets_of: Callable[[str, Limit], tuple[Budget, ...]] | None = None
 
     def defines(self, name: str) -> bool:
         return name in self.limits
@@ -387,8 +436,9 @@ class Limiters:
                     f"{user}: uses limiter {name!r}, which the runner does not define "
                     f"(defined: {known}); pass Runner(limits={{{name!r}: flowkit.Limit(...)}})"
                 )
+            budgets = self.budgets_of(name, spec) if self.budgets_of is not None else ()
             lim = self._made[name] = NamedLimiter(
-                name, spec, clock=self._clock, sleep=self._sleep
+                name, spec, clock=self._clock, sleep=self._sleep, budgets=budgets
             )
             lim.watch = self._watch
         return lim

@@ -8,8 +8,9 @@ as class attributes or constructor keywords.
 from __future__ import annotations
 
 import itertools
+import math
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,7 @@ __all__ = [
     "AsyncParallelBatchNode",
     "BaseNode",
     "BatchNode",
+    "CachePolicy",
     "Node",
 ]
 
@@ -50,6 +52,48 @@ def check_on_error(value: Any, owner: str) -> str:
     return value
 
 
+def check_timeout(value: Any, owner: str, what: str = "timeout") -> float | None:
+    """A timeout (or ``what``) in seconds, a positive finite number, or None."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise ConfigError(f"{owner}: {what} must be a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class CachePolicy:
+    """How a node's results are kept in the runner's cache (``Runner(cache="cache.db")``)
+    and reused by later runs.
+
+    A result is reused when the node's code (its ``flowkit.fingerprint``), its params, the
+    item and, where the node defines ``cache_key(item)``, what that returns (an LLM node's
+    model and request settings) are the same. ``ttl`` (seconds) ages entries out; ``key``
+    (a function of the item) replaces the item's own key, e.g. to leave out a field that
+    does not change the result. ``cache = True`` on a node is ``CachePolicy()``.
+    """
+
+    ttl: float | None = None
+    key: Callable[[Any], Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.ttl is not None:
+            check_timeout(self.ttl, "CachePolicy", "ttl")
+        if self.key is not None and not callable(self.key):
+            raise ConfigError(f"CachePolicy.key must be a function of the item, got {self.key!r}")
+
+
+def check_cache(value: Any, owner: str) -> CachePolicy | None:
+    """``cache`` as a policy: True is the default one; False or None is none."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return CachePolicy()
+    if isinstance(value, CachePolicy):
+        return value
+    raise ConfigError(f"{owner}: cache must be True, False or a flowkit.CachePolicy, got {value!r}")
+
+
 _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "max_concurrency": (int,),
     "executor": (str,),
@@ -60,6 +104,8 @@ _OPTION_TYPES: dict[str, tuple[type, ...]] = {
     "chunk_size": (int,),
     "checkpoint": (bool,),
     "cpu_bound": (bool,),
+    "timeout": (int, float),
+    "cache": (bool, CachePolicy),
 }
 
 
@@ -76,6 +122,8 @@ class NodeOptions:
     chunk_size: int | None
     checkpoint: bool
     cpu_bound: bool = False
+    timeout: float | None = None
+    cache: CachePolicy | None = None
 
     def limit(self, name: str, overrides: Mapping[str, int]) -> int | None:
         """The node's limit in a run: the runner's override for ``name``, else its own."""
@@ -136,6 +184,8 @@ def node_options(node: BaseNode, *, warn: bool = True) -> NodeOptions:
         ),
         checkpoint=True if values["checkpoint"] is None else values["checkpoint"],
         cpu_bound=bool(values["cpu_bound"]),
+        timeout=check_timeout(values["timeout"], owner),
+        cache=check_cache(values["cache"], owner),
     )
 
 
@@ -161,7 +211,10 @@ class BaseNode:
     flight across the whole run); ``executor`` ("async", "thread", "process", "ray", or the
     name of an executor given to ``Runner(executors=...)``);
     ``uses`` (named limiters); ``retry`` (a ``flowkit.Retry``); ``on_error`` ("raise" or
-    "collect") and ``max_errors``; ``chunk_size`` (items per trip to a worker process).
+    "collect") and ``max_errors``; ``chunk_size`` (items per trip to a worker process);
+    ``timeout`` (seconds per try of exec: past it the try fails with ``ItemTimeoutError`` and
+    is retried per the node's policy); ``cache`` (True or a ``CachePolicy``: results kept in
+    the runner's cache and reused by later runs).
     With a store, results are checkpointed unless ``checkpoint = False``; define
     ``item_key(self, item) -> str`` to choose how items are recognised on resume.
     ``cpu_bound = True`` says a thread node's exec computes rather than waits: its time in a
@@ -169,7 +222,9 @@ class BaseNode:
 
     Optional hooks, used only where a subclass defines them: ``exec_batch(items)`` or
     ``exec_batch_async(items)`` (micro-batching: one call for up to ``batch_size`` items,
-    sent at most ``batch_wait_ms`` after the first arrives) and ``item_key``.
+    sent at most ``batch_wait_ms`` after the first arrives), ``item_key``, ``cache_key``
+    and ``post_item(shared, item, result)`` / ``post_item_async`` (called as each item of a
+    batch lands, before ``post`` gets the whole batch).
     """
 
     max_concurrency: int | None = None
@@ -181,6 +236,8 @@ class BaseNode:
     chunk_size: int | None = None
     checkpoint: bool = True
     cpu_bound: bool = False
+    timeout: float | None = None
+    cache: bool | CachePolicy | None = None
     batch_size: int = 32
     batch_wait_ms: float = 5.0
 
@@ -197,6 +254,8 @@ class BaseNode:
         chunk_size: int | None = None,
         checkpoint: bool | None = None,
         cpu_bound: bool | None = None,
+        timeout: float | None = None,
+        cache: bool | CachePolicy | None = None,
     ) -> None:
         self.params: dict[str, Any] = {}
         self.successors: dict[Any, BaseNode] = {}
@@ -225,6 +284,10 @@ class BaseNode:
             self.checkpoint = bool(checkpoint)
         if cpu_bound is not None:
             self.cpu_bound = bool(cpu_bound)
+        if timeout is not None:
+            self.timeout = check_timeout(timeout, owner)
+        if cache is not None:
+            self.cache = check_cache(cache, owner)
 
     @property
     def name(self) -> str:
@@ -284,6 +347,15 @@ class BaseNode:
         """Optional: the key that recognises ``item`` in the store on resume."""
         raise NotImplementedError
 
+    def cache_key(self, item: Any) -> Any:
+        """Optional: what else exec's result on ``item`` depends on, for the cache (JSON
+        data), beyond the node's code, params and the item: e.g. a model and its settings."""
+        raise NotImplementedError
+
+    def post_item(self, shared: Any, item: Any, result: Any) -> None:
+        """Optional: called with each item's result (an ``ErrorRecord`` for one that failed
+        under on_error="collect") as it lands, in the order they finish."""
+
     def run(self, shared: Any) -> Any:
         """Run this node alone (successors are not followed) through a default runner."""
         if self.successors:
@@ -340,6 +412,9 @@ class AsyncNode(Node):
 
     async def exec_fallback_async(self, prep_res: Any, exc: Exception) -> Any:
         raise exc
+
+    async def post_item_async(self, shared: Any, item: Any, result: Any) -> None:
+        """Optional: the async ``post_item``."""
 
     async def post_async(self, shared: Any, prep_res: Any, exec_res: Any) -> Any:
         pass

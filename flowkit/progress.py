@@ -278,6 +278,10 @@ def _stats(row: _Row, *, final: bool) -> str:
             parts.append(f"{row.counts.failed:,} failed")
         if row.in_flight is not None:
             parts.append(f"{row.in_flight:,} in flight")
+    if row.counts.cached:
+        parts.append(f"{row.counts.cached:,} cached")
+    if row.counts.timeouts:
+        parts.append(f"{row.counts.timeouts:,} timed out")
     if row.counts.retries:
         parts.append(f"{row.counts.retries:,} retries")
     if row.done > 1:
@@ -290,8 +294,12 @@ def _stats(row: _Row, *, final: bool) -> str:
 def _stats_text(row: _Row, now: float) -> Text:
     """The same numbers, styled for the live table."""
     text = Text(f"{row.done:,} done" + (f" of {row.total:,} so far" if row.growing else ""))
+    if row.counts.cached:
+        text.append(f"  {row.counts.cached:,} cached", style="green")
     if row.counts.failed:
         text.append(f"  {row.counts.failed:,} failed", style="red")
+    if row.counts.timeouts:
+        text.append(f"  {row.counts.timeouts:,} timed out", style="yellow")
     if row.running and row.in_flight is not None:
         text.append(f"  {row.in_flight:,} in flight", style="cyan")
     if row.done > 1:

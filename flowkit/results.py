@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import traceback
 from dataclasses import dataclass, field
+from typing import Any
 
 from pydantic import BaseModel
 
+from flowkit.budgets import BudgetStats
 from flowkit.engine import run_html
 from flowkit.limits import LimiterStats
 from flowkit.redact import redact
@@ -19,6 +21,7 @@ from flowkit.redact import redact
 __all__ = [
     "Counts",
     "ErrorRecord",
+    "ItemResult",
     "NodeStats",
     "RunInfo",
 ]
@@ -56,14 +59,17 @@ class Counts:
 
     ``items`` counts items finished, whatever their outcome; ``retries`` the extra exec
     calls; ``failed`` the items that failed for good; ``total`` the items prep announced
-    (None once one batch's size was unknown). Calls in flight are counted per node
-    (``NodeStats.in_flight``).
+    (None once one batch's size was unknown); ``timeouts`` the tries that ran past the
+    node's timeout; ``cached`` the items reused from the runner's cache. Calls in flight are
+    counted per node (``NodeStats.in_flight``).
     """
 
     items: int = 0
     retries: int = 0
     failed: int = 0
     total: int | None = 0
+    timeouts: int = 0
+    cached: int = 0
 
     @property
     def calls(self) -> int:
@@ -90,6 +96,7 @@ class NodeStats:
     paths: dict[str, Counts] = field(default_factory=dict)
     in_flight: int = field(default=0, repr=False)
     peak_at: float = field(default=0.0, repr=False)
+    timeout: float | None = None
 
     @property
     def items(self) -> int:
@@ -108,6 +115,16 @@ class NodeStats:
     def calls(self) -> int:
         return self.items + self.retries
 
+    @property
+    def timeouts(self) -> int:
+        """Tries that ran past the node's timeout, at every path."""
+        return sum(c.timeouts for c in self.paths.values())
+
+    @property
+    def cached(self) -> int:
+        """Items reused from the runner's cache, at every path."""
+        return sum(c.cached for c in self.paths.values())
+
 
 STATUSES = ("running", "done", "failed", "interrupted", "budget")
 
@@ -117,8 +134,8 @@ class RunInfo:
     """What a run did: its id, flow, status, timing, per-node counts and collected errors.
 
     ``status`` is "running" until the run ends, then "done", "failed", "interrupted" (cancelled,
-    e.g. by Ctrl-C: what did not finish runs again on resume) or "budget" (a named limiter's
-    budget was spent).
+    e.g. by Ctrl-C: what did not finish runs again on resume) or "budget" (a budget was
+    spent: ``budgets`` shows each one's spending against its caps).
     """
 
     run_id: str
@@ -131,6 +148,7 @@ class RunInfo:
     resumed: int = 0
     memory_guard_engaged: int = 0
     limiters: dict[str, LimiterStats] = field(default_factory=dict)
+    budgets: dict[str, BudgetStats] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -141,3 +159,24 @@ class RunInfo:
         """The run's report as HTML, which a notebook shows inline (installed by the
         composition root: ``flowkit.report.inline``)."""
         return run_html(self)
+    @property
+    def cached(self) -> int:
+        """Items reused from the runner's cache."""
+        return sum(n.cached for n in self.nodes.values())
+
+
+@dataclass(frozen=True, slots=True)
+class ItemResult:
+    """One item's outcome as it lands (``Runner.stream``): the node's ``path`` and name,
+    the item's ``index`` in its batch (0 for a node without a batch), and exec's ``value``,
+    or ``error`` (an ``ErrorRecord``) for an item that failed for good."""
+
+    path: str
+    node: str
+    index: int
+    value: Any = None
+    error: ErrorRecord | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from flowkit.cli.targets import (
+    BUDGET,
     FAILED,
     INTERRUPTED,
     OK,
@@ -36,6 +37,7 @@ from flowkit.cli.targets import (
 )
 from flowkit.commands import OUT_ROOT, FlowCommand, Registry, output_dir, output_file
 from flowkit.errors import (
+    BudgetSpentError,
     CommandLoadError,
     ConfigError,
     FlowkitError,
@@ -72,12 +74,13 @@ def run_flow(args: argparse.Namespace, registry: Registry, command: FlowCommand 
         raise UsageError("--max-rss-mb must be a positive number")
     store = None if args.no_store else args.store
     given = [getattr(args, name, None) for name in ("report", "output")]
-    if store is not None:
-        given.append(str(Path(store).parent))
+    given += [str(Path(path).parent) for path in (store, args.cache) if path is not None]
     fresh = absent_folders([Path(OUT_ROOT), *(Path(p) for p in given if p is not None)])
     try:
         if store is not None:
             check_store_path(store)
+        if args.cache is not None:
+            check_store_path(args.cache, "--cache")
         if args.resume is not None:
             if store is None:
                 raise UsageError("--resume needs a store; drop --no-store")
@@ -101,6 +104,16 @@ def run_flow(args: argparse.Namespace, registry: Registry, command: FlowCommand 
     except (ConfigError, GraphError) as exc:  # wiring or settings: what to fix, not a crash
         remove_empty(fresh)
         raise UsageError(str(exc)) from None
+    except BudgetSpentError as exc:
+        info = runner.last_run
+        assert info is not None
+        print(result_line(flow.name, info, BUDGET))
+        print(redact(f"flowkit: {exc}; the calls in flight finished, no new one started"))
+        if store is not None:
+            print(f"flowkit: done items are stored; resume with a larger budget: --resume {run_id}")
+        for line in where_lines(args.report, args.out_dir):
+            print(line)
+        return BUDGET
     except Exception as exc:
         missing = missing_extra_for(exc, registry, command)
         if missing is not None:
@@ -187,6 +200,17 @@ def prepare(
         shared = extra if shared is None else {**shared, **extra}
         settings["--shared"] = extra
     limits = limits_from(flow, limits, [(name, n) for name, n in args.limit if name is not None])
+    budget = None
+    if args.max_cost or args.max_calls or args.max_tokens:
+        budget = Limit(max_calls=args.max_calls, max_tokens=args.max_tokens, max_cost=args.max_cost)
+    timeouts = dict(args.timeout)
+    known = {g.node.name for g in build_graph(flow).nodes if not g.is_container}
+    for name in timeouts:
+        if name not in known:
+            raise UsageError(
+                f"--timeout: no node named {name!r} in {flow.name}; its nodes: "
+                f"{', '.join(sorted(known))}"
+            )
     for name, kind in args.executor:
         if name is not None:
             set_executor(flow, name, kind)
@@ -206,6 +230,9 @@ def prepare(
         max_rss_mb=args.max_rss_mb,
         max_steps=args.max_steps,
         otel=args.otel,
+        timeouts=timeouts,
+        budget=budget,
+        cache=args.cache,
     )
     return flow, shared, runner
 
@@ -242,16 +269,18 @@ def check_flow(flow: BaseNode, max_steps: int | None) -> None:
         node_options(g.node, warn=False)  # a bad limit or executor is a ConfigError: exit 2
 
 
-def check_store_path(path: str) -> None:
-    """A store path must name a file whose folder can be created and written."""
+def check_store_path(path: str, option: str = "--store") -> None:
+    """A store (or cache) path must name a file whose folder can be created and written."""
     if Path(path).is_dir():
-        raise UsageError(f"--store: {path} is a folder; give a file, e.g. {Path(path) / 'runs.db'}")
+        name = "runs.db" if option == "--store" else "cache.db"
+        raise UsageError(f"{option}: {path} is a folder; give a file, e.g. {Path(path) / name}")
     try:
-        output_dir(Path(path).parent, "--store")
+        output_dir(Path(path).parent, option)
     except UsageError as exc:
+        fix = " or --no-store" if option == "--store" else ""
         raise UsageError(
-            f"{exc} (the store is read-only there); pass --store PATH somewhere writable, or "
-            "--no-store"
+            f"{exc} (the {option[2:]} is read-only there); pass {option} PATH somewhere "
+            f"writable{fix}"
         ) from None
 
 
@@ -447,14 +476,22 @@ def result_line(flow: str, info: RunInfo, code: int, rejected: int = 0) -> str:
     failed = sum(n.failed for n in nodes)
     retries = sum(n.retries + int(n.usage.get("llm_retries", 0)) for n in nodes)
     refused = f"{rejected:,} input{'' if rejected == 1 else 's'} rejected, " if rejected else ""
+    word = "ok" if code == OK else "budget spent:" if code == BUDGET else "failed"
     line = (
-        f"{'ok' if code == OK else 'failed'} {flow} in {info.wall_time:.2f} s: {items:,} "
+        f"{word} {flow} in {info.wall_time:.2f} s: {items:,} "
         f"item{'' if items == 1 else 's'}, {failed:,} failed, {refused}{retries:,} "
         f"{'retry' if retries == 1 else 'retries'}; run {info.run_id}"
     )
     if info.resumed:
         line += f" ({info.resumed:,} reused from the store)"
+    if info.cached:
+        line += f" ({info.cached:,} from the cache)"
+    timeouts = sum(n.timeouts for n in nodes)
+    if timeouts:
+        line += f"; {timeouts:,} tr{'y' if timeouts == 1 else 'ies'} timed out"
     for stats in info.limiters.values():
         if stats.calls:
             line += "\n  " + stats.line()
+    for budget in info.budgets.values():
+        line += "\n  " + budget.line()
     return line

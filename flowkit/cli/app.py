@@ -11,9 +11,17 @@ from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
 from flowkit.cli.actions import draw_graph, export_run, list_flows, list_runs, run_flow
+from flowkit.cli.caching import clear_cache, list_cache
 from flowkit.cli.reports import show_report
-from flowkit.cli.targets import DEFAULT_STORE, FAILED, INTERRUPTED, USAGE, missing_extra_for
-from flowkit.commands import OUT_ROOT, FlowCommand, Registry, positive_int
+from flowkit.cli.targets import (
+    DEFAULT_CACHE,
+    DEFAULT_STORE,
+    FAILED,
+    INTERRUPTED,
+    USAGE,
+    missing_extra_for,
+)
+from flowkit.commands import OUT_ROOT, FlowCommand, Registry, positive_int, positive_number
 from flowkit.errors import (
     CommandLoadError,
     ConfigError,
@@ -169,6 +177,25 @@ def _parser(registry: Registry, command: FlowCommand | None) -> argparse.Argumen
     export.add_argument("--output", metavar="FILE", help="write here instead of stdout")
     _store_option(export)
     export.set_defaults(handler=export_run)
+
+    cache = sub.add_parser(
+        "cache",
+        help="look at or clear the cache of results across runs",
+        description="The cache that `flowkit run --cache` keeps: ls lists its entries by "
+        "node; clear removes them (all, a node's, or those older than some seconds).",
+    )
+    actions = cache.add_subparsers(required=True, metavar="ACTION")
+    ls = actions.add_parser("ls", help="entries by node: how many, their size, their age")
+    clear = actions.add_parser("clear", help="remove entries")
+    clear.add_argument("--node", action="append", default=[], metavar="NAME", help="only NAME")
+    clear.add_argument(
+        "--older-than", type=positive_number, metavar="S", help="only entries older than S s"
+    )
+    for action, handler in ((ls, list_cache), (clear, clear_cache)):
+        action.add_argument(
+            "--cache", metavar="PATH", default=DEFAULT_CACHE, help=f"default: {DEFAULT_CACHE}"
+        )
+        action.set_defaults(handler=handler)
     return parser
 
 
@@ -254,6 +281,36 @@ def _generic_run_options(parser: argparse.ArgumentParser) -> None:
         metavar="MB",
         help="admit no new items while resident memory is above MB",
     )
+    parser.add_argument(
+        "--timeout",
+        action="append",
+        default=[],
+        type=_timeout,
+        metavar="NODE=S",
+        help="fail a try of NODE's exec after S seconds (retried per its policy; repeatable)",
+    )
+    budget = parser.add_argument_group(
+        "budget",
+        "A hard stop for the whole run: once spent no call starts, the calls in flight finish, "
+        "and the run ends with exit status 3 (--resume RUN_ID with a larger one goes on).",
+    )
+    budget.add_argument(
+        "--max-cost",
+        type=positive_number,
+        metavar="USD",
+        help="dollars, from the LLM prices (FLOWKIT_LLM_PRICES=MODEL=IN,OUT;... dollars per "
+        "million prompt, completion tokens, or the flow's own --price)",
+    )
+    budget.add_argument("--max-calls", type=positive_int, metavar="N", help="calls started")
+    budget.add_argument("--max-tokens", type=positive_int, metavar="N", help="tokens used")
+    parser.add_argument(
+        "--cache",
+        nargs="?",
+        const=DEFAULT_CACHE,
+        metavar="PATH",
+        help=f"reuse results from earlier runs and keep new ones (nodes with a cache policy; "
+        f"default {DEFAULT_CACHE}); see `flowkit cache ls|clear`",
+    )
 
 
 def _generic_dests() -> frozenset[str]:
@@ -280,6 +337,19 @@ def _live(text: str) -> str | int:
             f"expected a port number (0-65535) or HOST:PORT, got {text!r}"
         ) from None
     return int(text) if text.isdigit() else text
+
+
+def _timeout(text: str) -> tuple[str, float]:
+    name, eq, number = text.rpartition("=")
+    try:
+        seconds = float(number)
+    except ValueError:
+        seconds = 0.0
+    if not eq or not name or not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"expected NODE=SECONDS with SECONDS a positive number, got {text!r}"
+        )
+    return name, seconds
 
 
 def _executor(text: str) -> tuple[str | None, str]:

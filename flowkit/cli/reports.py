@@ -121,6 +121,8 @@ def print_summary(console: Console, report: RunReport) -> None:
     else:
         for line in node_blocks(report):
             say(console, line.lstrip(" "), indent=line[: len(line) - len(line.lstrip(" "))])
+    for budget in report.budgets:
+        say(console, budget.line())
     for node in report.nodes:
         for finding in node.findings:
             say(console, f"{node.name}: {finding}")

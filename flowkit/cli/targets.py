@@ -20,10 +20,11 @@ from flowkit.graph import build_graph
 from flowkit.limits import Limit
 from flowkit.node import BaseNode, node_options
 
-OK, FAILED, USAGE = 0, 1, 2
+OK, FAILED, USAGE, BUDGET = 0, 1, 2, 3
 INTERRUPTED = 130
 """Exit status of a run ended by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it)."""
 DEFAULT_STORE = os.path.join(".flowkit", "runs.db")
+DEFAULT_CACHE = os.path.join(".flowkit", "cache.db")
 
 
 def load_target(spec: str) -> BaseNode:

@@ -106,6 +106,10 @@ class MicroBatcher:
             for entry in live:
                 entry[2].cancel()
             raise
+        except BaseException as exc:  # not an error of the batch (a spent budget): its items
+            for entry in live:  # each raise it, where they wait for their results
+                if not entry[2].done():
+                    entry[2].set_exception(exc)
 
     async def _call(self, node: Any, items: list[Any], queued: list[float], paths: list[str]):
         """One exec_batch call, admitted as one call of the node."""

@@ -3,6 +3,7 @@ node travels once per worker (keyed by a digest of its pickle)."""
 
 from __future__ import annotations
 
+import asyncio
 import pickle
 from collections.abc import Sequence
 from typing import Any
@@ -51,12 +52,17 @@ class ProcessBinding(Chunked):
 
     __slots__ = ("payload", "pool")
 
+    takes_timeout = True  # run(..., timeout=S): the clock starts once a worker has the chunk
+
     def __init__(self, pool: WorkerPool, payload: NodePayload) -> None:
         self.pool, self.payload = pool, payload
 
-    async def run(self, items: Sequence[Any], attempts: Sequence[int] | None) -> list[Outcome]:
+    async def run(
+        self, items: Sequence[Any], attempts: Sequence[int] | None, timeout: float | None = None
+    ) -> list[Outcome]:
         """Run exec over ``items`` in one worker and return per-item outcomes (``attempts``
-        None: one exec_batch call, one outcome)."""
+        None: one exec_batch call, one outcome). Past ``timeout`` seconds from the moment
+        the worker has them, TimeoutError: the worker is killed (a fresh one replaces it)."""
         payload = self.payload
         msg = _encode(payload, items, attempts, with_node=False)
         worker = await self.pool.checkout()
@@ -68,7 +74,10 @@ class ProcessBinding(Chunked):
                 msg = _encode(payload, items, attempts, with_node=True)
                 remember(worker.known, payload.key, True)
             try:
-                data = await exchange(worker.conn, msg)
+                async with asyncio.timeout(timeout):
+                    data = await exchange(worker.conn, msg)
+            except TimeoutError:  # an OSError too, but not a crash: the caller's timeout
+                raise
             except (EOFError, OSError):
                 worker.proc.join(timeout=1)
                 code = worker.proc.exitcode

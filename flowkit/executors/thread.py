@@ -2,6 +2,8 @@
 
 The pool's threads are daemons: a call still blocking when a run is interrupted is
 abandoned (Python cannot stop a thread), said once, and never holds up the process's exit.
+A call cancelled while it runs (a node's timeout) is abandoned too: the pool starts one more
+thread for as long as it stays stuck, so the timeout does not cost the node a worker.
 """
 
 from __future__ import annotations
@@ -22,6 +24,19 @@ from flowkit.executors.base import Outcome, call_with_retry_index, run_items
 _Work = tuple["Future[Any]", Callable[..., Any], tuple[Any, ...]] | None
 
 
+class _Abandonable(Future[Any]):
+    """A pool future that, cancelled while it runs, tells the pool its thread is stuck."""
+
+    def __init__(self, pool: DaemonThreadPool) -> None:
+        super().__init__()
+        self._pool = pool
+
+    def cancel(self) -> bool:
+        if self.running():
+            self._pool.abandon(self)
+        return super().cancel()
+
+
 class DaemonThreadPool(FuturesExecutor):
     """A ``concurrent.futures`` executor of at most ``workers`` daemon threads, started as
     work arrives."""
@@ -32,6 +47,7 @@ class DaemonThreadPool(FuturesExecutor):
         self._threads: list[threading.Thread] = []
         self._idle = 0
         self.busy = 0
+        self.abandoned = 0  # threads stuck in a call whose result nobody waits for
         self._lock = threading.Lock()
         self._closed = False
 
@@ -40,9 +56,9 @@ class DaemonThreadPool(FuturesExecutor):
             return self.submit(lambda: fn(*args, **kwargs))
         if self._closed:
             raise RuntimeError("the thread pool is shut down")
-        future: Future[Any] = Future()
+        future: Future[Any] = _Abandonable(self)
         with self._lock:
-            if self._idle == 0 and len(self._threads) < self.workers:
+            if self._idle == 0 and len(self._threads) < self.workers + self.abandoned:
                 thread = threading.Thread(
                     target=self._work, name=f"{self.name}-{len(self._threads)}", daemon=True
                 )
@@ -66,15 +82,32 @@ class DaemonThreadPool(FuturesExecutor):
             if future.set_running_or_notify_cancel():
                 with self._lock:
                     self.busy += 1
+                # Not busy once the call returns, before its caller can hear of it: a run
+                # closing on that news must not count this thread as stuck.
                 try:
-                    future.set_result(fn(*args))
+                    result = fn(*args)
                 except BaseException as exc:
-                    future.set_exception(exc)
-                finally:
                     with self._lock:
                         self.busy -= 1
+                    future.set_exception(exc)
+                else:
+                    with self._lock:
+                        self.busy -= 1
+                    future.set_result(result)
             with self._lock:
                 self._idle += 1
+
+    def abandon(self, future: Future[Any]) -> None:
+        """Nobody waits for ``future``'s running call any more: let one more thread start
+        while it runs."""
+        with self._lock:
+            self.abandoned += 1
+
+        def released(_: Future[Any]) -> None:
+            with self._lock:
+                self.abandoned -= 1
+
+        future.add_done_callback(released)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self._closed = True
@@ -115,12 +148,13 @@ class ThreadExecutor:
         pool = self._pool
         if pool is None:
             return
-        stuck = pool.busy
-        pool.shutdown(wait=ok, cancel_futures=True)
-        if not ok and stuck:
+        stuck, timed_out = pool.busy, pool.abandoned
+        pool.shutdown(wait=ok and not timed_out, cancel_futures=True)
+        if (not ok and stuck) or timed_out:
+            why = "" if not ok else " past its timeout"
             warnings.warn(
-                f"flowkit: {stuck} thread(s) still inside a blocking exec call were abandoned; "
-                "they end with the process",
+                f"flowkit: {stuck if not ok else timed_out} thread(s) still inside a blocking "
+                f"exec call{why} were abandoned; they end with the process",
                 FlowkitWarning,
                 stacklevel=2,
             )

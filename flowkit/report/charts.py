@@ -277,6 +277,13 @@ def timeline_svg(report: RunReport, palette: dict[str, str]) -> str:
             f'width="{max(block.seconds * scale, 1):.2f}" height="{height - AXIS - 4:.1f}">'
             f"<title>{html.escape(_block_label(block))}</title></rect>"
         )
+    for mark in report.marks:  # post_item handled an item as it landed
+        label = f"{mark.node} item {mark.index}: post_item at {mark.at:.3f} s"
+        out.append(
+            f'<line class="mark" data-node="{html.escape(mark.node)}" x1="{x(mark.at)}" '
+            f'x2="{x(mark.at)}" y1="{AXIS - 7}" y2="{AXIS}"><title>{html.escape(label)}</title>'
+            "</line>"
+        )
     gap = 1.0 if lane_h >= 4 else 0.0
     for bar in report.bars:
         took = f"{bar.start:.3f} to {bar.end:.3f} s ({bar.end - bar.start:.3f} s)"

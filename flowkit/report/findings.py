@@ -42,9 +42,24 @@ def bound_by(node: NodeReport, lim: LimiterStats) -> str | None:
     return f"waited on limiter {lim.name!r}" + tail
 
 
+TIMED_OUT = {
+    "async": "each was cancelled",
+    "thread": "each was abandoned in its thread, which stayed busy until it returned",
+    "process": "each stopped its worker process, which was killed and replaced",
+}
+
+
 def findings(node: NodeReport, limiters: Sequence[LimiterStats] = ()) -> list[str]:
     """Why a node's work did not overlap as much as it could, in plain words."""
     out: list[str] = []
+    if node.timeouts:
+        many = node.timeouts != 1
+        out.append(
+            f"{node.timeouts:,} tr{'ies' if many else 'y'} ran past the node's timeout of "
+            f"{node.timeout or 0:g} s ({TIMED_OUT.get(node.executor, 'each was stopped')}) and "
+            f"counted as failure{'s' if many else ''} under its retry policy: find what hangs, "
+            "or raise the timeout"
+        )
     if node.loop_blocked > 0:
         out.append(
             f"blocked the event loop for {node.loop_blocked:.2f} s, so nothing else ran "

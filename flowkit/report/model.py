@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
+from flowkit.budgets import BudgetStats
 from flowkit.limits import LimiterStats
 from flowkit.results import ErrorRecord
 
@@ -57,6 +58,8 @@ class NodeReport(BaseModel):
     its calls used in threads; ``usage`` what its exec recorded (LLM calls, tokens,
     retries...); ``limiters`` the named limiters it took; ``full_share`` (for a node on a
     pool of threads or processes) the share of its time with every place of the pool busy.
+    ``timeouts`` counts tries that ran past its ``timeout`` (seconds); ``cached`` the items
+    reused from the runner's cache.
     """
 
     name: str
@@ -81,6 +84,18 @@ class NodeReport(BaseModel):
     full_share: float = 0.0
     usage: dict[str, float] = {}
     limiters: list[str] = []
+    timeout: float | None = None
+    timeouts: int = 0
+    cached: int = 0
+
+
+class Mark(BaseModel):
+    """``node``'s ``post_item`` handled item ``index`` at ``at`` (seconds from the run's
+    start): e.g. a result line written as the item landed."""
+
+    node: str
+    index: int
+    at: float
 
 
 class Series(BaseModel):
@@ -140,6 +155,16 @@ class RunReport(BaseModel):
     wait_lanes: int = 0
     limiters: list[LimiterStats] = []
     series: list[Series] = []
+    status: str = ""
+    budgets: list[BudgetStats] = []
+    marks: list[Mark] = []
+
+    @property
+    def outcome(self) -> str:
+        """How the run ended, in a word: ok, failed, interrupted, or budget spent."""
+        if self.ok:
+            return "ok"
+        return {"budget": "budget spent", "interrupted": "interrupted"}.get(self.status, "failed")
 
     @property
     def sampled(self) -> bool:

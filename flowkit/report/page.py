@@ -30,7 +30,7 @@ def render_html(report: RunReport) -> str:
     """The report as one self-contained HTML page (no network assets)."""
     template = resources.files("flowkit.templates").joinpath("report.html").read_text("utf-8")
     palette = colours([n.name for n in report.nodes])
-    status = "ok" if report.ok else "failed"
+    status = report.outcome
     return string.Template(template).substitute(
         title=html.escape(f"flowkit report: {report.flow}"),
         style=stylesheet(),
@@ -44,7 +44,7 @@ def render_html(report: RunReport) -> str:
         timeline_note=html.escape(_timeline_note(report)),
         zoom=_ZOOM_CONTROLS,
         nodes=nodes_html(report, palette),
-        limiters=limiters_html(report),
+        limiters=limiters_html(report) + budgets_html(report),
         errors=errors_html(report),
     )
 
@@ -111,6 +111,11 @@ def _timeline_note(report: RunReport) -> str:
         )
     if report.blocks:
         note += " Red bands: the event loop was blocked."
+    if report.marks:
+        note += (
+            f" Ticks above the lanes: {len(report.marks):,} items handled by post_item as "
+            "they landed (e.g. a line written to a file)."
+        )
     return note
 
 
@@ -171,7 +176,7 @@ def _node_rows(report: RunReport, palette: dict[str, str]) -> str:
             f'<td class="name"><span class="swatch" style="background:{palette[n.name]}"></span>'
             f'{html.escape(n.name)}<div class="paths">{paths}</div></td>'
             f"<td>{html.escape(n.executor)}</td>"
-            f"<td>{n.items:,}</td>"
+            f"<td>{n.items:,}{f' ({n.cached:,} cached)' if n.cached else ''}</td>"
             f'<td class="{"bad" if n.failed else ""}">{n.failed:,}</td>'
             f"<td>{n.retries:,}</td>"
             f"<td>{n.wall_time:.2f} s</td>"
@@ -233,6 +238,35 @@ def limiters_html(report: RunReport) -> str:
         "<th>limits</th><th>calls</th><th>in flight mean / peak / limit</th><th>all busy</th>"
         '<th>achieved rate</th><th>wait total / mean per call</th><th class="l">used by</th>'
         f"</tr></thead><tbody>{''.join(rows)}</tbody></table></section>"
+    )
+
+
+def budgets_html(report: RunReport) -> str:
+    """The budgets' table: spent against allowed (empty without budgets)."""
+    if not report.budgets:
+        return ""
+    rows = []
+    for b in report.budgets:
+        cells = []
+        for cap, used, text in (
+            (b.max_calls, b.calls, f"{b.calls:,} of {b.max_calls or 0:,}"),
+            (b.max_tokens, b.tokens, f"{b.tokens:,.0f} of {b.max_tokens or 0:,.0f}"),
+            (b.max_cost, b.cost, f"${b.cost:,.4f} of ${b.max_cost or 0:,.2f}"),
+        ):
+            share = f" ({100 * used / cap:.0f} %)" if cap else ""
+            cells.append(f"<td>{html.escape(text + share) if cap else '&ndash;'}</td>")
+        state = f"spent: {b.spent}" if b.spent else "within"
+        rows.append(
+            f"<tr><td>{html.escape(b.name)}</td>{''.join(cells)}"
+            f'<td class="{"bad" if b.spent else ""}">{html.escape(state)}</td></tr>'
+        )
+    return (
+        '<section id="budgets"><h2>Budgets</h2><table><thead><tr><th>budget</th>'
+        "<th>calls</th><th>tokens</th><th>cost</th><th>state</th></tr></thead>"
+        f"<tbody>{''.join(rows)}</tbody></table>"
+        '<p class="note">Spent against allowed (a resumed run counts what it spent before). '
+        "Once a budget is spent no call starts; the calls in flight finish, so the total may "
+        "pass the cap by what they used.</p></section>"
     )
 
 

@@ -17,7 +17,7 @@ def summary_table(report: RunReport) -> Table:
     """The per-node numbers as a rich table (``flowkit report DIR`` prints it)."""
     from rich.table import Table
 
-    status = "[green]ok[/]" if report.ok else "[red]failed[/]"
+    status = "[green]ok[/]" if report.ok else f"[red]{report.outcome}[/]"
     table = Table(
         title=f"{report.flow}: {status} in {report.wall_time:.2f} s",
         title_justify="left",
@@ -35,7 +35,7 @@ def summary_table(report: RunReport) -> Table:
         table.add_row(
             n.name,
             n.executor,
-            f"{n.items:,}",
+            f"{n.items:,}" + (f" ({n.cached:,} cached)" if n.cached else ""),
             f"[red]{n.failed:,}[/]" if n.failed else "0",
             f"{n.retries:,}",
             f"{n.wall_time:.2f}",
@@ -86,14 +86,16 @@ def table_fits(table: Table, console: Console) -> bool:
 def node_blocks(report: RunReport) -> list[str]:
     """The tables' numbers as short lines (indented continuation lines start with two
     spaces), for a terminal too narrow for the tables."""
-    status = "ok" if report.ok else "failed"
+    status = report.outcome
     lines = [
         f"{report.flow}: {status} in {report.wall_time:.2f} s (running: mean / peak / "
         "limit, waits left out)"
     ]
     for n in report.nodes:
+        cached = f" ({n.cached:,} cached)" if n.cached else ""
         lines.append(
-            f"{n.name}: {n.executor}, {n.items:,} items, {n.failed:,} failed, {n.retries:,} retries"
+            f"{n.name}: {n.executor}, {n.items:,} items{cached}, {n.failed:,} failed, "
+            f"{n.retries:,} retries"
         )
         lines.append(
             f"  wall {n.wall_time:.2f} s, running {n.exec_time:.2f} s in all, speedup "

@@ -37,6 +37,7 @@ from flowkit.events import (
     CallStarted,
     Event,
     ItemFailed,
+    ItemPosted,
     LimiterChanged,
     LoopBlocked,
     NodeStarted,
@@ -49,7 +50,7 @@ from flowkit.limits import LimiterStats
 from flowkit.redact import redact
 from flowkit.report.files import write_report
 from flowkit.report.findings import findings
-from flowkit.report.model import Bar, LoopBlock, NodeReport, RunReport, Series
+from flowkit.report.model import Bar, LoopBlock, Mark, NodeReport, RunReport, Series
 from flowkit.report.series import Spans, series
 from flowkit.results import ErrorRecord, NodeStats, RunInfo
 
@@ -113,6 +114,8 @@ class ReportWriter(Observer):
         self._started_at = datetime.now(UTC)
         self._flow = info.flow
         self._ok = False
+        self._status = ""
+        self._marks: list[Mark] = []
         self._ended: float | None = None
         self._nodes: dict[str, _NodeLog] = {}
         self._open: dict[int, tuple[float, int]] = {}
@@ -156,10 +159,15 @@ class ReportWriter(Observer):
                     where=event.where,
                 )
             )
+        elif isinstance(event, ItemPosted):
+            if len(self._marks) < self.max_bars:
+                at = event.time + event.seconds - self._t0
+                self._marks.append(Mark(node=event.node, index=event.index, at=at))
         elif isinstance(event, RunStarted):
             self._flow = event.flow
         elif isinstance(event, RunEnded):
             self._ok = event.ok
+            self._status = event.status
             self._ended = event.time - self._t0
             self._limiters = list(event.limiters.values())
 
@@ -263,7 +271,11 @@ class ReportWriter(Observer):
             errors=errors,
             limiters=limiters,
             series=self._series(logs, wall),
+            status=self._status,
+            budgets=list(self.info.budgets.values()),
+            marks=self._marks,
         )
+
     def _series(self, logs: Sequence[_NodeLog], wall: float) -> list[Series]:
         """Running and waiting over time: each named limiter, then each node."""
         out = []
@@ -303,7 +315,6 @@ class ReportWriter(Observer):
                 )
             )
         return out
-
 
 
 def running(
@@ -355,6 +366,9 @@ def _summarise(
         cpu_time=stats.cpu_s if stats is not None else 0.0,
         off_cpu_time=stats.off_cpu_s if stats is not None else 0.0,
         limiters=[lim.name for lim in limiters if log.name in lim.users],
+        timeout=stats.timeout if stats is not None else None,
+        timeouts=stats.timeouts if stats is not None else 0,
+        cached=stats.cached if stats is not None else 0,
     )
     if log.executor in ("process", "ray", "thread") and log.limit:
         node.full_share = _full_share(log, log.limit, wall)

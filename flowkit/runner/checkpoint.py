@@ -16,6 +16,7 @@ from flowkit.store.outcomes import StoredOutcomes
 from flowkit.store.writer import StoreWriter
 
 if TYPE_CHECKING:
+    from flowkit.runner.budget import Budgets
     from flowkit.runner.items import NodeRun
     from flowkit.runner.nodes import Settings
     from flowkit.runner.tasks import TaskGroup
@@ -45,16 +46,23 @@ class RunStore:
 
     @classmethod
     async def open(
-        cls, settings: Settings, run_id: str, flow: BaseNode, tasks: Callable[[], TaskGroup]
+        cls,
+        settings: Settings,
+        run_id: str,
+        flow: BaseNode,
+        tasks: Callable[[], TaskGroup],
+        budgets: Budgets | None = None,
     ) -> RunStore:
         """Open ``settings.store`` for run ``run_id`` of ``flow`` and take the run's lock; when
         resuming, check that the flow and settings are the ones the run was made by (its
-        ``flowkit.fingerprint``)."""
+        ``flowkit.fingerprint``), and count what its ``budgets`` had spent."""
         assert settings.store is not None
         mark = fingerprint(flow, settings.config)
         db = Store(settings.store)
         try:
             stored = db.begin(run_id, flow.name, resume=settings.resume, fingerprint=mark)
+            if budgets is not None and settings.resume:
+                budgets.restore(db.spent(run_id))
             writer = await db.writer(run_id)
         except BaseException:
             db.close()
@@ -63,12 +71,13 @@ class RunStore:
         store._db = db
         return store
 
-    async def close(self, run_id: str, status: str) -> None:
-        """Wait for the writer to commit everything, then record how the run ended."""
+    async def close(self, run_id: str, status: str, budgets: Budgets | None = None) -> None:
+        """Wait for the writer to commit everything, then record how the run ended (and
+        what its budgets spent)."""
         try:
             await self.writer.close()
             if self._db is not None:
-                self._db.finish(run_id, status)
+                self._db.finish(run_id, status, budgets.spent() if budgets is not None else None)
         finally:
             if self._db is not None:
                 self._db.close()

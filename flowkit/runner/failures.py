@@ -8,8 +8,8 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from flowkit.engine import current_retry
-from flowkit.errors import TooManyErrorsError
-from flowkit.events import CallEnded, CallStarted, ItemFailed
+from flowkit.errors import ItemTimeoutError, TooManyErrorsError
+from flowkit.events import CallEnded, CallStarted, ItemFailed, TimedOut
 from flowkit.node import BaseNode, Node
 from flowkit.redact import redact
 from flowkit.results import ErrorRecord
@@ -28,12 +28,13 @@ class Failures:
     """The failed items of one batch of ``nr``'s node at ``path``: their recovery, and the
     node's on_error policy for those that fail for good."""
 
-    __slots__ = ("count", "last_record", "node", "nr", "path")
+    __slots__ = ("count", "last_record", "node", "nr", "path", "recovered")
 
     def __init__(self, nr: NodeRun, node: BaseNode, path: str) -> None:
         self.nr, self.node, self.path = nr, node, path
         self.count = 0
         self.last_record: ErrorRecord | None = None
+        self.recovered = -1  # the item whose retry just succeeded
 
     async def settle(
         self,
@@ -46,6 +47,8 @@ class Failures:
     ) -> Any:
         """Recover a failed item (``retry`` None: no more tries) and checkpoint how it ended:
         a result, a collected record, or the record of the error being raised."""
+        if isinstance(exc, ItemTimeoutError):
+            self.timed_out(index, exc)
         try:
             if retry is None:
                 res = await self.give_up(index, item, exc, 1)
@@ -56,8 +59,8 @@ class Failures:
             if ck is not None and last is not None and last.index == index:
                 ck.save_record(key, index, last)
             raise
-        if ck is not None:
-            ck.save_outcome(key, index, res)
+        if ck is not None:  # a retried success is a result like any; the rest, outcomes
+            (ck.save if self.recovered == index else ck.save_outcome)(key, index, res)
         return res
 
     async def recover(self, index: int, item: Any, exc: Exception, retry: RetryCall) -> Any:
@@ -79,17 +82,28 @@ class Failures:
                 result = await retry(item, attempt)
                 ok = True
                 return result
+            except ItemTimeoutError as exc:
+                self.timed_out(index, exc)
+                raise
             finally:
                 nr.leave()
                 if emit is not None:
                     emit(CallEnded(time.monotonic(), nr.run_id, path, nr.name, index, call, ok))
 
-        ok, value, attempts = await retry_failed(
-            exc, again, nr.plan.retry, nr.sleep, on_retry
-        )
+        ok, value, attempts = await retry_failed(exc, again, nr.plan.retry, nr.sleep, on_retry)
         if ok:
+            self.recovered = index
             return value
         return await self.give_up(index, item, value, attempts)
+
+    def timed_out(self, index: int, exc: ItemTimeoutError) -> None:
+        """A try of item ``index`` ran past the node's timeout: counted, and said."""
+        nr = self.nr
+        exc.index = index
+        nr.counts(self.path).timeouts += 1
+        if nr.emit is not None:
+            now = time.monotonic()
+            nr.emit(TimedOut(now, nr.run_id, self.path, nr.name, index, exc.seconds, exc.how))
 
     async def give_up(self, index: int, item: Any, exc: Exception, attempt: int) -> Any:
         """No tries left: the node's fallback, else its on_error policy."""

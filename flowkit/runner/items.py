@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from flowkit.errors import (
     BatchInputError,
+    BudgetStop,
     ConfigError,
     FlowStructureError,
     GraphError,
@@ -37,6 +38,9 @@ if TYPE_CHECKING:
     from flowkit.runner.checkpoint import Checkpoint
     from flowkit.runner.memory import MemoryGuard
 
+Landed = Callable[[int, Any, Any], Awaitable[None]]
+"""Hears each item as it lands: ``(index, item, result or ErrorRecord)``."""
+
 
 async def run_items(
     nr: NodeRun,
@@ -45,8 +49,10 @@ async def run_items(
     path: str,
     ck: Checkpoint | None,
     guard: MemoryGuard | None,
+    landed: Landed | None = None,
 ) -> Any:
-    """exec for what ``node``'s prep returned: each item of a batch, or prep's result once."""
+    """exec for what ``node``'s prep returned: each item of a batch, or prep's result once.
+    ``landed`` (post_item, a stream) hears each item as it finishes, in that order."""
     plan = nr.plan
     counts = nr.counts(path)
     source = items_of(prep_res, node, "items") if plan.batch else Source(iter((prep_res,)), None, 1)
@@ -114,6 +120,8 @@ async def run_items(
                 if recall is not None:
                     key = recall(item, results, index)
                     if key is None:
+                        if landed is not None:
+                            await landed(index, item, results[index])
                         continue
                 if not try_enter():
                     await enter(index, 1, path)
@@ -145,6 +153,8 @@ async def run_items(
                 else:
                     counts.items += 1
                 results[index] = res
+                if landed is not None:
+                    await landed(index, item, res)
 
     else:
         sizer = ChunkSizer(plan.chunk_size, source.size, workers)
@@ -165,6 +175,10 @@ async def run_items(
                 if recall is not None:
                     keys = [recall(item, results, first + j) for j, item in enumerate(pulled)]
                     todo = [j for j, key in enumerate(keys) if key is not None]
+                    if landed is not None:
+                        for j, key in enumerate(keys):
+                            if key is None:
+                                await landed(first + j, pulled[j], results[first + j])
                     if not todo:
                         continue
                 chunk = [pulled[j] for j in todo]
@@ -189,6 +203,8 @@ async def run_items(
                     else:
                         counts.items += 1
                     results[index] = value
+                    if landed is not None:
+                        await landed(index, pulled[j], value)
 
     try:
         await run_workers(workers, worker)
@@ -409,7 +425,9 @@ def items_of(prep_res: Any, owner: BaseNode, what: str) -> Source:
 
 async def run_workers(workers: int, worker: Callable[[int], Awaitable[None]]) -> None:
     """Run ``worker(k)`` for k in range(workers) as tasks; the first failure cancels the
-    others and is raised. One worker runs in the caller's task."""
+    others and is raised. One worker runs in the caller's task. A spent budget
+    (``BudgetStop``) cancels nothing: the others finish their calls in flight and stop at
+    their next item, then it is raised."""
     if workers <= 1:
         await worker(0)
         return
@@ -426,6 +444,16 @@ async def run_workers(workers: int, worker: Callable[[int], Awaitable[None]]) ->
         await asyncio.gather(*tasks, return_exceptions=True)
         raise
     failed = next((t for t in tasks if t.done() and not t.cancelled() and t.exception()), None)
+    if failed is not None and isinstance(failed.exception(), BudgetStop):
+        try:
+            await asyncio.wait(tasks)
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        errors = [e for t in tasks if not t.cancelled() and (e := t.exception()) is not None]
+        raise next((e for e in errors if not isinstance(e, BudgetStop)), errors[0])
     if failed is not None:
         for t in tasks:
             t.cancel()

@@ -31,6 +31,7 @@ from flowkit.node import (
     AsyncParallelBatchNode,
     BaseNode,
     BatchNode,
+    CachePolicy,
     Node,
     defines,
     node_options,
@@ -67,6 +68,9 @@ class Settings:
     skip_failed: bool = False
     config: Mapping[str, Any] = field(default_factory=dict)
     max_rss_mb: float | None = None
+    timeouts: Mapping[str, float] = field(default_factory=dict)
+    cache: str | Path | None = None
+    budget: Limit | None = None
     clock: Callable[[], float] = time.monotonic
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
@@ -97,7 +101,9 @@ class Plan:
     flight at most (the limit, else its executor's size); ``workers`` the items of one batch
     in flight at most. ``batch_size`` is set when it micro-batches (``exec_batch``).
     ``checkpoint`` says whether its results go to the run's store (one that has no exec has
-    nothing to store).
+    nothing to store). ``timeout`` bounds each try of exec (seconds); ``cache`` is how its
+    results are kept in the runner's cache (None: not at all); ``post_item`` names the
+    hook called as each item of a batch lands.
     """
 
     name: str
@@ -117,6 +123,9 @@ class Plan:
     batch_size: int | None
     batch_wait: float
     cpu_bound: bool = False
+    timeout: float | None = None
+    cache: CachePolicy | None = None
+    post_item: str | None = None
 
 
 def make_plan(node: BaseNode, settings: Settings, size_of: Callable[[str], int]) -> Plan:
@@ -181,6 +190,19 @@ def make_plan(node: BaseNode, settings: Settings, size_of: Callable[[str], int])
             stacklevel=2,
         )
     has_exec = batched or overrides(cls, "exec_async" if on_loop and is_async else "exec")
+    timeout = settings.timeouts.get(name, options.timeout)
+    chunk_size = options.chunk_size
+    if timeout is not None:
+        from flowkit.runner.timeouts import refuse_unstoppable
+
+        if on_loop and has_exec and not skip_exec:
+            refuse_unstoppable(name, cls, batched, is_async, defines(node, "exec_batch_async"))
+        chunk_size = chunk_size or 1  # one item per trip to a worker: a timeout per item
+    post_item = None
+    if batch and is_async and overrides(cls, "post_item_async"):
+        post_item = "post_item_async"
+    elif batch and defines(node, "post_item"):
+        post_item = "post_item"
     return Plan(
         name=name,
         executor=executor,
@@ -193,18 +215,22 @@ def make_plan(node: BaseNode, settings: Settings, size_of: Callable[[str], int])
         retry=retry,
         on_error=options.on_error,
         max_errors=options.max_errors,
-        chunk_size=options.chunk_size,
+        chunk_size=chunk_size,
         checkpoint=options.checkpoint and has_exec and not skip_exec,
         skip_exec=skip_exec,
         batch_size=batch_size,
         batch_wait=batch_wait,
         cpu_bound=options.cpu_bound,
+        timeout=timeout,
+        cache=options.cache if settings.cache is not None and has_exec else None,
+        post_item=post_item,
     )
 
 
 def overrides(cls: type, method: str) -> bool:
     """Whether ``cls`` defines its own ``method`` (exec, prep_async, ...)."""
-    return getattr(cls, method) is not getattr(BaseNode if method == "exec" else AsyncNode, method)
+    base = BaseNode if method in ("exec", "post_item") else AsyncNode
+    return getattr(cls, method) is not getattr(base, method)
 
 
 _warned_classes: set[tuple[type, str]] = set()
@@ -225,45 +251,6 @@ def warn_unused_sync_hooks(cls: type, name: str) -> None:
                 FlowkitWarning,
                 stacklevel=2,
             )
-
-
-def checked_limits(
-    limits: Mapping[str, int | Limit] | None,
-) -> tuple[dict[str, int], dict[str, Limit]]:
-    """``Runner(limits=...)`` split into node limits (ints) and named limiters (``Limit``)."""
-    node_limits: dict[str, int] = {}
-    named: dict[str, Limit] = {}
-    for key, value in (limits or {}).items():
-        if isinstance(value, Limit):
-            named[key] = value
-        else:
-            node_limits[key] = check_limit(value, f"Runner limits[{key!r}]")
-    return node_limits, named
-
-
-def checked_otel(otel: Any) -> Any:
-    """``Runner(otel=...)`` checked: None (off), True, an http(s) URL, or an export object;
-    the ``otel`` extra must be installed for any of them."""
-    if otel is None or otel is False:
-        return None
-    if isinstance(otel, str):
-        if not otel.startswith(("http://", "https://")):
-            raise ConfigError(
-                f"Runner otel: expected an OTLP/HTTP endpoint URL such as "
-                f"http://localhost:4318, got {otel!r}"
-            )
-    elif otel is not True and not callable(getattr(otel, "observer", None)):
-        raise ConfigError(
-            f"Runner otel must be True, an endpoint URL or a flowkit.otel.OtelExport, got "
-            f"{type(otel).__name__}"
-        )
-    from flowkit.extras import require
-
-    purpose = "OpenTelemetry export (Runner otel=...)"
-    require("opentelemetry.sdk.trace", purpose, "otel")  # imported now, not in a run's time
-    if getattr(otel, "exporter", None) is None:
-        require("opentelemetry.exporter.otlp.proto.http.trace_exporter", purpose, "otel")
-    return otel
 
 
 class NodeRun:
@@ -296,6 +283,11 @@ class NodeRun:
         """Exec calls still to report with ``CallStarted``/``CallEnded`` when observed (the
         observers' ``calls_per_node``); retries are reported whatever it says."""
         self._tasks, self.sleep, self.threads = tasks, sleep, threads
+        if plan.timeout is not None:
+            from flowkit.runner.timeouts import TimedExecutor
+
+            executor = TimedExecutor(executor, plan.timeout, plan.name, plan.executor)
+        self.executor = executor
         self.batcher: MicroBatcher | None = None
         if plan.batch_size is not None:
             self.batcher = MicroBatcher(

@@ -12,18 +12,15 @@ from __future__ import annotations
 import asyncio
 import functools
 import itertools
-import os
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Generator, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Generator, Iterable, Mapping
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from flowkit.engine import standard_observers
-from flowkit.errors import (
-    ConfigError,
-)
+from flowkit.errors import BudgetSpentError, BudgetStop, ConfigError
 from flowkit.events import (
     Event,
     LimiterChanged,
@@ -47,10 +44,19 @@ from flowkit.graph import build_graph
 from flowkit.limits import Limit, Limiters, check_limit
 from flowkit.node import AsyncNode, BaseNode, node_id, node_options
 from flowkit.results import NodeStats, RunInfo
+from flowkit.runner.budget import Budgets
 from flowkit.runner.current import current_node, current_run
 from flowkit.runner.items import await_hook, call_hook, run_flow, run_items, run_parallel
-from flowkit.runner.nodes import NodeRun, Settings, checked_limits, checked_otel, make_plan
-from flowkit.runner.tasks import run_blocking
+from flowkit.runner.nodes import NodeRun, Settings, make_plan
+from flowkit.runner.options import (
+    check_names,
+    checked_budget,
+    checked_limits,
+    checked_otel,
+    checked_timeouts,
+)
+from flowkit.runner.stream import RunStream, Sink, landing
+from flowkit.runner.tasks import run_blocking, run_on_new_loop
 from flowkit.serve import live_address
 
 
@@ -62,10 +68,10 @@ class Runner:
     ``executors`` adds executors by name (objects of the ``flowkit.executors.Executor``
     protocol), for nodes that name them. ``thread_workers`` and ``process_workers`` size the
     pools (default: min(32, cores + 4) threads; one process per core). ``start_method`` picks
-    how worker processes start. ``ray_address`` joins a Ray cluster instead of starting a
-    local one. ``max_steps`` bounds the nodes one pass of any flow may run. ``on_event``
-    receives every ``flowkit.events.Event`` of the run (a callable or several; an
-    ``Observer`` also hears the run's start and close).
+    how worker processes start. ``ray_address`` joins a Ray cluster instead of starting a local
+    one. ``max_steps`` bounds the nodes one pass of any flow may run. ``on_event`` receives
+    every ``flowkit.events.Event`` of the run (a callable or several; an ``Observer`` also hears
+    the run's start and close).
 
     With ``store`` (a SQLite file) every finished exec result is checkpointed under the run id
     (``run_id``, or a new one); ``resume=RUN_ID`` reruns a flow reusing every stored result,
@@ -74,14 +80,17 @@ class Runner:
     refused, and a node whose code or params changed runs again (``flowkit.fingerprint``).
     ``max_rss_mb`` stops admitting new items while the process's resident memory is above it.
 
-    ``progress`` shows per-node progress (default: on a terminal or in a notebook).
-    ``report="DIR"`` writes ``report.json``, ``report.html`` and ``report.png`` there when
-    the run ends; ``live`` (a port, True or "HOST:PORT") serves it while the run goes on.
-    ``detect_blocking`` (seconds, default 0.1; None turns it off) warns once per node whose
-    code blocks the event loop longer than that. ``otel`` exports the run as OpenTelemetry
-    traces: True (to the endpoint the ``OTEL_EXPORTER_OTLP_*`` variables name, else
-    http://localhost:4318), an OTLP/HTTP endpoint URL, or a ``flowkit.otel.OtelExport``
-    (needs the ``otel`` extra).
+    ``timeouts`` maps node names to seconds per try (over a node's ``timeout``). ``budget`` (a
+    ``Limit``'s max_calls/max_tokens/max_cost) counts all named limiters' calls: once it or a
+    limiter's own budget is spent the run ends with the status "budget" (``BudgetSpentError``).
+    ``cache`` (a SQLite file) keeps results for later runs. ``progress`` shows per-node progress
+    (default: on a terminal or in a notebook). ``report="DIR"`` writes ``report.json``,
+    ``report.html`` and ``report.png`` there when the run ends; ``live`` (a port, True or
+    "HOST:PORT") serves it while the run goes on. ``detect_blocking`` (seconds, default 0.1;
+    None turns it off) warns once per node whose code blocks the event loop longer than that.
+    ``otel`` exports the run as OpenTelemetry traces: True (to the endpoint the
+    ``OTEL_EXPORTER_OTLP_*`` variables name, else http://localhost:4318), an OTLP/HTTP endpoint
+    URL, or a ``flowkit.otel.OtelExport`` (needs the ``otel`` extra).
     """
 
     def __init__(
@@ -101,6 +110,9 @@ class Runner:
         skip_failed: bool = False,
         config: Mapping[str, Any] | None = None,
         max_rss_mb: float | None = None,
+        timeouts: Mapping[str, float] | None = None,
+        budget: Limit | None = None,
+        cache: str | Path | None = None,
         progress: bool | None = None,
         report: str | Path | None = None,
         live: bool | int | str | None = None,
@@ -132,6 +144,9 @@ class Runner:
             skip_failed=skip_failed,
             config=dict(config or {}),
             max_rss_mb=max_rss_mb,
+            timeouts=checked_timeouts(timeouts),
+            cache=cache,
+            budget=checked_budget(budget),
             clock=clock,
             sleep=sleep,
         )
@@ -179,24 +194,9 @@ class Runner:
         info = RunInfo(run_id=run_id, started=time.time(), flow=flow.name)
         return RunHandle(self, flow, shared, info)
 
-
-T = TypeVar("T")
-
-
-def run_on_new_loop(coro: Coroutine[Any, Any, T]) -> T:
-    """``asyncio.run(coro)``, on uvloop when it is installed: its event loop wakes tasks
-    faster (2,000 x 20 ms sleeps at a limit of 200 reach 97 % of the ideal rate on uvloop
-    against 93 % on asyncio's; ``benchmarks/core.py``). ``FLOWKIT_UVLOOP=0`` turns it off."""
-    factory = None
-    if os.environ.get("FLOWKIT_UVLOOP", "1") != "0":
-        try:
-            import uvloop
-        except ImportError:
-            pass
-        else:
-            factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=factory) as runner:
-        return runner.run(coro)
+    def stream(self, flow: BaseNode, shared: Any = None) -> RunStream:
+        """Run ``flow``, yielding each ``ItemResult`` as it lands (see ``RunStream``)."""
+        return RunStream(self.start(flow, shared))
 
 
 class RunHandle:
@@ -206,6 +206,7 @@ class RunHandle:
     def __init__(self, runner: Runner, flow: BaseNode, shared: Any, info: RunInfo) -> None:
         self.runner, self.flow, self.shared, self.info = runner, flow, shared, info
         self._started = False
+        self.sink: Sink | None = None  # hears each item as it lands (a RunStream)
 
     def __await__(self) -> Generator[Any, None, Any]:
         if self._started:
@@ -216,13 +217,18 @@ class RunHandle:
     async def _main(self) -> Any:
         runner, flow, info = self.runner, self.flow, self.info
         run = Run(runner.settings, info)
+        run.sink = self.sink
         try:
             run.plan(flow, check_node_limits=True)
             settings = runner.settings
             if settings.store is not None:
                 from flowkit.runner.checkpoint import RunStore
 
-                run.store = await RunStore.open(settings, info.run_id, flow, run.tasks)
+                run.store = await RunStore.open(settings, info.run_id, flow, run.tasks, run.budgets)
+            if settings.cache is not None:
+                from flowkit.runner.caching import RunCache
+
+                run.cache = RunCache(settings.cache, run.tasks)
         except BaseException:
             await run.close("failed")
             raise
@@ -232,7 +238,7 @@ class RunHandle:
             subscribers += standard_observers(runner, flow, info, run.event)
         run.observe(subscribers)
         token = current_run.set(run.limiters)
-        in_run = _current.set(run)
+        in_run = running.set(run)
         status = "failed"
         try:
             run.event(RunStarted(time.monotonic(), info.run_id, flow.name))
@@ -242,9 +248,12 @@ class RunHandle:
         except (asyncio.CancelledError, KeyboardInterrupt):
             status = "interrupted"
             raise
+        except BudgetStop as stop:
+            status = "budget"
+            raise BudgetSpentError(f"{flow.name} stopped: {stop}") from None
         finally:
             current_run.reset(token)
-            _current.reset(in_run)
+            running.reset(in_run)
             await run.close(status)
             ended = RunEnded(
                 time.monotonic(), info.run_id, flow.name, status == "done", status, info.limiters
@@ -273,7 +282,10 @@ class Run:
         self.call_ids = itertools.count()
         self.calls_per_node: int | None = None  # the observers' bound, when they set one
         self.store: Any = None  # the checkpoints' RunStore, with a store
+        self.cache: Any = None  # the cache's RunCache, with a cache
+        self.sink: Sink | None = None
         self.guard: Any = None
+        self.budgets: Budgets | None = None
         if settings.max_rss_mb:
             from flowkit.runner.memory import MemoryGuard
 
@@ -284,6 +296,9 @@ class Run:
                 None,
                 info.run_id,
             )
+        if settings.budget is not None or any(v.budgeted for v in settings.named_limits.values()):
+            self.guard = self.budgets = Budgets(settings.budget, self.guard)  # the gate
+            self.limiters.budgets_of = self.budgets.of_limiter
 
     # -- events -----------------------------------------------------------------------------
 
@@ -326,13 +341,11 @@ class Run:
                 node_options(g.node, warn=False)  # checks the flow's own limit
             else:
                 self.node_run(g.node)
-        unknown = sorted(set(self.settings.node_limits) - names) if check_node_limits else []
-        if unknown:
-            raise ConfigError(
-                f"Runner limits name unknown node(s) {', '.join(map(repr, unknown))}; "
-                f"nodes in this flow: {', '.join(sorted(names))}. Use a flowkit.Limit "
-                "value for a named limiter"
-            )
+        s, hint = self.settings, ". Use a flowkit.Limit value for a named limiter"
+        if check_node_limits and s.node_limits:
+            check_names("limits", s.node_limits, names, hint)
+        if check_node_limits and s.timeouts:
+            check_names("timeouts", s.timeouts, names)
 
     def node_run(self, node: BaseNode) -> NodeRun:
         """The run-time state of ``node`` (and of every copy of it), made on first use."""
@@ -347,6 +360,7 @@ class Run:
             if stats is None:
                 limit = plan.limit if plan.executor == "async" else plan.capacity
                 stats = self.info.nodes[plan.name] = NodeStats(plan.name, limit, plan.executor)
+                stats.timeout = plan.timeout
             limiters = tuple(self.limiters.limiter(name, plan.name) for name in plan.uses)
             for lim in limiters:
                 lim.used_by(plan.name, "runner")
@@ -412,11 +426,14 @@ class Run:
         info.limiters = self.limiters.stats()
         if self.guard is not None:
             info.memory_guard_engaged = self.guard.engagements
+        info.budgets = self.budgets.stats() if self.budgets is not None else {}
         if self._tasks is not None:
             await self._tasks.aclose()
+        if self.cache is not None:
+            self.cache.close()
         if self.store is not None:
             info.resumed = self.store.resumed
-            await self.store.close(info.run_id, status)
+            await self.store.close(info.run_id, status, self.budgets)
         for name, executor in self._executors.items():
             if name not in self.settings.executors:  # a user's executor outlives the run
                 executor.close(status == "done")
@@ -447,25 +464,29 @@ async def run_node(run: Run, node: BaseNode, shared: Any, parent: str) -> Any:
                 emit(NodeEnded(time.monotonic(), run_id, path, node.name, ok, "flow"))
     nr = run.node_run(node)
     plan = nr.plan
+    if run.budgets is not None and run.budgets.stop is not None:
+        raise BudgetStop(run.budgets.stop)  # no node starts once a budget is spent
     if emit is not None:
-        emit(
-            NodeStarted(
-                time.monotonic(), run_id, path, plan.name, "node", plan.executor,
-                plan.limit if plan.executor == "async" else plan.capacity, plan.batch,
-            )
-        )
+        limit = plan.limit if plan.executor == "async" else plan.capacity
+        shape = (plan.executor, limit, plan.batch)
+        emit(NodeStarted(time.monotonic(), run_id, path, plan.name, "node", *shape))
     ok = False
     token = current_node.set((nr, path))
     ck = run.store.checkpoint(nr, node, path) if run.store is not None else None
+    if plan.cache is not None and run.cache is not None:
+        ck = run.cache.batch(nr, node, path, ck)
+    landed = None
+    if run.sink is not None or plan.post_item is not None:
+        landed = landing(run.sink, emit, nr, node, shared, path)
     try:
         if plan.is_async:
             assert isinstance(node, AsyncNode)
             prep_res = await await_hook(node, "prep_async", shared)
-            exec_res = await run_items(nr, node, prep_res, path, ck, run.guard)
+            exec_res = await run_items(nr, node, prep_res, path, ck, run.guard, landed)
             result = await await_hook(node, "post_async", shared, prep_res, exec_res)
         else:
             prep_res = call_hook(node, "prep", shared)
-            exec_res = await run_items(nr, node, prep_res, path, ck, run.guard)
+            exec_res = await run_items(nr, node, prep_res, path, ck, run.guard, landed)
             result = call_hook(node, "post", shared, prep_res, exec_res)
         ok = True
         return result
@@ -475,23 +496,5 @@ async def run_node(run: Run, node: BaseNode, shared: Any, parent: str) -> Any:
             emit(NodeEnded(time.monotonic(), run_id, path, plan.name, ok))
 
 
-# -- the engine of PocketFlow's node.run() ------------------------------------------------
-
-
-_current: ContextVar[Run | None] = ContextVar("flowkit_current_run", default=None)
-"""The run in progress, for a sub-flow run from a hook to join it."""
-
-
-class RunnerEngine:
-    """What ``node.run()`` / ``run_async()`` use: a fresh Runner, or the run already in
-    progress on this loop (a sub-flow run from a hook joins the run around it)."""
-
-    def run(self, node: BaseNode, shared: Any) -> Any:
-        return Runner().run(node, shared)
-
-    async def run_async(self, node: BaseNode, shared: Any) -> Any:
-        run = _current.get()
-        if run is not None and run.loop is asyncio.get_running_loop():
-            run.plan(node, check_node_limits=False)
-            return await run_node(run, node, shared, "")
-        return await Runner().run_async(node, shared)
+running: ContextVar[Run | None] = ContextVar("flowkit_running", default=None)
+"""The run in progress, for a sub-flow run from a hook to join it (``runner.engine``)."""

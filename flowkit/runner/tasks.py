@@ -1,16 +1,36 @@
 """The run's task group: the one owner of background work (the memory sampler, micro-batches,
 batch timers, checkpoint flushes), cancelled and awaited when the run ends, as a Trio
-nursery would be; and ``run_blocking``, a run from sync code on a thread with its own loop."""
+nursery would be; ``run_on_new_loop``, a run on a new event loop (uvloop when installed); and
+``run_blocking``, a run from sync code on a thread with its own loop."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import threading
 from collections.abc import Callable, Coroutine
 from concurrent import futures
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+def run_on_new_loop(coro: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run(coro)``, on uvloop when it is installed: its event loop wakes tasks
+    faster (2,000 x 20 ms sleeps at a limit of 200 reach 97 % of the ideal rate on uvloop
+    against 93 % on asyncio's; ``benchmarks/core.py``). ``FLOWKIT_UVLOOP=0`` turns it off."""
+    factory = None
+    if os.environ.get("FLOWKIT_UVLOOP", "1") != "0":
+        try:
+            import uvloop
+        except ImportError:
+            pass
+        else:
+            factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(coro)
 
 
 def run_blocking(

@@ -361,13 +361,19 @@ class Store:
             out.append((change.path, change.what, cur.rowcount))
         return out
 
-    def finish(self, run_id: str, status: str) -> None:
+    def finish(self, run_id: str, status: str, spent: dict[str, Any] | None = None) -> None:
+        """Record how a run ended and, with budgets, what each spent (see ``spent``)."""
         try:
             self._conn.execute(
                 "UPDATE runs SET finished = ?, status = ? WHERE run_id = ?",
                 (time.time(), status, run_id),
             )
             self._conn.execute("DELETE FROM meta WHERE key = ?", (holder_key(run_id),))
+            if spent:
+                self._conn.execute(
+                    "INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                    (f"spent:{run_id}", json.dumps(spent)),
+                )
         except sqlite3.Error as exc:
             raise self._error(exc, "finish the run in") from None
 
@@ -388,6 +394,18 @@ class Store:
         except sqlite3.Error as exc:
             raise self._error(exc, "read") from None
         return out
+
+    def spent(self, run_id: str) -> dict[str, Any]:
+        """What run ``run_id``'s budgets had spent when it last ended: budget name to
+        [calls, tokens, cost] (empty when it had none)."""
+        try:
+            row = self._conn.execute(
+                "SELECT value FROM meta WHERE key = ?", (f"spent:{run_id}",)
+            ).fetchone()
+            found = json.loads(row[0]) if row else {}
+        except (sqlite3.Error, ValueError):
+            return {}
+        return found if isinstance(found, dict) else {}
 
     def has_run(self, run_id: str) -> bool:
         """Whether ``run_id`` is in the store."""

@@ -11,6 +11,8 @@ limits, not the graph's shape, decide how much runs.
 One cell (a scenario x mechanism x ε of one question) is one item: it is checkpointed on
 its own, under a key that holds a digest of every setting it depends on, and a failure
 becomes an error record in ``results.jsonl`` and the table while the other cells go on.
+Cells and paraphrases are cached under the same keys (``flowkit run medmcqa --cache``): a
+rerun with one more ε computes only the new cells, even under a new run id.
 The node classes are the building blocks to subclass.
 """
 
@@ -108,9 +110,12 @@ class Tally:
 
 
 class ExperimentNode(fk.AsyncParallelBatchNode):
-    """A parallel batch node with the experiment, its two LLM clients and the question."""
+    """A parallel batch node with the experiment, its two LLM clients and the question.
+    Its results are cached (with ``Runner(cache=...)``) under its item keys, which hold a
+    digest of every setting a result depends on."""
 
     on_error = "collect"
+    cache = True
 
     def __init__(self, experiment: Experiment, **options: Any) -> None:
         super().__init__(**options)

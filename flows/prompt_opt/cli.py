@@ -10,8 +10,11 @@ Before the run it prints the splits and the plan (proposals per round and why, w
 round may cost); during it, one line per accepted or rejected child and per round; after
 it, the best candidate's validation and test scores, the ledger per role and the
 concurrency the LLM limiter really reached. ``touch OUT/STOP`` or ``kill -USR1 PID`` ends
-the search after its round. Exit codes: 0 done, 1 the run failed (``--resume RUN_ID``
-continues it), 2 bad usage.
+the search after its round. ``--max-cost USD`` (``flowkit run``'s budget, priced by
+``--price``) is one cap for both: the search plans its rounds to stay within it, and the
+runner stops admitting calls once it is spent (exit status 3; ``--resume RUN_ID`` with a
+larger one goes on). Exit codes: 0 done, 1 the run failed (``--resume RUN_ID`` continues
+it), 2 bad usage, 3 the budget was spent.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from flows.prompt_opt.run import (
     check_inputs,
     in_flight,
     llm_limits,
+    priced,
     role_settings,
     seed_candidates,
 )
@@ -196,9 +200,6 @@ class PromptOptCommand(FlowCommand):
             "--generations, --max-cost or --max-time)",
         )
         stop.add_argument(
-            "--max-cost", type=positive_number, metavar="USD", help="dollars at most, from --price"
-        )
-        stop.add_argument(
             "--max-time", type=positive_number, metavar="S", help="seconds: no round starts after"
         )
         stop.add_argument(
@@ -306,18 +307,21 @@ class PromptOptCommand(FlowCommand):
             ):
                 if given is not None and given.is_file():
                     text_file(given, option)  # UTF-8 or a one-line usage error
-            settings = role_settings(
-                self._base(args),
-                _per_role(args.model),
-                dict(args.role_limit) or None,
-                _per_role(args.base_url),
+            prices = dict(args.price)
+            settings = priced(
+                role_settings(
+                    self._base(args),
+                    _per_role(args.model),
+                    dict(args.role_limit) or None,
+                    _per_role(args.base_url),
+                ),
+                prices,
             )
             task, splits = self._data(args, settings, config)
             candidates = self._seeds(args)
             limits = self.limits(args)
             check_inputs(task, splits, settings["reflect"], limits)
             config.check_budget(len(splits.val), len(candidates), task.calls_per_evaluation())
-            prices = dict(args.price)
             if config.max_cost is not None and not prices:
                 raise PromptOptInputError("--max-cost needs prices: give --price ROLE=IN,OUT")
             flow = prompt_opt_flow(settings, task=task)

@@ -70,6 +70,19 @@ def role_settings(
     return out
 
 
+def priced(settings: Mapping[Role, LLMSettings], prices: Prices | None) -> dict[Role, LLMSettings]:
+    """Each role's settings with its price from ``prices`` (dollars per million prompt and
+    completion tokens, by role), so its calls charge their cost to the run's budgets
+    (``flowkit run --max-cost``) as the ledger counts it."""
+    out = dict(settings)
+    for role, found in settings.items():
+        price = (prices or {}).get(role)
+        if price is not None:
+            priced = ((found.model, float(price[0]), float(price[1])),)
+            out[role] = found.model_copy(update={"prices": priced})
+    return out
+
+
 def seed_candidates(
     seed_prompts: Sequence[str] | None = None, seeds: Sequence[Mapping[str, str]] | None = None
 ) -> list[dict[str, str]]:
@@ -153,7 +166,7 @@ def optimize_prompt(
     default: the file ``OUTPUT/STOP``) and SIGUSR1 end the search after its round.
     """
     config = config if config is not None else PromptOptConfig()
-    given = dict(settings or {})
+    given = priced(settings or {}, prices)
     if task is None:
         task = DummiesTask(given, turns=config.turns)
         if dummies is None and train is None:

@@ -6,7 +6,9 @@ tokens under the tpm pacer, corrected by the reply's real usage. Failures worth 
 (429, 5xx, timeouts, connection errors) are retried per ``settings.retry``, the slot
 released while waiting. Tokens, latency and calls go to the running node's stats, and each
 try is an ``operation`` with OpenTelemetry's GenAI attributes (model, tokens), which a traced
-run shows as a child of its exec call.
+run shows as a child of its exec call. A reply's tokens and, when ``settings.prices`` prices
+its model, its cost are charged to the limiter's budgets (``flowkit.Limit(max_tokens=...,
+max_cost=...)``).
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ import copy
 import functools
 import re
 import time
+import warnings
 import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from flowkit.errors import FlowkitWarning
 from flowkit.runner import current_limiter, operation, record_usage, waiting
 from nodes.llm.errors import LLMCallError, StructuredOutputError, TruncatedReplyError
 from nodes.llm.journal import current_journal
@@ -134,24 +138,18 @@ class LLMClient:
             if stored is not None:
                 bill(self.name, replayed=1)
                 return stored
-        # The limiter first, before anything that awaits: a call that waits for it counts as
-        # waiting from its start, so a node's running calls never outnumber the limiter's.
+        # The client first (the first calls wait, counted as waiting, while one builds it),
+        # then the limiter, then the request at once: nothing awaits between the limiter's
+        # pacing and the send, so the server sees the rate the limiter kept.
+        provider = await _provider(self.settings)
         limiter = current_limiter(self.settings.limiter)
         estimate = request.estimated_tokens()
-        provider: Provider | None = None
         attempt = 1
         while True:
             if limiter is not None:
                 waited = await limiter.acquire(tokens=estimate)
                 if waited > 0:
                     record_usage(limiter_wait_s=waited)
-            if provider is None:
-                try:
-                    provider = await _provider(self.settings)
-                except BaseException:
-                    if limiter is not None:
-                        limiter.release()
-                    raise
             started = time.monotonic()
             failure: LLMCallError | None = None
             bill(self.name, attempts=1)
@@ -180,8 +178,13 @@ class LLMClient:
             with waiting("retry backoff"):
                 await asyncio.sleep(delay)
             attempt += 1
+        used = reply.prompt_tokens + reply.completion_tokens
+        cost = self.settings.cost(request.model, reply.prompt_tokens, reply.completion_tokens)
         if limiter is not None:
-            limiter.adjust_tokens(reply.prompt_tokens + reply.completion_tokens - estimate)
+            limiter.adjust_tokens(used - estimate)
+            limiter.charge(tokens=used, cost=cost or 0.0)
+            if cost is None and limiter.costed:
+                _unpriced(request.model, limiter.name)
         bill(
             self.name,
             answered=1,
@@ -195,6 +198,7 @@ class LLMClient:
             completion_tokens=reply.completion_tokens,
             latency_s=latency,
             calls=1,
+            **({} if cost is None else {"cost": cost}),
         )
         if reply.truncated:
             raise self._failed(
@@ -227,6 +231,22 @@ class LLMClient:
     def _failed(self, error: LLMCallError, attempts: int) -> LLMCallError:
         error.owner, error.attempts = self.name, attempts
         return error
+
+
+_warned_unpriced: set[str] = set()
+
+
+def _unpriced(model: str, limiter: str) -> None:
+    """Say once per model that its calls count as free against a cost budget."""
+    if model not in _warned_unpriced:
+        _warned_unpriced.add(model)
+        warnings.warn(
+            f"flowkit: model {model!r} has no price, so its calls count as free against the "
+            f"cost budget of limiter {limiter!r}; give LLMSettings(prices={{{model!r}: "
+            "(IN, OUT)}) or FLOWKIT_LLM_PRICES (dollars per million prompt, completion tokens)",
+            FlowkitWarning,
+            stacklevel=3,
+        )
 
 
 def _json_format(schema: type[BaseModel]) -> dict[str, object]:

@@ -48,6 +48,22 @@ class LLMNode(fk.AsyncNode):
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_llm": None}
 
+    def cache_key(self, item: Any) -> dict[str, Any]:
+        """What a cached result depends on besides the node's code, params and the item:
+        the model and the request settings (``flowkit.CachePolicy``)."""
+        assert self.settings is not None
+        return request_settings(self.settings)
+
+
+def request_settings(settings: LLMSettings) -> dict[str, Any]:
+    """The settings that change what a model answers: provider, endpoint, model, sampling,
+    reply cap, re-asks and, for the simulated provider, its simulation."""
+    keep = ("provider", "base_url", "model", "temperature", "max_tokens", "max_reasks")
+    found: dict[str, Any] = {name: getattr(settings, name) for name in keep}
+    if settings.provider == "simulated":
+        found["simulation"] = settings.simulation.model_dump(mode="json")
+    return found
+
 
 class ParallelLLMNode(LLMNode, fk.AsyncParallelBatchNode):
     """An ``LLMNode`` that runs exec_async for many items at once, within the limits."""

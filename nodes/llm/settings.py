@@ -1,7 +1,9 @@
 """LLM settings: provider, model, endpoint and call policy, with defaults from the environment.
 
 ``OPENAI_API_KEY`` and ``OPENAI_BASE_URL`` fill ``api_key`` and ``base_url`` when they are not
-given; ``FLOWKIT_LLM_PROVIDER`` and ``FLOWKIT_LLM_MODEL`` fill ``provider`` and ``model``.
+given; ``FLOWKIT_LLM_PROVIDER`` and ``FLOWKIT_LLM_MODEL`` fill ``provider`` and ``model``;
+``FLOWKIT_LLM_PRICES`` (``MODEL=IN,OUT;...``, dollars per million prompt and completion
+tokens) fills ``prices``.
 With no key and no base URL anywhere, the provider is the offline simulated one, and a
 one-line notice says so (once per process), so every flow runs on a fresh machine.
 
@@ -17,15 +19,19 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from flowkit.redact import add_secret, split_credentials
 from flowkit.retry import Retry
 from nodes.llm.errors import LLMConfigError, TransientLLMError
 
 ProviderName = Literal["openai", "simulated"]
+Price = tuple[str, float, float]
+"""A model's price: its name, then dollars per million prompt and per million completion
+tokens."""
 DEFAULT_LIMITER = "llm"
 """The runner limiter LLM calls draw on unless the settings name another."""
 
@@ -69,6 +75,10 @@ class LLMSettings(BaseModel):
     connection errors, waiting ``backoff_s * 2**n`` (capped at ``max_backoff_s``) plus jitter,
     or the server's Retry-After when longer. Structured output is re-asked up to
     ``max_reasks`` times when the reply fails validation.
+
+    ``prices`` maps model names to dollars per million prompt and completion tokens (given
+    as ``{"gpt-4o-mini": (0.15, 0.6)}``); a priced call records its ``cost`` in the run's
+    usage and charges it to the limiter's budgets (``flowkit.Limit(max_cost=...)``).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -89,6 +99,38 @@ class LLMSettings(BaseModel):
     max_backoff_s: float = Field(default=30.0, ge=0)
     max_reasks: int = Field(default=2, ge=0)
     simulation: Simulation = Simulation()
+    prices: tuple[Price, ...] = Field(
+        default=(), description="per model: dollars per million prompt, completion tokens"
+    )
+
+    @field_validator("prices", mode="before")
+    @classmethod
+    def _prices(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return parse_prices(value)
+        if isinstance(value, Mapping):
+            out = []
+            for model, price in value.items():
+                if not isinstance(price, list | tuple) or len(price) != 2:
+                    raise ValueError(f"price of {model!r} must be (in, out), got {price!r}")
+                out.append((model, *price))
+            return tuple(sorted(out))
+        return value
+
+    @field_validator("prices")
+    @classmethod
+    def _check_prices(cls, value: tuple[Price, ...]) -> tuple[Price, ...]:
+        for model, prompt, completion in value:
+            if not (0 <= prompt < float("inf") and 0 <= completion < float("inf")):
+                raise ValueError(f"prices of {model!r} must be numbers >= 0")
+        return value
+
+    def cost(self, model: str, prompt_tokens: int, completion_tokens: int) -> float | None:
+        """Dollars for a call's tokens on ``model``; None when ``model`` has no price."""
+        for name, prompt, completion in self.prices:
+            if name == model:
+                return (prompt_tokens * prompt + completion_tokens * completion) / 1e6
+        return None
 
     @model_validator(mode="before")
     @classmethod
@@ -103,6 +145,8 @@ class LLMSettings(BaseModel):
         }
         if "model" not in data and env.get("FLOWKIT_LLM_MODEL"):
             data["model"] = env["FLOWKIT_LLM_MODEL"]
+        if "prices" not in data and env.get("FLOWKIT_LLM_PRICES"):
+            data["prices"] = env["FLOWKIT_LLM_PRICES"]
         if data.get("provider") is None:
             data["provider"] = env.get("FLOWKIT_LLM_PROVIDER") or (
                 "openai" if data["api_key"] or data["base_url"] else _fallback()
@@ -136,6 +180,26 @@ class LLMSettings(BaseModel):
                 "value for a local server that ignores it) or give LLMSettings an api_key; or "
                 "choose the 'simulated' provider to run offline"
             )
+
+
+def parse_prices(text: str) -> tuple[Price, ...]:
+    """``MODEL=IN,OUT;MODEL=IN,OUT`` (dollars per million prompt, completion tokens)."""
+    out = []
+    for part in text.replace("\n", ";").split(";"):
+        if not part.strip():
+            continue
+        model, eq, numbers = part.strip().rpartition("=")
+        try:
+            prompt, completion = (float(n) for n in numbers.split(","))
+        except ValueError:
+            prompt = completion = -1.0
+        if not eq or not model or prompt < 0 or completion < 0:
+            raise ValueError(
+                f"prices: expected MODEL=IN,OUT (dollars per million prompt, completion "
+                f"tokens), got {part.strip()!r}"
+            )
+        out.append((model, prompt, completion))
+    return tuple(sorted(out))
 
 
 def _without_credentials(url: str) -> str:

@@ -10,6 +10,13 @@ from pathlib import Path
 import pytest
 
 CHAPTERS = sorted((Path(__file__).parents[2] / "cookbook").glob("[0-9][0-9]_*.py"))
+SAYS = {
+    "12_timeouts": ["Fetch: 12 items, 1 try timed out after 0.5 s, 1 retried, 0 failed"],
+    "13_budget": ["stopped: Summarize stopped: budget llm: max_cost $0.10 reached", "status done"],
+    "14_streaming": ["8 line(s) in the file so far", "when each line was written"],
+    "15_cache": ["31 tickets with gpt-4o-mini: 30 from the cache, 1 LLM calls"],
+}
+"""What a chapter must print, beyond running: the behaviour it shows."""
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)
@@ -20,3 +27,5 @@ def test_chapter_runs(chapter: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip()
+    for said in SAYS.get(chapter.stem, []):
+        assert said in done.stdout

@@ -100,3 +100,22 @@ def test_bad_options_are_usage_errors(
     assert "--metric needs --dataset" in capsys.readouterr().err
     assert run("--provider", "simulated", "--output", "o", "--split", "x") == 2
     assert "TRAIN,VAL" in capsys.readouterr().err
+
+
+def test_max_cost_is_one_cap_for_the_search_and_the_runner(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    prices = [f"--price={role}=1,2" for role in ("assistant", "user", "judge", "reflect")]
+    status = run(
+        *("--provider", "simulated", "--sim-latency", "0", "--output", "out"),
+        *("--max-cost", "0.02", *prices),
+    )
+    printed = capsys.readouterr().out
+    assert status == 0
+    assert "cost cap" in printed  # the search planned its rounds within the cap
+    usage = json.loads((tmp_path / "out" / "usage.json").read_text())
+    ledger = sum(row["cost"] for row in usage)
+    # the runner priced the same calls the same way, and would have stopped them at the cap
+    assert f"budget run: ${ledger:,.4f} of $0.02" in printed
+    assert 0 < ledger <= 0.02
