@@ -1,4 +1,4 @@
-"""Chapter 10: per-node timeouts.
+"""Chapter 12: per-node timeouts.
 
 One hung call used to stall a whole batch: the LLM client has an HTTP timeout, but a
 scraper stuck on a socket, a sync SDK that never returns or a CPU loop that never ends have

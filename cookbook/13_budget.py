@@ -1,4 +1,4 @@
-"""Chapter 11: a budget with a hard stop.
+"""Chapter 13: a budget with a hard stop.
 
 A run that may cost money should be able to say "no more than this". A named limiter takes
 a budget besides its limits, in calls, tokens or dollars:

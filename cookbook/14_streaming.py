@@ -1,4 +1,4 @@
-"""Chapter 12: results as they land.
+"""Chapter 14: results as they land.
 
 A 33-hour experiment that writes nothing until the end loses everything to one crash, and
 shows nothing until then. Two ways to see results as each item finishes, while the run goes

@@ -1,4 +1,4 @@
-"""Chapter 13: a cache across runs.
+"""Chapter 15: a cache across runs.
 
 Resume finishes one run. A cache serves every later run: change one setting of an
 experiment, add one more case, and only what changed is computed again, even under a new

@@ -85,12 +85,16 @@ class TimedCalls:
                 raise self.timed.error(attempt) from None
             raise
 
-    async def _await(self, item: Any) -> Any:
-        res = self.inner.call(item)
-        return (await res) if self.inner.awaits else res
-
-    def call(self, item: Any) -> Awaitable[Any]:
-        return self._bounded(self._await(item), 0)
+    async def call(self, item: Any) -> Any:
+        cm = asyncio.timeout(self.timed.seconds)
+        try:
+            async with cm:
+                res = self.inner.call(item)
+                return (await res) if self.inner.awaits else res
+        except TimeoutError:
+            if cm.expired():
+                raise self.timed.error(0) from None
+            raise
 
     def retry(self, item: Any, attempt: int) -> Awaitable[Any]:
         return self._bounded(self.inner.retry(item, attempt), attempt)
