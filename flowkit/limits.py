@@ -3,7 +3,8 @@
 ``Slots`` is a FIFO counting semaphore with a synchronous fast path (``try_acquire``) so an
 uncontended acquire costs no coroutine. ``RateLimiter`` is a GCRA (virtual scheduling) pacer:
 starts are spaced evenly at the configured rate, so no window of the period ever sees a burst
-above the rate, unlike a bucket that starts full.
+above the rate, unlike a bucket that starts full. Parts of a limit set to ``"auto"`` are
+learned from what the provider says (``flowkit.adaptive``).
 """
 
 from __future__ import annotations
@@ -12,14 +13,21 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
+from flowkit.adaptive import AUTO, AUTO_CEILING, Adaptive, AutoSlots, Quota
 from flowkit.errors import ConfigError
 
 __all__ = [
     "Limit",
     "LimiterStats",
+    "Quota",
 ]
+
+DEFAULT_MARGIN = 0.02
+"""A fixed or learned rpm is paced this share below the rate: a provider that counts over a
+sliding window then never sees one call too many when network jitter bunches two starts."""
 
 Clock = Callable[[], float]
 RATE_WINDOW = 1.0
@@ -47,23 +55,59 @@ class Limit:
     ``max_concurrency`` bounds calls in flight; ``rpm`` bounds call starts per minute;
     ``tpm`` bounds tokens per minute (callers say how many tokens a call will use).
     ``burst`` lets that many starts (or tokens, for tpm) go back to back before pacing.
+
+    ``rpm="auto"`` (or ``tpm="auto"``) paces at the rate the provider states on its
+    answers, and waits out its Retry-After on a refusal (a client such as ``nodes.llm``
+    reports both). ``max_concurrency="auto"`` adapts calls in flight between 1 and
+    ``AUTO_CEILING`` (64): one more per full round of answers, half as many on a refusal or
+    a timeout (AIMD); ``adaptive=True`` does the same below an int ``max_concurrency``.
+    ``margin`` paces rpm (fixed or learned) and a learned tpm that share below the rate
+    (default 2 %), so a provider counting over a sliding window is not overrun; 0 paces at
+    the rate exactly. A fixed tpm is paced as given: calls reserve an estimate of their
+    tokens (prompt plus the reply's cap) that the real usage only ever lowers.
     """
 
-    max_concurrency: int | None = None
-    rpm: float | None = None
-    tpm: float | None = None
+    max_concurrency: int | Literal["auto"] | None = None
+    rpm: float | Literal["auto"] | None = None
+    tpm: float | Literal["auto"] | None = None
     burst: int = 1
+    margin: float = DEFAULT_MARGIN
+    adaptive: bool = False
 
     def __post_init__(self) -> None:
-        if self.max_concurrency is not None:
-            check_limit(self.max_concurrency, "Limit.max_concurrency")
-        if self.rpm is not None:
-            _check_rate(self.rpm, "Limit.rpm")
-        if self.tpm is not None:
-            _check_rate(self.tpm, "Limit.tpm")
+        if self.max_concurrency is not None and self.max_concurrency != AUTO:
+            check_limit(self.max_concurrency, "Limit.max_concurrency (or 'auto')")
+        if self.rpm is not None and self.rpm != AUTO:
+            _check_rate(self.rpm, "Limit.rpm (or 'auto')")
+        if self.tpm is not None and self.tpm != AUTO:
+            _check_rate(self.tpm, "Limit.tpm (or 'auto')")
         check_limit(self.burst, "Limit.burst")
+        margin = self.margin
+        if isinstance(margin, bool) or not isinstance(margin, int | float) or not 0 <= margin < 1:
+            raise ConfigError(f"Limit.margin must be a share from 0 to below 1, got {margin!r}")
+        if self.adaptive and self.max_concurrency is None:
+            raise ConfigError(
+                "Limit(adaptive=True) adapts calls in flight below a ceiling: give "
+                "max_concurrency=N, or max_concurrency='auto' for up to "
+                f"{AUTO_CEILING}"
+            )
         if self.max_concurrency is None and self.rpm is None and self.tpm is None:
             raise ConfigError("Limit needs at least one of max_concurrency, rpm or tpm")
+
+    @property
+    def ceiling(self) -> int | None:
+        """The most calls in flight an adaptive limit may open, else None."""
+        if self.max_concurrency == AUTO:
+            return AUTO_CEILING
+        if self.adaptive and isinstance(self.max_concurrency, int):
+            return self.max_concurrency
+        return None
+
+    @property
+    def learns(self) -> tuple[str, ...]:
+        """What this limit learns as it runs: some of "concurrency", "rpm", "tpm"."""
+        parts = ("concurrency",) if self.ceiling is not None else ()
+        return parts + tuple(k for k in ("rpm", "tpm") if getattr(self, k) == AUTO)
 
 
 class Slots:
@@ -162,6 +206,14 @@ class LimiterStats:
     release); ``full_share`` is the share of that time every slot was taken; ``achieved_rpm``
     is the start rate between the first and last start; ``users`` maps each node that took
     it to "runner" (its ``uses``), "exec" (code inside exec) or "runner+exec".
+
+    A limit that learns (``learns``: "concurrency", "rpm", "tpm") also shows what it
+    learned: ``rpm``/``tpm`` are the rates the provider last stated (None: never said),
+    ``paced_rpm``/``paced_tpm`` the pace it kept at the end (margin and back-off applied),
+    ``concurrency`` its calls in flight allowed at the end (``max_concurrency`` is then the
+    ceiling) and the range it moved in; ``refused``, ``timeouts`` and ``paused_s`` count the
+    refusals and timeouts reported and the time Retry-After held starts back; ``moves`` is
+    how it moved: (seconds since its first call, paced rpm, paced tpm, concurrency).
     """
 
     name: str
@@ -180,16 +232,36 @@ class LimiterStats:
     wait_s: float
     mean_wait_s: float
     users: dict[str, str]
+    learns: tuple[str, ...] = ()
+    paced_rpm: float | None = None
+    paced_tpm: float | None = None
+    concurrency: int | None = None
+    concurrency_range: tuple[int, int] | None = None
+    refused: int = 0
+    timeouts: int = 0
+    paused_s: float = 0.0
+    moves: list[tuple[float, float | None, float | None, int | None]] = field(default_factory=list)
 
     def limits_text(self) -> str:
-        """Its limits in words, e.g. "3 in flight, 600 rpm"."""
+        """Its limits in words, e.g. "3 in flight, 600 rpm" or "auto rpm: told 1,200, pacing
+        1,176"."""
         parts = []
-        if self.max_concurrency:
+        if "concurrency" in self.learns:
+            lo, hi = self.concurrency_range or (self.concurrency, self.concurrency)
+            parts.append(
+                f"auto {lo}-{hi} in flight (last {self.concurrency}, ceiling "
+                f"{self.max_concurrency})"
+            )
+        elif self.max_concurrency:
             parts.append(f"{self.max_concurrency} in flight")
-        if self.rpm:
-            parts.append(f"{self.rpm:g} rpm")
-        if self.tpm:
-            parts.append(f"{self.tpm:g} tpm")
+        learned = (("rpm", self.rpm, self.paced_rpm), ("tpm", self.tpm, self.paced_tpm))
+        for unit, told, paced in learned:
+            if unit in self.learns:
+                said = f"told {told:,.0f}" if told else "never told"
+                pace = f"pacing {paced:,.0f}" if paced else "unpaced"
+                parts.append(f"auto {unit}: {said}, {pace}")
+            elif told:
+                parts.append(f"{told:g} {unit}")
         return ", ".join(parts)
 
     def rate_text(self) -> str:
@@ -207,9 +279,10 @@ class LimiterStats:
         """One line for an end-of-run summary."""
         cap = f"/{self.max_concurrency}" if self.max_concurrency else ""
         rate = self.rate_text()
+        refused = f", {self.refused:,} refused" if self.refused else ""
         return (
             f"limiter {self.name} ({self.limits_text()}): peak {self.peak_in_flight}{cap} in "
-            f"flight, {self.calls:,} calls{'' if rate == '-' else ', ' + rate}, "
+            f"flight, {self.calls:,} calls{'' if rate == '-' else ', ' + rate}{refused}, "
             f"{self.waits:,} waited, {self.wait_s:.2f} s in all"
         )
 
@@ -231,15 +304,27 @@ class NamedLimiter:
     ) -> None:
         self.name = name
         self.limit = limit
-        self.slots = Slots(limit.max_concurrency) if limit.max_concurrency else None
+        self.auto: Adaptive | None = None
+        cap, rpm, tpm = limit.max_concurrency, limit.rpm, limit.tpm
+        self.slots: Slots | AutoSlots | None = Slots(cap) if isinstance(cap, int) else None
+        if limit.learns:
+            self.auto = Adaptive(
+                rpm=rpm == AUTO,
+                tpm=tpm == AUTO,
+                ceiling=limit.ceiling,
+                margin=limit.margin,
+                clock=clock,
+                sleep=sleep,
+            )
+            self.slots = self.auto.slots or self.slots
         self.requests = (
-            RateLimiter(limit.rpm, burst=limit.burst, clock=clock, sleep=sleep)
-            if limit.rpm
+            RateLimiter(rpm * (1 - limit.margin), burst=limit.burst, clock=clock, sleep=sleep)
+            if rpm is not None and rpm != AUTO
             else None
         )
         self.tokens = (
-            RateLimiter(limit.tpm, burst=limit.burst, clock=clock, sleep=sleep)
-            if limit.tpm
+            RateLimiter(tpm, burst=limit.burst, clock=clock, sleep=sleep)
+            if tpm is not None and tpm != AUTO
             else None
         )
         self._clock = clock
@@ -267,12 +352,21 @@ class NamedLimiter:
             self.users[node] = "runner+exec"
 
     async def acquire(self, requests: int = 1, tokens: float = 0.0) -> float:
-        """Take a slot, then wait for the request and token pacers; return seconds waited."""
+        """Take a slot, then wait for the request and token pacers; return seconds waited.
+
+        A limit that learns waits for its learned pace first, so that a slot is only held by
+        a call that may start (its adaptive window counts calls at the provider)."""
         t0 = self._clock()
-        blocked = False
-        if self.slots is not None and not self.slots.try_acquire():
-            blocked = True
-            await self.slots.acquire()
+        auto = self.auto
+        blocked = auto is not None and await auto.admit(requests, tokens) > 0
+        try:
+            if self.slots is not None and not self.slots.try_acquire():
+                blocked = True
+                await self.slots.acquire()
+        except BaseException:
+            if auto is not None:
+                auto.released()
+            raise
         try:
             if self.requests is not None:
                 blocked = await self.requests.acquire(requests) > 0 or blocked
@@ -281,6 +375,8 @@ class NamedLimiter:
         except BaseException:
             if self.slots is not None:
                 self.slots.release()
+            if auto is not None:
+                auto.released()
             raise
         now = self._clock()
         waited = now - t0 if blocked else 0.0
@@ -305,6 +401,8 @@ class NamedLimiter:
         self.in_use -= 1
         if self.slots is not None:
             self.slots.release()
+        if self.auto is not None:
+            self.auto.released()
         if self.watch is not None:
             self.watch(self.name, False, self.in_use)
 
@@ -313,6 +411,37 @@ class NamedLimiter:
         self.tokens_used += delta
         if self.tokens is not None and delta:
             self.tokens.adjust(delta)
+        if self.auto is not None and delta:
+            self.auto.adjust_tokens(delta)
+
+    # -- what the provider said: limits that learn take it in, the others ignore it --------
+    # (from any thread: ``flowkit.adaptive.Adaptive`` hands a call to the run's loop)
+
+    def answered(
+        self, requests: Quota | None = None, tokens: Quota | None = None, *, used: float = 0.0
+    ) -> None:
+        """A call was answered, using ``used`` tokens; ``requests``/``tokens``: the limits
+        the provider stated on the answer, if any."""
+        if self.auto is not None:
+            self.auto.signal(self.auto.answered, requests, tokens, used)
+
+    def refused(
+        self,
+        retry_after_s: float | None = None,
+        *,
+        requests: Quota | None = None,
+        tokens: Quota | None = None,
+        sent_at: float | None = None,
+    ) -> None:
+        """The provider refused a call for its rate limits (e.g. HTTP 429) and asked to wait
+        ``retry_after_s``; ``sent_at`` (this limiter's clock) is when the call started."""
+        if self.auto is not None:
+            self.auto.signal(self.auto.refused, retry_after_s, requests, tokens, sent_at)
+
+    def timed_out(self, *, sent_at: float | None = None) -> None:
+        """A call got no answer in time."""
+        if self.auto is not None:
+            self.auto.signal(self.auto.timed_out, sent_at)
 
     def _tick(self, now: float) -> None:
         if self._since is not None:
@@ -338,11 +467,15 @@ class NamedLimiter:
             if self.tokens_used and active > 0 and (active >= RATE_WINDOW or limit.tpm)
             else None
         )
+        cap = limit.ceiling or limit.max_concurrency
+        given = {
+            k: v if isinstance(v, int | float) else None
+            for k, v in (("rpm", limit.rpm), ("tpm", limit.tpm))
+        }
+        learned = self.auto.learned(limit.learns, self._first_start) if self.auto else {}
         return LimiterStats(
             name=self.name,
-            max_concurrency=limit.max_concurrency,
-            rpm=limit.rpm,
-            tpm=limit.tpm,
+            max_concurrency=cap if isinstance(cap, int) else None,
             calls=self.calls,
             tokens=self.tokens_used,
             peak_in_flight=self.peak_in_use,
@@ -355,4 +488,5 @@ class NamedLimiter:
             wait_s=self.waited,
             mean_wait_s=self.waited / self.calls if self.calls else 0.0,
             users=dict(self.users),
+            **(given | learned),
         )

@@ -19,6 +19,7 @@ FLOORS: dict[str, int] = {
     "events": 0,
     "retry": 0,
     "limits": 0,
+    "adaptive": 0,
     "engine": 0,
     "redact": 0,
     "files": 0,
