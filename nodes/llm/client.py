@@ -2,7 +2,9 @@
 
 Every try of a call takes the runner's named limiter (``settings.limiter``) when the run
 defines one: a concurrency slot, a request under the rpm pacer and an estimate of its
-tokens under the tpm pacer, corrected by the reply's real usage. Failures worth retrying
+tokens under the tpm pacer, corrected by the reply's real usage. How the try ended (the
+rate limits the provider stated, a 429 and its Retry-After, a timeout) goes back to the
+limiter, which learns from it when its limit is ``"auto"``. Failures worth retrying
 (429, 5xx, timeouts, connection errors) are retried per ``settings.retry``, the slot
 released while waiting. Tokens, latency and calls go to the running node's stats.
 """
@@ -21,7 +23,14 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from flowkit.runner import current_limiter, record_usage, waiting
-from nodes.llm.errors import LLMCallError, StructuredOutputError, TruncatedReplyError
+from flowkit.runner.current import LimiterHandle
+from nodes.llm.errors import (
+    LLMCallError,
+    LLMRateLimitError,
+    LLMTimeoutError,
+    StructuredOutputError,
+    TruncatedReplyError,
+)
 from nodes.llm.journal import current_journal
 from nodes.llm.meter import bill
 from nodes.llm.provider import ChatRequest, OpenAIProvider, Provider, Reply, Simulate
@@ -143,13 +152,15 @@ class LLMClient:
                     record_usage(limiter_wait_s=waited)
             started = time.monotonic()
             failure: LLMCallError | None = None
+            answer: Reply | None = None
             bill(self.name, attempts=1)
             try:
-                reply = await provider.complete(request, simulate)
+                reply = answer = await provider.complete(request, simulate)
             except LLMCallError as exc:
                 failure = exc
             finally:
                 if limiter is not None:
+                    _tell(limiter, answer, failure)  # a limit that learns takes it in
                     limiter.release()
             latency = time.monotonic() - started
             if failure is None:
@@ -193,6 +204,19 @@ class LLMClient:
     def _failed(self, error: LLMCallError, attempts: int) -> LLMCallError:
         error.owner, error.attempts = self.name, attempts
         return error
+
+
+def _tell(limiter: LimiterHandle, reply: Reply | None, failure: LLMCallError | None) -> None:
+    """Tell the limiter how a try ended: answered (with the limits the provider stated),
+    refused for its rate limits (with its Retry-After), or timed out."""
+    if reply is not None:
+        used = reply.prompt_tokens + reply.completion_tokens
+        limiter.answered(reply.requests_quota, reply.tokens_quota, used=used)
+    elif isinstance(failure, LLMRateLimitError):
+        requests, tokens = failure.quotas
+        limiter.refused(failure.retry_after, requests=requests, tokens=tokens)
+    elif isinstance(failure, LLMTimeoutError):
+        limiter.timed_out()
 
 
 def _json_format(schema: type[BaseModel]) -> dict[str, object]:
