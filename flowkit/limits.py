@@ -264,6 +264,24 @@ class LimiterStats:
                 parts.append(f"{told:g} {unit}")
         return ", ".join(parts)
 
+    def learned_text(self) -> str:
+        """How a limit that learns moved, e.g. "pace 3,528 -> 1,764 rpm (lowest 1,500);
+        1 refused, held 0.50 s by Retry-After"; "" for a fixed limit."""
+        if not self.learns:
+            return ""
+        parts = []
+        for unit, paces in (
+            ("rpm", [m[1] for m in self.moves if m[1]]),
+            ("tpm", [m[2] for m in self.moves if m[2]]),
+        ):
+            if paces:
+                low = min(paces)
+                lowest = f" (lowest {low:,.0f})" if low < min(paces[0], paces[-1]) else ""
+                parts.append(f"pace {paces[0]:,.0f} -> {paces[-1]:,.0f} {unit}{lowest}")
+        refused = f"{self.refused:,} refused, held {self.paused_s:.2f} s by Retry-After"
+        timeouts = f", {self.timeouts:,} timed out" if self.timeouts else ""
+        return "; ".join([*parts, refused + timeouts])
+
     def rate_text(self) -> str:
         """Achieved rates against the limits, e.g. "598/min of 600 rpm"."""
         parts = []

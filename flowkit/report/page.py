@@ -8,6 +8,7 @@ import string
 from collections.abc import Sequence
 from importlib import resources
 
+from flowkit.limits import LimiterStats
 from flowkit.report.charts import concurrency_note, concurrency_svg, timeline_svg
 from flowkit.report.model import RunReport
 
@@ -173,7 +174,7 @@ def _limiters_html(report: RunReport) -> str:
         rows.append(
             "<tr>"
             f"<td>{html.escape(lim.name)}</td>"
-            f"<td>{html.escape(lim.limits_text())}</td>"
+            f"<td>{html.escape(lim.limits_text())}{_learned_html(lim)}</td>"
             f"<td>{lim.calls:,}</td>"
             f"<td>{lim.mean_in_flight:.1f} / {lim.peak_in_flight} / {cap or '&ndash;'}</td>"
             f"<td>{full}</td>"
@@ -188,6 +189,11 @@ def _limiters_html(report: RunReport) -> str:
         '<th>achieved rate</th><th>wait total / mean per call</th><th class="l">used by</th>'
         f"</tr></thead><tbody>{''.join(rows)}</tbody></table></section>"
     )
+
+
+def _learned_html(lim: LimiterStats) -> str:
+    learned = lim.learned_text()
+    return f'<br><span class="note">{html.escape(learned)}</span>' if learned else ""
 
 
 def _errors_html(report: RunReport) -> str:
