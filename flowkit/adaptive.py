@@ -331,16 +331,24 @@ class Adaptive:
 
     # -- what the provider said --------------------------------------------------------------
 
-    def signal(self, fn: Callable[..., None], *args: Any) -> None:
-        """Call ``fn(*args)`` (one of the signals below) on the run's loop, from any thread."""
+    # Each may be called from any thread: a call from off the run's loop is handed to it.
+
+    def _elsewhere(self, fn: Callable[..., None], *args: Any) -> bool:
+        """Hand ``fn(*args)`` to the run's loop if called from another thread; True if so."""
         loop = self._loop
         if loop is None or _running_loop() is loop:
-            fn(*args)
-        elif not loop.is_closed():
+            return False
+        if not loop.is_closed():
             loop.call_soon_threadsafe(fn, *args)
+        return True
 
-    def answered(self, requests: Quota | None, tokens: Quota | None, used: float) -> None:
-        """A call was answered (``used`` tokens), with what the provider stated, if anything."""
+    def answered(
+        self, requests: Quota | None = None, tokens: Quota | None = None, used: float = 0.0
+    ) -> None:
+        """A call was answered (``used`` tokens), with the limits the provider stated on the
+        answer (``requests``, ``tokens``), if any."""
+        if self._elsewhere(self.answered, requests, tokens, used):
+            return
         now = self._clock()
         self._answers.append((now, used))
         while self._answers[0][0] < now - PROBE_WINDOW_S:
@@ -355,12 +363,15 @@ class Adaptive:
 
     def refused(
         self,
-        retry_after_s: float | None,
-        requests: Quota | None,
-        tokens: Quota | None,
-        sent_at: float | None,
+        retry_after_s: float | None = None,
+        requests: Quota | None = None,
+        tokens: Quota | None = None,
+        sent_at: float | None = None,
     ) -> None:
-        """The provider refused a call (rate limited), asking to wait ``retry_after_s``."""
+        """The provider refused a call for its rate limits (e.g. HTTP 429), asking to wait
+        ``retry_after_s``; ``sent_at`` (this limiter's clock): when the call started."""
+        if self._elsewhere(self.refused, retry_after_s, requests, tokens, sent_at):
+            return
         now = self._clock()
         self.refusals += 1
         self._told(requests, tokens, now)
@@ -377,8 +388,10 @@ class Adaptive:
         self._note(now)
         self._wake()
 
-    def timed_out(self, sent_at: float | None) -> None:
+    def timed_out(self, sent_at: float | None = None) -> None:
         """A call got no answer in time: the provider is overloaded; fewer calls at once."""
+        if self._elsewhere(self.timed_out, sent_at):
+            return
         now = self._clock()
         self.timeouts += 1
         if self.slots is not None and self._new_round(now, sent_at):

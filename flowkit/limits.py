@@ -54,7 +54,8 @@ class Limit:
 
     ``max_concurrency`` bounds calls in flight; ``rpm`` bounds call starts per minute;
     ``tpm`` bounds tokens per minute (callers say how many tokens a call will use).
-    ``burst`` lets that many starts (or tokens, for tpm) go back to back before pacing.
+    ``burst`` lets that many starts (or tokens, for tpm) go back to back before pacing a
+    fixed rate.
 
     ``rpm="auto"`` (or ``tpm="auto"``) paces at the rate the provider states on its
     answers, and waits out its Retry-After on a refusal (a client such as ``nodes.llm``
@@ -306,7 +307,8 @@ class LimiterStats:
 
 
 class NamedLimiter:
-    """The run-time form of a ``Limit``: slots plus request and token pacers.
+    """The run-time form of a ``Limit``: slots plus request and token pacers; ``auto``, the
+    part that learns what the provider says (``flowkit.adaptive.Adaptive``), if any.
 
     It also meters its own use (calls, holders over time, waits, tokens): ``stats()``;
     ``watch``, when set, hears every change of its holders (``(name, taken, holders)``).
@@ -431,35 +433,6 @@ class NamedLimiter:
             self.tokens.adjust(delta)
         if self.auto is not None and delta:
             self.auto.adjust_tokens(delta)
-
-    # -- what the provider said: limits that learn take it in, the others ignore it --------
-    # (from any thread: ``flowkit.adaptive.Adaptive`` hands a call to the run's loop)
-
-    def answered(
-        self, requests: Quota | None = None, tokens: Quota | None = None, *, used: float = 0.0
-    ) -> None:
-        """A call was answered, using ``used`` tokens; ``requests``/``tokens``: the limits
-        the provider stated on the answer, if any."""
-        if self.auto is not None:
-            self.auto.signal(self.auto.answered, requests, tokens, used)
-
-    def refused(
-        self,
-        retry_after_s: float | None = None,
-        *,
-        requests: Quota | None = None,
-        tokens: Quota | None = None,
-        sent_at: float | None = None,
-    ) -> None:
-        """The provider refused a call for its rate limits (e.g. HTTP 429) and asked to wait
-        ``retry_after_s``; ``sent_at`` (this limiter's clock) is when the call started."""
-        if self.auto is not None:
-            self.auto.signal(self.auto.refused, retry_after_s, requests, tokens, sent_at)
-
-    def timed_out(self, *, sent_at: float | None = None) -> None:
-        """A call got no answer in time."""
-        if self.auto is not None:
-            self.auto.signal(self.auto.timed_out, sent_at)
 
     def _tick(self, now: float) -> None:
         if self._since is not None:

@@ -93,7 +93,8 @@ class LimiterHandle:
     ) -> None:
         """The call was answered, using ``used`` tokens, with the limits the provider stated
         on the answer (e.g. from its rate-limit headers), if any."""
-        self._lim.answered(requests, tokens, used=used)
+        if self._lim.auto is not None:
+            self._lim.auto.answered(requests, tokens, used)
 
     def refused(
         self,
@@ -104,11 +105,13 @@ class LimiterHandle:
     ) -> None:
         """The provider refused the call for its rate limits (e.g. HTTP 429), asking to wait
         ``retry_after_s`` (e.g. its Retry-After header)."""
-        self._lim.refused(retry_after_s, requests=requests, tokens=tokens, sent_at=self._sent)
+        if self._lim.auto is not None:
+            self._lim.auto.refused(retry_after_s, requests, tokens, self._sent)
 
     def timed_out(self) -> None:
         """The call got no answer in time."""
-        self._lim.timed_out(sent_at=self._sent)
+        if self._lim.auto is not None:
+            self._lim.auto.timed_out(self._sent)
 
     def __getattr__(self, name: str) -> Any:
         # Everything else (slots, requests, stats(), ...) is the limiter's own.

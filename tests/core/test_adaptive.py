@@ -13,6 +13,7 @@ import flowkit as fk
 from flowkit.adaptive import AUTO_CEILING, RATE_BACKOFF, RATE_RECOVERY, START_CONCURRENCY
 from flowkit.errors import ConfigError
 from flowkit.limits import NamedLimiter
+from flowkit.runner.current import LimiterHandle
 
 
 class FakeClock:
@@ -64,7 +65,7 @@ async def starts_of(lim: NamedLimiter, clock: FakeClock, calls: int) -> list[flo
 async def test_auto_rpm_paces_at_the_stated_rate_less_the_margin() -> None:
     clock = FakeClock()
     lim = limiter(fk.Limit(rpm="auto"), clock)
-    lim.answered(fk.Quota(limit=600, period_s=60))  # 10 a second
+    lim.auto.answered(fk.Quota(limit=600, period_s=60))  # 10 a second
     starts = await starts_of(lim, clock, 30)
     gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert gaps == pytest.approx([1 / 9.8] * 29)
@@ -84,7 +85,7 @@ async def test_before_it_is_told_anything_it_probes_one_call_then_two_per_answer
         done = asyncio.Event()
         running.append(done)
         await done.wait()
-        lim.answered()  # no quota stated: still nothing known
+        lim.auto.answered()  # no quota stated: still nothing known
         lim.release()
 
     tasks = [asyncio.create_task(call()) for _ in range(10)]
@@ -111,7 +112,7 @@ async def test_a_stated_quota_ends_probing_and_paces_the_calls_waiting() -> None
     waiting = asyncio.ensure_future(starts_of(lim, clock, 5))
     await settle()
     assert not waiting.done()  # the probe is out: nobody else starts
-    lim.answered(fk.Quota(limit=6000))  # 100 a second
+    lim.auto.answered(fk.Quota(limit=6000))  # 100 a second
     lim.release()
     starts = await waiting
     gaps = [b - a for a, b in itertools.pairwise(starts)]
@@ -121,11 +122,11 @@ async def test_a_stated_quota_ends_probing_and_paces_the_calls_waiting() -> None
 async def test_a_refusal_holds_every_start_for_its_retry_after_and_backs_off_once() -> None:
     clock = FakeClock()
     lim = limiter(fk.Limit(rpm="auto"), clock)
-    lim.answered(fk.Quota(limit=600))
+    lim.auto.answered(fk.Quota(limit=600))
     await starts_of(lim, clock, 3)
     sent = clock()
-    lim.refused(2.0, sent_at=sent)
-    lim.refused(2.0, sent_at=sent)  # sent before the back-off: no second back-off
+    lim.auto.refused(2.0, sent_at=sent)
+    lim.auto.refused(2.0, sent_at=sent)  # sent before the back-off: no second back-off
     starts = await starts_of(lim, clock, 2)
     assert starts[0] == pytest.approx(sent + 2.0)
     # Backed off once, and recovering since: two seconds' worth when the next start is set.
@@ -138,8 +139,8 @@ async def test_a_refusal_holds_every_start_for_its_retry_after_and_backs_off_onc
 async def test_the_backed_off_pace_recovers_linearly_to_the_stated_rate() -> None:
     clock = FakeClock()
     lim = limiter(fk.Limit(rpm="auto"), clock)
-    lim.answered(fk.Quota(limit=600))
-    lim.refused()
+    lim.auto.answered(fk.Quota(limit=600))
+    lim.auto.refused()
     assert lim.stats().paced_rpm == pytest.approx(588 * RATE_BACKOFF)
     clock.now += (1 - RATE_BACKOFF) / RATE_RECOVERY / 2
     assert lim.stats().paced_rpm == pytest.approx(588 * (1 + RATE_BACKOFF) / 2)
@@ -155,9 +156,9 @@ async def test_told_only_refusals_it_paces_just_below_what_was_answered_lately()
     for _ in range(40):  # one call every 0.1 s, answered: 10 a second
         await lim.acquire()
         await clock.sleep(0.1)
-        lim.answered()
+        lim.auto.answered()
         lim.release()
-    lim.refused()
+    lim.auto.refused()
     stats = lim.stats()
     assert stats.rpm is None  # never told
     assert stats.paced_rpm == pytest.approx(40 / 3.9 * 60 * RATE_BACKOFF)
@@ -166,7 +167,7 @@ async def test_told_only_refusals_it_paces_just_below_what_was_answered_lately()
 async def test_no_requests_remaining_holds_starts_until_one_is_back() -> None:
     clock = FakeClock()
     lim = limiter(fk.Limit(rpm="auto"), clock)
-    lim.answered(fk.Quota(limit=60, remaining=0, reset_s=30))  # one back every second
+    lim.auto.answered(fk.Quota(limit=60, remaining=0, reset_s=30))  # one back every second
     starts = await starts_of(lim, clock, 1)
     assert starts == [pytest.approx(30 / 60)]
 
@@ -180,15 +181,15 @@ async def test_adaptive_concurrency_grows_while_full_and_halves_on_refusal_or_ti
     queued = asyncio.ensure_future(lim.acquire())
     await settle()
     assert not queued.done()
-    lim.answered()  # the window was full: one more slot, and the queued call takes it
+    lim.auto.answered()  # the window was full: one more slot, and the queued call takes it
     await settle()
     assert queued.done() and lim.slots.capacity == START_CONCURRENCY + 1
-    lim.refused(sent_at=clock())
+    lim.auto.refused(sent_at=clock())
     assert lim.slots.capacity == (START_CONCURRENCY + 1) // 2
-    lim.timed_out(sent_at=clock() - 1)  # sent before the back-off: says nothing new
+    lim.auto.timed_out(sent_at=clock() - 1)  # sent before the back-off: says nothing new
     assert lim.slots.capacity == (START_CONCURRENCY + 1) // 2
     clock.now += 1
-    lim.timed_out(sent_at=clock())
+    lim.auto.timed_out(sent_at=clock())
     assert lim.slots.capacity == 1
     for _ in range(START_CONCURRENCY + 1):
         lim.release()
@@ -203,19 +204,19 @@ async def test_adaptive_concurrency_never_passes_its_ceiling_nor_grows_unused() 
     clock = FakeClock()
     lim = limiter(fk.Limit(max_concurrency=6, adaptive=True), clock)
     assert lim.slots is not None
-    lim.answered()  # nobody in flight: the window was not full
+    lim.auto.answered()  # nobody in flight: the window was not full
     assert lim.slots.capacity == START_CONCURRENCY
     for _ in range(10):
         while lim.slots.in_use < lim.slots.capacity:
             await lim.acquire()
-        lim.answered()  # a full window: slow start widens it by one
+        lim.auto.answered()  # a full window: slow start widens it by one
     assert lim.slots.capacity == 6 and lim.stats().max_concurrency == 6
 
 
 async def test_what_a_worker_thread_reports_reaches_the_limiter_on_its_loop() -> None:
     clock = FakeClock()
     lim = limiter(fk.Limit(rpm="auto"), clock)
-    await asyncio.to_thread(lim.answered, fk.Quota(limit=1200))
+    await asyncio.to_thread(lim.auto.answered, fk.Quota(limit=1200))
     await settle()
     assert lim.stats().rpm == 1200
 
@@ -223,8 +224,10 @@ async def test_what_a_worker_thread_reports_reaches_the_limiter_on_its_loop() ->
 async def test_a_fixed_limit_ignores_what_the_provider_says() -> None:
     clock = FakeClock()
     lim = limiter(fk.Limit(rpm=60), clock)
-    lim.answered(fk.Quota(limit=6))
-    lim.refused(30.0)
+    handle = LimiterHandle(lim)  # what a client inside exec reports through
+    handle.answered(fk.Quota(limit=6))
+    handle.refused(30.0)
+    handle.timed_out()
     starts = await starts_of(lim, clock, 2)
     assert starts == [0.0, pytest.approx(60 / 58.8)]
     stats = lim.stats()
