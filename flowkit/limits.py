@@ -1,9 +1,8 @@
-"""Concurrency slots and smooth rate limiters, shared by every node that draws on them.
-
-``Slots`` is a FIFO counting semaphore with a synchronous fast path (``try_acquire``) so an
-uncontended acquire costs no coroutine. ``RateLimiter`` is a GCRA (virtual scheduling) pacer:
-starts are spaced evenly at the configured rate, so no window of the period ever sees a burst
-above the rate, unlike a bucket that starts full.
+"""Named limits shared by every node that draws on them: ``Limit`` (what a user asks for),
+``NamedLimiter`` (its run-time form: ``Slots``, a FIFO counting semaphore whose uncontended
+acquire costs no coroutine, and ``flowkit.pacing``'s pacers, with its own meter) and
+``Limiters`` (a run's set). Parts of a limit set to ``"auto"`` are
+learned from what the provider says (``flowkit.adaptive``).
 """
 
 from __future__ import annotations
@@ -11,11 +10,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
+from flowkit.adaptive import AUTO, AUTO_CEILING, Adaptive, AutoSlots, Quota
 from flowkit.errors import ConfigError
+from flowkit.limitstats import LimiterStats
+from flowkit.pacing import Clock, RateLimiter, Sleep
 
 if TYPE_CHECKING:
     from flowkit.budgets import Budget
@@ -23,12 +25,15 @@ if TYPE_CHECKING:
 __all__ = [
     "Limit",
     "LimiterStats",
+    "Quota",
 ]
 
-Clock = Callable[[], float]
+DEFAULT_MARGIN = 0.02
+"""A fixed or learned rpm is paced this share below the rate: a provider that counts over a
+sliding window then never sees one call too many when network jitter bunches two starts."""
+
 RATE_WINDOW = 1.0
 """Seconds of use below which an unpaced limiter reports no achieved rate."""
-Sleep = Callable[[float], Awaitable[None]]
 
 
 def check_limit(value: object, what: str) -> int:
@@ -50,7 +55,18 @@ class Limit:
 
     ``max_concurrency`` bounds calls in flight; ``rpm`` bounds call starts per minute;
     ``tpm`` bounds tokens per minute (callers say how many tokens a call will use).
-    ``burst`` lets that many starts (or tokens, for tpm) go back to back before pacing.
+    ``burst`` lets that many starts (or tokens, for tpm) go back to back before pacing a
+    fixed rate.
+
+    ``rpm="auto"`` (or ``tpm="auto"``) paces at the rate the provider states on its
+    answers, and waits out its Retry-After on a refusal (a client such as ``nodes.llm``
+    reports both). ``max_concurrency="auto"`` adapts calls in flight between 1 and
+    ``AUTO_CEILING`` (64): one more per full round of answers, half as many on a refusal or
+    a timeout (AIMD); ``adaptive=True`` does the same below an int ``max_concurrency``.
+    ``margin`` paces rpm (fixed or learned) and a learned tpm that share below the rate
+    (default 2 %), so a provider counting over a sliding window is not overrun; 0 paces at
+    the rate exactly. A fixed tpm is paced as given: calls reserve an estimate of their
+    tokens (prompt plus the reply's cap) that the real usage only ever lowers.
 
     ``max_calls``, ``max_tokens`` and ``max_cost`` are a budget with a hard stop: once the
     calls started, the tokens or the cost charged (``charge``, e.g. by an LLM client from its
@@ -58,13 +74,15 @@ class Limit:
     run ends with the status "budget".
     """
 
-    max_concurrency: int | None = None
-    rpm: float | None = None
-    tpm: float | None = None
+    max_concurrency: int | Literal["auto"] | None = None
+    rpm: float | Literal["auto"] | None = None
+    tpm: float | Literal["auto"] | None = None
     burst: int = 1
     max_calls: int | None = None
     max_tokens: float | None = None
     max_cost: float | None = None
+    margin: float = DEFAULT_MARGIN
+    adaptive: bool = False
 
     @property
     def budgeted(self) -> bool:
@@ -72,24 +90,48 @@ class Limit:
         return not (self.max_calls is None and self.max_tokens is None and self.max_cost is None)
 
     def __post_init__(self) -> None:
-        if self.max_concurrency is not None:
-            check_limit(self.max_concurrency, "Limit.max_concurrency")
-        if self.rpm is not None:
-            _check_rate(self.rpm, "Limit.rpm")
-        if self.tpm is not None:
-            _check_rate(self.tpm, "Limit.tpm")
+        if self.max_concurrency is not None and self.max_concurrency != AUTO:
+            check_limit(self.max_concurrency, "Limit.max_concurrency (or 'auto')")
+        if self.rpm is not None and self.rpm != AUTO:
+            _check_rate(self.rpm, "Limit.rpm (or 'auto')")
+        if self.tpm is not None and self.tpm != AUTO:
+            _check_rate(self.tpm, "Limit.tpm (or 'auto')")
         check_limit(self.burst, "Limit.burst")
         if self.max_calls is not None:
             check_limit(self.max_calls, "Limit.max_calls")
         for name in ("max_tokens", "max_cost"):
             if getattr(self, name) is not None:
                 _check_rate(getattr(self, name), f"Limit.{name}")
+        margin = self.margin
+        if isinstance(margin, bool) or not isinstance(margin, int | float) or not 0 <= margin < 1:
+            raise ConfigError(f"Limit.margin must be a share from 0 to below 1, got {margin!r}")
+        if self.adaptive and self.max_concurrency is None:
+            raise ConfigError(
+                "Limit(adaptive=True) adapts calls in flight below a ceiling: give "
+                "max_concurrency=N, or max_concurrency='auto' for up to "
+                f"{AUTO_CEILING}"
+            )
         unlimited = self.max_concurrency is None and self.rpm is None and self.tpm is None
         if unlimited and not self.budgeted:
             raise ConfigError(
                 "Limit needs at least one of max_concurrency, rpm, tpm, max_calls, max_tokens "
                 "or max_cost"
             )
+
+    @property
+    def ceiling(self) -> int | None:
+        """The most calls in flight an adaptive limit may open, else None."""
+        if self.max_concurrency == AUTO:
+            return AUTO_CEILING
+        if self.adaptive and isinstance(self.max_concurrency, int):
+            return self.max_concurrency
+        return None
+
+    @property
+    def learns(self) -> tuple[str, ...]:
+        """What this limit learns as it runs: some of "concurrency", "rpm", "tpm"."""
+        parts = ("concurrency",) if self.ceiling is not None else ()
+        return parts + tuple(k for k in ("rpm", "tpm") if getattr(self, k) == AUTO)
 
 
 class Slots:
@@ -137,111 +179,9 @@ class Slots:
         self.in_use -= 1
 
 
-class RateLimiter:
-    """Paces starts at ``rate`` units per ``period`` seconds (GCRA, virtual scheduling).
-
-    Each acquire reserves the next free start time and sleeps until it, so waiters are
-    served in order without a lock. ``burst`` units may start back to back.
-    """
-
-    def __init__(
-        self,
-        rate: float,
-        period: float = 60.0,
-        *,
-        burst: int = 1,
-        clock: Clock = time.monotonic,
-        sleep: Sleep = asyncio.sleep,
-    ) -> None:
-        self.interval = period / rate
-        self.tolerance = (burst - 1) * self.interval
-        self._clock = clock
-        self._sleep = sleep
-        self._tat = float("-inf")  # theoretical arrival time of the next unit
-
-    def reserve(self, units: float = 1.0) -> float:
-        """Reserve ``units`` and return how long the caller must wait before starting."""
-        now = self._clock()
-        tat = max(self._tat, now)
-        start = max(now, tat - self.tolerance)
-        self._tat = tat + units * self.interval
-        return start - now
-
-    def adjust(self, units: float) -> None:
-        """Correct an earlier reservation by ``units`` (negative gives budget back)."""
-        self._tat += units * self.interval
-
-    async def acquire(self, units: float = 1.0) -> float:
-        """Wait for the right to start; return the seconds waited."""
-        delay = self.reserve(units)
-        if delay > 0:
-            await self._sleep(delay)
-        return delay
-
-
-@dataclass
-class LimiterStats:
-    """How a named limiter was used over a run (what the report's limiter table shows).
-
-    ``calls`` counts requests let through; ``peak_in_flight`` and ``mean_in_flight`` count
-    holders of the limiter (mean over ``active_s``, from its first acquire to its last
-    release); ``full_share`` is the share of that time every slot was taken; ``achieved_rpm``
-    is the start rate between the first and last start; ``users`` maps each node that took
-    it to "runner" (its ``uses``), "exec" (code inside exec) or "runner+exec".
-    """
-
-    name: str
-    max_concurrency: int | None
-    rpm: float | None
-    tpm: float | None
-    calls: int
-    tokens: float
-    peak_in_flight: int
-    mean_in_flight: float
-    full_share: float
-    active_s: float
-    achieved_rpm: float | None
-    achieved_tpm: float | None
-    waits: int
-    wait_s: float
-    mean_wait_s: float
-    users: dict[str, str]
-
-    def limits_text(self) -> str:
-        """Its limits in words, e.g. "3 in flight, 600 rpm"."""
-        parts = []
-        if self.max_concurrency:
-            parts.append(f"{self.max_concurrency} in flight")
-        if self.rpm:
-            parts.append(f"{self.rpm:g} rpm")
-        if self.tpm:
-            parts.append(f"{self.tpm:g} tpm")
-        return ", ".join(parts)
-
-    def rate_text(self) -> str:
-        """Achieved rates against the limits, e.g. "598/min of 600 rpm"."""
-        parts = []
-        if self.achieved_rpm is not None:
-            of = f" of {self.rpm:g} rpm" if self.rpm else ""
-            parts.append(f"{self.achieved_rpm:,.0f} calls/min{of}")
-        if self.achieved_tpm is not None:
-            of = f" of {self.tpm:g} tpm" if self.tpm else ""
-            parts.append(f"{self.achieved_tpm:,.0f} tokens/min{of}")
-        return ", ".join(parts) or "-"
-
-    def line(self) -> str:
-        """One line for an end-of-run summary."""
-        cap = f"/{self.max_concurrency}" if self.max_concurrency else ""
-        rate = self.rate_text()
-        return (
-            f"limiter {self.name} ({self.limits_text()}): peak {self.peak_in_flight}{cap} in "
-            f"flight, {self.calls:,} calls{'' if rate == '-' else ', ' + rate}, "
-            f"{self.waits:,} waited, {self.wait_s:.2f} s in all"
-        )
-
-
 class NamedLimiter:
-    """The run-time form of a ``Limit``: slots plus request and token pacers.
+    """The run-time form of a ``Limit``: slots plus request and token pacers; ``auto``, the
+    part that learns what the provider says (``flowkit.adaptive.Adaptive``), if any.
 
     It also meters its own use (calls, holders over time, waits, tokens): ``stats()``;
     ``watch``, when set, hears every change of its holders (``(name, taken, holders)``).
@@ -259,15 +199,27 @@ class NamedLimiter:
         self.name = name
         self.limit = limit
         self.budgets = budgets
-        self.slots = Slots(limit.max_concurrency) if limit.max_concurrency else None
+        self.auto: Adaptive | None = None
+        cap, rpm, tpm = limit.max_concurrency, limit.rpm, limit.tpm
+        self.slots: Slots | AutoSlots | None = Slots(cap) if isinstance(cap, int) else None
+        if limit.learns:
+            self.auto = Adaptive(
+                rpm=rpm == AUTO,
+                tpm=tpm == AUTO,
+                ceiling=limit.ceiling,
+                margin=limit.margin,
+                clock=clock,
+                sleep=sleep,
+            )
+            self.slots = self.auto.slots or self.slots
         self.requests = (
-            RateLimiter(limit.rpm, burst=limit.burst, clock=clock, sleep=sleep)
-            if limit.rpm
+            RateLimiter(rpm * (1 - limit.margin), burst=limit.burst, clock=clock, sleep=sleep)
+            if rpm is not None and rpm != AUTO
             else None
         )
         self.tokens = (
-            RateLimiter(limit.tpm, burst=limit.burst, clock=clock, sleep=sleep)
-            if limit.tpm
+            RateLimiter(tpm, burst=limit.burst, clock=clock, sleep=sleep)
+            if tpm is not None and tpm != AUTO
             else None
         )
         self._clock = clock
@@ -296,14 +248,23 @@ class NamedLimiter:
 
     async def acquire(self, requests: int = 1, tokens: float = 0.0) -> float:
         """Take a slot, then wait for the request and token pacers; return seconds waited.
+
+        A limit that learns waits for its learned pace first, so that a slot is only held by
+        a call that may start (its adaptive window counts calls at the provider).
         Raises ``BudgetStop`` when one of its budgets is spent (before or after waiting)."""
         for budget in self.budgets:
             budget.check()
         t0 = self._clock()
-        blocked = False
-        if self.slots is not None and not self.slots.try_acquire():
-            blocked = True
-            await self.slots.acquire()
+        auto = self.auto
+        blocked = auto is not None and await auto.admit(requests, tokens) > 0
+        try:
+            if self.slots is not None and not self.slots.try_acquire():
+                blocked = True
+                await self.slots.acquire()
+        except BaseException:
+            if auto is not None:
+                auto.released()
+            raise
         try:
             if self.requests is not None:
                 blocked = await self.requests.acquire(requests) > 0 or blocked
@@ -314,6 +275,8 @@ class NamedLimiter:
         except BaseException:
             if self.slots is not None:
                 self.slots.release()
+            if auto is not None:
+                auto.released()
             raise
         now = self._clock()
         waited = now - t0 if blocked else 0.0
@@ -340,6 +303,8 @@ class NamedLimiter:
         self.in_use -= 1
         if self.slots is not None:
             self.slots.release()
+        if self.auto is not None:
+            self.auto.released()
         if self.watch is not None:
             self.watch(self.name, False, self.in_use)
 
@@ -348,6 +313,8 @@ class NamedLimiter:
         self.tokens_used += delta
         if self.tokens is not None and delta:
             self.tokens.adjust(delta)
+        if self.auto is not None and delta:
+            self.auto.adjust_tokens(delta)
 
     def charge(self, *, tokens: float = 0.0, cost: float = 0.0) -> None:
         """Count what a call used against this limiter's budgets (tokens: those really
@@ -384,11 +351,15 @@ class NamedLimiter:
             if self.tokens_used and active > 0 and (active >= RATE_WINDOW or limit.tpm)
             else None
         )
+        cap = limit.ceiling or limit.max_concurrency
+        given = {
+            k: v if isinstance(v, int | float) else None
+            for k, v in (("rpm", limit.rpm), ("tpm", limit.tpm))
+        }
+        learned = self.auto.learned(limit.learns, self._first_start) if self.auto else {}
         return LimiterStats(
             name=self.name,
-            max_concurrency=limit.max_concurrency,
-            rpm=limit.rpm,
-            tpm=limit.tpm,
+            max_concurrency=cap if isinstance(cap, int) else None,
             calls=self.calls,
             tokens=self.tokens_used,
             peak_in_flight=self.peak_in_use,
@@ -401,6 +372,7 @@ class NamedLimiter:
             wait_s=self.waited,
             mean_wait_s=self.waited / self.calls if self.calls else 0.0,
             users=dict(self.users),
+            **(given | learned),
         )
 
 

@@ -170,7 +170,7 @@ class LiveView(Observer):
         else:
             dt = now - lim.last
             lim.area += lim.holders * dt
-            cap = self.limits[event.limiter].max_concurrency
+            cap = _cap(self.limits[event.limiter])
             if cap and lim.holders >= cap:
                 lim.full += dt
         lim.last = now
@@ -245,7 +245,7 @@ class LiveView(Observer):
         used = [s for s in lims if s.calls or s.waits]
         nodes = [self._node(stats, used, now) for stats in self.info.nodes.values()]
         series = [
-            g.series(name, "limiter", self.limits[name].max_concurrency, now)
+            g.series(name, "limiter", _cap(self.limits[name]), now)
             for (kind, name), g in self._gauges.items()
             if kind == "limiter"
         ]
@@ -308,9 +308,9 @@ class LiveView(Observer):
                 users.setdefault(node, "waited")
         return LimiterStats(
             name=name,
-            max_concurrency=limit.max_concurrency,
-            rpm=limit.rpm,
-            tpm=limit.tpm,
+            max_concurrency=_cap(limit),
+            rpm=_fixed(limit.rpm),
+            tpm=_fixed(limit.tpm),
             calls=lim.calls,
             tokens=0.0,
             peak_in_flight=lim.peak,
@@ -422,3 +422,15 @@ _HANDLERS: dict[type, Callable[[LiveView, Any], None]] = {
 
 def _to_stderr(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
+
+
+def _cap(limit: Limit) -> int | None:
+    """The most calls in flight a limit allows (an adaptive one's ceiling), if any."""
+    cap = limit.ceiling or limit.max_concurrency
+    return cap if isinstance(cap, int) else None
+
+
+def _fixed(rate: float | str | None) -> float | None:
+    """A rate the user fixed (None for none or ``"auto"``, whose pace only the limiter
+    knows: the page after the run shows what it learned)."""
+    return rate if isinstance(rate, int | float) else None

@@ -8,6 +8,7 @@ import string
 from collections.abc import Sequence
 from importlib import resources
 
+from flowkit.limits import LimiterStats
 from flowkit.report.charts import concurrency_note, concurrency_svg, timeline_svg
 from flowkit.report.model import RunReport
 
@@ -224,7 +225,7 @@ def limiters_html(report: RunReport) -> str:
         rows.append(
             "<tr>"
             f"<td>{html.escape(lim.name)}</td>"
-            f"<td>{html.escape(lim.limits_text())}</td>"
+            f"<td>{html.escape(lim.limits_text())}{_learned_html(lim)}</td>"
             f"<td>{lim.calls:,}</td>"
             f"<td>{lim.mean_in_flight:.1f} / {lim.peak_in_flight} / {cap or '&ndash;'}</td>"
             f"<td>{full}</td>"
@@ -268,6 +269,11 @@ def budgets_html(report: RunReport) -> str:
         "Once a budget is spent no call starts; the calls in flight finish, so the total may "
         "pass the cap by what they used.</p></section>"
     )
+
+
+def _learned_html(lim: LimiterStats) -> str:
+    learned = lim.learned_text()
+    return f'<br><span class="note">{html.escape(learned)}</span>' if learned else ""
 
 
 def errors_html(report: RunReport) -> str:

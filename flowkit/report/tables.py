@@ -63,7 +63,7 @@ def limiter_table(report: RunReport) -> Table | None:
         cap = lim.max_concurrency
         table.add_row(
             lim.name,
-            lim.limits_text(),
+            "\n".join(filter(None, (lim.limits_text(), lim.learned_text()))),
             f"{lim.calls:,}",
             f"{lim.mean_in_flight:.1f} / {lim.peak_in_flight} / {cap or '-'}",
             f"{100 * lim.full_share:.0f} %" if cap else "-",
@@ -124,4 +124,6 @@ def node_blocks(report: RunReport) -> list[str]:
             f"  rate {lim.rate_text()}; waited {lim.wait_s:.2f} s ({lim.waits:,} waits); "
             f"used by {users}"
         )
+        if lim.learns:
+            lines.append(f"  learned: {lim.learned_text()}")
     return lines

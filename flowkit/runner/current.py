@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from flowkit.events import Operation
 from flowkit.executors.base import Outcome, call_with_retry_index
-from flowkit.limits import NamedLimiter
+from flowkit.limits import NamedLimiter, Quota
 
 if TYPE_CHECKING:
     from flowkit.runner.nodes import NodeRun
@@ -59,29 +59,38 @@ def current_limiter(name: str) -> LimiterHandle | None:
 
 class LimiterHandle:
     """A named limiter as code inside exec takes it: the same calls as ``NamedLimiter``,
-    with the wait recorded for the running node, item and call (stats, events, report)."""
+    with the wait recorded for the running node, item and call (stats, events, report).
 
-    __slots__ = ("_lim", "limit", "name")
+    ``answered``, ``refused`` and ``timed_out`` tell a limit that learns (``"auto"`` parts)
+    what the provider said about the call this handle last acquired; they do nothing for a
+    fixed limit and may be called from any thread (e.g. by a sync exec on worker threads,
+    with a handle taken in prep)."""
+
+    __slots__ = ("_lim", "_sent", "limit", "name")
 
     def __init__(self, lim: NamedLimiter) -> None:
         self._lim, self.name, self.limit = lim, lim.name, lim.limit
+        self._sent: float | None = None
 
     async def acquire(self, requests: int = 1, tokens: float = 0.0) -> float:
         """Wait for the limiter (see ``NamedLimiter.acquire``); returns the seconds waited."""
         node = current_node.get()
         if node is None:
-            return await self._lim.acquire(requests, tokens)
-        nr, path = node
-        nr.begin_wait()
-        try:
             waited = await self._lim.acquire(requests, tokens)
-        finally:
-            nr.end_wait()
-        if waited > 0:
-            ended = time.monotonic()
-            index, call = current_call.get()
-            what = f"limiter {self.name}"
-            nr.waited(path, index, call, what, ended - waited, ended, self.name)
+        else:
+            nr, path = node
+            nr.begin_wait()
+            try:
+                waited = await self._lim.acquire(requests, tokens)
+            finally:
+                nr.end_wait()
+            if waited > 0:
+                ended = time.monotonic()
+                index, call = current_call.get()
+                what = f"limiter {self.name}"
+                nr.waited(path, index, call, what, ended - waited, ended, self.name)
+        if self._lim.auto is not None:
+            self._sent = self._lim.auto.now()
         return waited
 
     def release(self) -> None:
@@ -90,6 +99,31 @@ class LimiterHandle:
     def adjust_tokens(self, delta: float) -> None:
         """Correct the token budget once a call's real usage is known."""
         self._lim.adjust_tokens(delta)
+
+    def answered(
+        self, requests: Quota | None = None, tokens: Quota | None = None, *, used: float = 0.0
+    ) -> None:
+        """The call was answered, using ``used`` tokens, with the limits the provider stated
+        on the answer (e.g. from its rate-limit headers), if any."""
+        if self._lim.auto is not None:
+            self._lim.auto.answered(requests, tokens, used)
+
+    def refused(
+        self,
+        retry_after_s: float | None = None,
+        *,
+        requests: Quota | None = None,
+        tokens: Quota | None = None,
+    ) -> None:
+        """The provider refused the call for its rate limits (e.g. HTTP 429), asking to wait
+        ``retry_after_s`` (e.g. its Retry-After header)."""
+        if self._lim.auto is not None:
+            self._lim.auto.refused(retry_after_s, requests, tokens, self._sent)
+
+    def timed_out(self) -> None:
+        """The call got no answer in time."""
+        if self._lim.auto is not None:
+            self._lim.auto.timed_out(self._sent)
 
     def __getattr__(self, name: str) -> Any:
         # Everything else (slots, requests, stats(), ...) is the limiter's own.

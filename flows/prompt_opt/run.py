@@ -129,7 +129,9 @@ def in_flight(task: Task, limits: Mapping[str, fk.Limit]) -> int | None:
     roles = task.roles()
     name = roles["assistant"].limiter if "assistant" in roles else DEFAULT_LIMITER
     limit = limits.get(name) or limits.get(DEFAULT_LIMITER)
-    return limit.max_concurrency if limit is not None else None
+    if limit is None:
+        return None
+    return limit.ceiling or (limit.max_concurrency if limit.max_concurrency != "auto" else None)
 
 
 def optimize_prompt(

@@ -2,7 +2,9 @@
 
 Every try of a call takes the runner's named limiter (``settings.limiter``) when the run
 defines one: a concurrency slot, a request under the rpm pacer and an estimate of its
-tokens under the tpm pacer, corrected by the reply's real usage. Failures worth retrying
+tokens under the tpm pacer, corrected by the reply's real usage. How the try ended (the
+rate limits the provider stated, a 429 and its Retry-After, a timeout) goes back to the
+limiter, which learns from it when its limit is ``"auto"``. Failures worth retrying
 (429, 5xx, timeouts, connection errors) are retried per ``settings.retry``, the slot
 released while waiting. Tokens, latency and calls go to the running node's stats, and each
 try is an ``operation`` with OpenTelemetry's GenAI attributes (model, tokens), which a traced
@@ -27,7 +29,14 @@ from pydantic import BaseModel, ValidationError
 
 from flowkit.errors import FlowkitWarning
 from flowkit.runner import current_limiter, operation, record_usage, waiting
-from nodes.llm.errors import LLMCallError, StructuredOutputError, TruncatedReplyError
+from flowkit.runner.current import LimiterHandle
+from nodes.llm.errors import (
+    LLMCallError,
+    LLMRateLimitError,
+    LLMTimeoutError,
+    StructuredOutputError,
+    TruncatedReplyError,
+)
 from nodes.llm.journal import current_journal
 from nodes.llm.meter import bill
 from nodes.llm.provider import ChatRequest, OpenAIProvider, Provider, Reply, Simulate
@@ -152,10 +161,11 @@ class LLMClient:
                     record_usage(limiter_wait_s=waited)
             started = time.monotonic()
             failure: LLMCallError | None = None
+            answer: Reply | None = None
             bill(self.name, attempts=1)
             try:
                 with operation(f"chat {request.model}", **self._trace(request, attempt)) as op:
-                    reply = await provider.complete(request, simulate)
+                    reply = answer = await provider.complete(request, simulate)
                     op["gen_ai.usage.input_tokens"] = reply.prompt_tokens
                     op["gen_ai.usage.output_tokens"] = reply.completion_tokens
                     if reply.truncated:
@@ -164,6 +174,7 @@ class LLMClient:
                 failure = exc
             finally:
                 if limiter is not None:
+                    _tell(limiter, answer, failure)  # a limit that learns takes it in
                     limiter.release()
             latency = time.monotonic() - started
             if failure is None:
@@ -247,6 +258,19 @@ def _unpriced(model: str, limiter: str) -> None:
             FlowkitWarning,
             stacklevel=3,
         )
+
+
+def _tell(limiter: LimiterHandle, reply: Reply | None, failure: LLMCallError | None) -> None:
+    """Tell the limiter how a try ended: answered (with the limits the provider stated),
+    refused for its rate limits (with its Retry-After), or timed out."""
+    if reply is not None:
+        used = reply.prompt_tokens + reply.completion_tokens
+        limiter.answered(reply.requests_quota, reply.tokens_quota, used=used)
+    elif isinstance(failure, LLMRateLimitError):
+        requests, tokens = failure.quotas
+        limiter.refused(failure.retry_after, requests=requests, tokens=tokens)
+    elif isinstance(failure, LLMTimeoutError):
+        limiter.timed_out()
 
 
 def _json_format(schema: type[BaseModel]) -> dict[str, object]:

@@ -7,6 +7,7 @@ client) that made it, the model, and how many attempts were spent.
 from __future__ import annotations
 
 from flowkit.errors import ConfigError, FlowkitError
+from flowkit.limits import Quota
 from flowkit.redact import redact
 
 
@@ -46,7 +47,18 @@ class TransientLLMError(LLMCallError):
 
 
 class LLMRateLimitError(TransientLLMError):
-    """The provider refused the call for its rate limits (HTTP 429)."""
+    """The provider refused the call for its rate limits (HTTP 429); ``quotas``: the request
+    and token limits it stated on the refusal, if any (``flowkit.Quota``)."""
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        retry_after: float | None = None,
+        quotas: tuple[Quota | None, Quota | None] = (None, None),
+    ) -> None:
+        super().__init__(detail, retry_after=retry_after)
+        self.quotas = quotas
 
 
 class LLMServerError(TransientLLMError):

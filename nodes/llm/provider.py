@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
+from flowkit.limits import Quota
 from nodes.llm.errors import (
     LLMConnectionError,
     LLMRateLimitError,
@@ -21,6 +22,7 @@ from nodes.llm.errors import (
     MalformedReplyError,
 )
 from nodes.llm.messages import estimate_tokens
+from nodes.llm.ratelimits import quotas, retry_after
 from nodes.llm.settings import LLMSettings
 
 if TYPE_CHECKING:
@@ -68,12 +70,15 @@ class ChatRequest:
 
 @dataclass(frozen=True)
 class Reply:
-    """The text of one completion and the tokens it used."""
+    """The text of one completion and the tokens it used; ``requests_quota`` and
+    ``tokens_quota``: the rate limits the provider stated on it, if any."""
 
     text: str
     prompt_tokens: int
     completion_tokens: int
     truncated: bool = False
+    requests_quota: Quota | None = None
+    tokens_quota: Quota | None = None
 
 
 class Provider(Protocol):
@@ -109,11 +114,14 @@ class OpenAIProvider:
     async def complete(self, request: ChatRequest, simulate: Simulate | None) -> Reply:
         model, openai = request.model, self._openai
         try:
-            completion = await self._completions.create(**request.body())
+            raw = await self._completions.with_raw_response.create(**request.body())
+            completion = raw.parse()
         except openai.RateLimitError as exc:
+            headers = exc.response.headers
             raise LLMRateLimitError(
                 f"model {model}: rate limited (HTTP 429): {exc.message}",
-                retry_after=retry_after(exc.response.headers),
+                retry_after=retry_after(headers),
+                quotas=quotas(headers),
             ) from exc
         except openai.APIStatusError as exc:
             detail = f"model {model}: HTTP {exc.status_code}: {exc.message}"
@@ -132,7 +140,9 @@ class OpenAIProvider:
             raise MalformedReplyError(
                 f"model {model}: the reply is not valid JSON ({exc})"
             ) from exc
-        return read_completion(completion, request)
+        requests, tokens = quotas(raw.headers)
+        reply = read_completion(completion, request)
+        return replace(reply, requests_quota=requests, tokens_quota=tokens)
 
     async def aclose(self) -> None:
         await self._client.close()
@@ -154,18 +164,3 @@ def read_completion(completion: ChatCompletion, request: ChatRequest) -> Reply:
         completion_tokens=usage.completion_tokens if usage else estimate_tokens(text),
         truncated=choice.finish_reason == "length",
     )
-
-
-def retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds from ``retry-after-ms`` or ``retry-after`` (a number); None when absent."""
-    for header, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = headers.get(header)
-        if value is None:
-            continue
-        try:
-            seconds = float(value) / scale
-        except ValueError:
-            continue
-        if seconds >= 0:
-            return seconds
-    return None

@@ -15,6 +15,7 @@ SAYS = {
     "13_budget": ["stopped: Summarize stopped: budget llm: max_cost $0.10 reached", "status done"],
     "14_streaming": ["8 line(s) in the file so far", "when each line was written"],
     "15_cache": ["31 tickets with gpt-4o-mini: 30 from the cache, 1 LLM calls"],
+    "16_auto_rate_limits": ["learned: auto rpm: told 2,400, pacing 2,352"],
 }
 """What a chapter must print, beyond running: the behaviour it shows."""
 

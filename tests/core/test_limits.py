@@ -10,7 +10,8 @@ import pytest
 
 import flowkit as fk
 from flowkit.errors import ConfigError
-from flowkit.limits import RateLimiter, Slots
+from flowkit.limits import Slots
+from flowkit.pacing import RateLimiter
 
 
 class Probe:
@@ -155,7 +156,9 @@ async def test_named_limiter_is_one_budget_for_nested_fan_out() -> None:
     assert shared["p2"] == [("p2", u) for u in range(4)]
 
 
-async def test_rate_limit_spaces_starts_evenly() -> None:
+async def paced_starts(limit: fk.Limit, calls: int) -> list[float]:
+    """Start times of ``calls`` calls through a limiter ``api`` set to ``limit``, on a fake
+    clock."""
     clock = FakeClock()
     starts: list[float] = []
 
@@ -163,20 +166,32 @@ async def test_rate_limit_spaces_starts_evenly() -> None:
         uses = ("api",)
 
         async def prep_async(self, shared):
-            return range(150)
+            return range(calls)
 
         async def exec_async(self, item):
             starts.append(clock())
 
-    runner = fk.Runner(limits={"api": fk.Limit(rpm=60)}, clock=clock, sleep=clock.sleep)
+    runner = fk.Runner(limits={"api": limit}, clock=clock, sleep=clock.sleep)
     await runner.run_async(Call(), {})
-    starts.sort()
+    return sorted(starts)
+
+
+async def test_rate_limit_spaces_starts_evenly() -> None:
+    starts = await paced_starts(fk.Limit(rpm=60, margin=0), 150)
     assert len(starts) == 150
     gaps = [b - a for a, b in itertools.pairwise(starts)]
     assert min(gaps) == pytest.approx(1.0)
     # No 60 s window, wherever it starts, holds more than 60 starts.
     for i, t in enumerate(starts):
         assert sum(1 for s in starts[i:] if s < t + 60) <= 60
+
+
+async def test_a_fixed_rpm_is_paced_two_percent_below_the_rate_by_default() -> None:
+    starts = await paced_starts(fk.Limit(rpm=60), 150)
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    assert min(gaps) == pytest.approx(60 / 58.8)
+    # A window of the period holds at most 59 starts: one to spare for jitter.
+    assert max(sum(1 for s in starts[i:] if s < t + 60) for i, t in enumerate(starts)) == 59
 
 
 async def test_burst_then_steady_rate() -> None:

@@ -11,6 +11,7 @@ import random
 import threading
 import time
 from collections import deque
+from dataclasses import replace
 from typing import Any, Protocol
 
 from nodes.llm.testing.completions import (
@@ -19,6 +20,7 @@ from nodes.llm.testing.completions import (
     chat_completion_stream,
     default_responder,
     malformed_completion,
+    usage,
 )
 from nodes.llm.testing.config import Fault, ServerConfig
 from nodes.llm.testing.http import Request, Response
@@ -44,7 +46,8 @@ class FakeOpenAI:
         self._config = config
         self._next_faults = deque(config.next_faults)
         self._admitted = 0
-        self._window: deque[float] = deque()
+        self._window: deque[float] = deque()  # when each request in the rpm window came
+        self._token_window: deque[tuple[float, int]] = deque()  # (when, tokens)
         self._fault_rng = random.Random(f"fault:{config.seed}")
         self._latency_rng = random.Random(f"latency:{config.seed}")
         self.stats = StatsRecorder(config.max_records)
@@ -71,6 +74,7 @@ class FakeOpenAI:
         """Clear stats and the rpm window and reseed the random draws; settings stay."""
         with self._lock:
             self._window.clear()
+            self._token_window.clear()
             self._reseed()
         self.stats.reset()
 
@@ -109,11 +113,15 @@ class FakeOpenAI:
         except ValueError:
             choices = ", ".join(Fault)
             return Response.error(400, f"{FAULT_HEADER} must be one of: {choices}"), None
+        tokens = self._tokens(body) if self._config.tpm is not None else 0
         with self._lock:
-            config = self._config
-            if limited := self._admit(config, time.monotonic()):
+            config, now = self._config, time.monotonic()
+            limited = self._admit(config, now, tokens)
+            headers = self._rate_headers(config, now)
+            if limited:
                 reason, retry_after = limited
-                return _rate_limited(f"server limit reached: {reason}", retry_after), reason
+                refusal = _rate_limited(f"server limit reached: {reason}", retry_after, headers)
+                return refusal, reason
             fault = forced or self._next_fault(config)
             latency = config.draw_latency_s(self._latency_rng)
         try:
@@ -121,6 +129,8 @@ class FakeOpenAI:
         finally:
             with self._lock:
                 self._admitted -= 1
+        if response is not None and response.status == 200 and headers:
+            response = replace(response, headers={**response.headers, **headers})
         return response, fault.value if fault else None
 
     async def _answer(
@@ -151,18 +161,72 @@ class FakeOpenAI:
             return Response(200, stream, content_type="text/event-stream")
         return Response.json(200, chat_completion(body, text, id=completion_id, created=created))
 
-    def _admit(self, config: ServerConfig, now: float) -> tuple[str, float] | None:
-        """Take a slot under the server-side limits, or say which limit refused (lock held)."""
+    def _admit(self, config: ServerConfig, now: float, tokens: int) -> tuple[str, float] | None:
+        """Take a slot under the server-side limits, or say which limit refused and how long
+        until it has room (lock held)."""
         if config.max_in_flight is not None and self._admitted >= config.max_in_flight:
             return "max_in_flight", config.retry_after_s
+        self._slide(config, now)
+        window = config.rpm_window_s
+        if config.rpm is not None and len(self._window) >= config.rpm:
+            # Room once all but rpm - 1 of the requests in the window have left it.
+            return "rpm", self._window[len(self._window) - config.rpm] + window - now
+        if config.tpm is not None:
+            spent = sum(n for _, n in self._token_window)
+            if spent + tokens > config.tpm:
+                return "tpm", self._tokens_free_at(config.tpm - tokens, spent) + window - now
         if config.rpm is not None:
-            while self._window and self._window[0] <= now - config.rpm_window_s:
-                self._window.popleft()
-            if len(self._window) >= config.rpm:
-                return "rpm", self._window[0] + config.rpm_window_s - now
             self._window.append(now)
+        if config.tpm is not None:
+            self._token_window.append((now, tokens))
         self._admitted += 1
         return None
+
+    def _slide(self, config: ServerConfig, now: float) -> None:
+        """Drop what left the rpm and tpm windows (lock held)."""
+        start = now - config.rpm_window_s
+        while self._window and self._window[0] <= start:
+            self._window.popleft()
+        while self._token_window and self._token_window[0][0] <= start:
+            self._token_window.popleft()
+
+    def _tokens_free_at(self, allowed: int, spent: int) -> float:
+        """When the oldest entries leaving the token window bring it to ``allowed``."""
+        for at, n in self._token_window:
+            spent -= n
+            if spent <= allowed:
+                return at
+        return self._token_window[-1][0] if self._token_window else 0.0
+
+    def _rate_headers(self, config: ServerConfig, now: float) -> dict[str, str]:
+        """OpenAI's x-ratelimit-* headers for the rpm and tpm limits (lock held)."""
+        if not config.rate_headers:
+            return {}
+        headers: dict[str, str] = {}
+        window = config.rpm_window_s
+        for unit, limit, used, last in (
+            ("requests", config.rpm, len(self._window), self._window[-1] if self._window else None),
+            (
+                "tokens",
+                config.tpm,
+                sum(n for _, n in self._token_window),
+                self._token_window[-1][0] if self._token_window else None,
+            ),
+        ):
+            if limit is None:
+                continue
+            reset = max(0.0, last + window - now) if last is not None else 0.0
+            headers[f"x-ratelimit-limit-{unit}"] = str(round(limit * 60 / window))
+            headers[f"x-ratelimit-remaining-{unit}"] = str(max(0, limit - used))
+            headers[f"x-ratelimit-reset-{unit}"] = _duration(reset)
+        return headers
+
+    def _tokens(self, body: Any) -> int:
+        """What a request costs against ``tpm``: its prompt and the reply it will get."""
+        try:
+            return usage(body, self._responder(body))["total_tokens"]
+        except Exception:
+            return 0
 
     def _next_fault(self, config: ServerConfig) -> Fault | None:
         """The next queued fault, else a random draw (lock held)."""
@@ -195,14 +259,27 @@ class FakeOpenAI:
         return Response.json(200, {"config": config.model_dump(mode="json")})
 
 
-def _rate_limited(message: str, retry_after_s: float) -> Response:
+def _rate_limited(
+    message: str, retry_after_s: float, rate_headers: dict[str, str] | None = None
+) -> Response:
     headers = {
         "Retry-After": str(math.ceil(retry_after_s)),
         "retry-after-ms": str(math.ceil(retry_after_s * 1000)),
+        **(rate_headers or {}),
     }
     return Response.error(
         429, message, error_type="requests", code="rate_limit_exceeded", headers=headers
     )
+
+
+def _duration(seconds: float) -> str:
+    """A duration as OpenAI writes it: ``120ms``, ``8.5s``, ``6m0s``."""
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms"
+    if seconds < 60:
+        return f"{seconds:.3g}s"
+    minutes, rest = divmod(seconds, 60)
+    return f"{int(minutes)}m{rest:.3g}s"
 
 
 def _decode_body(raw: bytes) -> Any:

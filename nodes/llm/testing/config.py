@@ -23,6 +23,15 @@ class ServerConfig(BaseModel):
     Latency, faults and limits apply to ``POST /v1/chat/completions`` only. Faults are
     chosen per request in this order: the ``X-Flowkit-Fault`` header, then ``next_faults``,
     then one seeded random draw against the ``*_rate`` fields.
+
+    ``rpm`` and ``tpm`` are enforced over a sliding window of ``rpm_window_s`` seconds; a
+    refusal's Retry-After is the time until the window has room. With ``rate_headers``,
+    answers and refusals state them as OpenAI does: ``x-ratelimit-limit-requests`` (the
+    per-minute rate the window stands for: ``rpm * 60 / rpm_window_s``),
+    ``x-ratelimit-remaining-requests`` (how many more it would admit now) and
+    ``x-ratelimit-reset-requests`` (when the window is empty again, e.g. ``8.5s``), and the
+    same for ``-tokens``. ``configure(rpm=...)`` while it runs changes the limit for the next
+    request; the window keeps what it holds.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -63,8 +72,18 @@ class ServerConfig(BaseModel):
         ge=1,
         description="admit at most this many requests per sliding window, else 429",
     )
+    tpm: int | None = Field(
+        default=None,
+        ge=1,
+        description="admit at most this many tokens (prompt and reply) per sliding window, "
+        "else 429",
+    )
     rpm_window_s: float = Field(
-        default=60.0, gt=0, description="length of the rpm window in seconds"
+        default=60.0, gt=0, description="length of the rpm and tpm window in seconds"
+    )
+    rate_headers: bool = Field(
+        default=True,
+        description="state the rpm and tpm limits in OpenAI's x-ratelimit-* headers",
     )
     max_in_flight: int | None = Field(
         default=None, ge=1, description="answer 429 while this many requests are being handled"

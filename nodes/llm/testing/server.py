@@ -34,6 +34,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "retry_after_s": float,
         "stall_s": float,
         "rpm": int,
+        "tpm": int,
         "rpm_window_s": float,
         "max_in_flight": int,
     }
@@ -43,6 +44,13 @@ def _build_parser() -> argparse.ArgumentParser:
         parser.add_argument(flag, dest=name, type=kind, help=fields[name].description)
     parser.add_argument(
         "--model", dest="models", action="append", help="model id to list (repeatable)"
+    )
+    parser.add_argument(
+        "--no-rate-headers",
+        dest="rate_headers",
+        action="store_false",
+        default=None,
+        help="do not state the rpm and tpm limits in x-ratelimit-* headers",
     )
     return parser
 

@@ -77,3 +77,68 @@ def test_sdk_retries_after_the_window_slides(llm_server: LLMServer) -> None:
     assert stats.status_counts[200] == 3 and stats.status_counts[429] >= 1
     admitted = [r.start_monotonic for r in stats.requests if r.status == 200]
     assert admitted[2] - admitted[0] >= 0.4
+
+
+def rate_headers(headers: Any, unit: str = "requests") -> tuple[str, str, str]:
+    return (
+        headers[f"x-ratelimit-limit-{unit}"],
+        headers[f"x-ratelimit-remaining-{unit}"],
+        headers[f"x-ratelimit-reset-{unit}"],
+    )
+
+
+@pytest.mark.llm_server(rpm=30, rpm_window_s=6, tpm=6000)
+def test_answers_state_the_limits_in_openai_headers(llm_server: LLMServer) -> None:
+    client = OpenAI(base_url=llm_server.base_url, api_key="test", max_retries=0)
+    first = client.chat.completions.with_raw_response.create(model="m", messages=MESSAGES)
+    second = client.chat.completions.with_raw_response.create(model="m", messages=MESSAGES)
+    # 30 per 6 s stands for 300 a minute; two taken; the window empties 6 s after the last.
+    assert rate_headers(first.headers)[:2] == ("300", "29")
+    limit, remaining, reset = rate_headers(second.headers)
+    assert (limit, remaining) == ("300", "28")
+    assert reset.endswith("s") and 5.5 <= float(reset.removesuffix("s")) <= 6
+    used = second.parse().usage
+    assert used is not None
+    limit, remaining, _ = rate_headers(second.headers, "tokens")
+    assert (limit, remaining) == ("60000", str(6000 - 2 * used.total_tokens))
+
+
+@pytest.mark.llm_server(rpm=30, rate_headers=False)
+def test_rate_headers_can_be_kept_back(llm_server: LLMServer) -> None:
+    client = OpenAI(base_url=llm_server.base_url, api_key="test", max_retries=0)
+    raw = client.chat.completions.with_raw_response.create(model="m", messages=MESSAGES)
+    assert not [h for h in raw.headers if h.startswith("x-ratelimit")]
+
+
+@pytest.mark.llm_server(rpm=4, rpm_window_s=2)
+def test_a_halved_limit_refuses_until_enough_of_the_window_has_left(
+    llm_server: LLMServer,
+) -> None:
+    client = OpenAI(base_url=llm_server.base_url, api_key="test", max_retries=0)
+    for _ in range(4):
+        client.chat.completions.create(model="m", messages=MESSAGES)
+    llm_server.configure(rpm=2)
+    with pytest.raises(RateLimitError) as caught:
+        client.chat.completions.create(model="m", messages=MESSAGES)
+    admitted = [r.start_monotonic for r in llm_server.stats.requests if r.status == 200]
+    refused = llm_server.stats.requests[-1]
+    # Room for one more once three of the four have left: when the third one does.
+    expected = admitted[2] + 2 - refused.start_monotonic
+    wait = int(caught.value.response.headers["retry-after-ms"]) / 1000
+    assert expected - 0.01 <= wait <= expected + 0.002  # in whole milliseconds
+    assert rate_headers(caught.value.response.headers) == (
+        "60",
+        "0",
+        rate_headers(caught.value.response.headers)[2],
+    )
+
+
+@pytest.mark.llm_server(tpm=10_000, rpm_window_s=60)
+def test_tpm_refuses_what_the_window_cannot_take(llm_server: LLMServer) -> None:
+    client = OpenAI(base_url=llm_server.base_url, api_key="test", max_retries=0)
+    used = client.chat.completions.create(model="m", messages=MESSAGES).usage
+    assert used is not None
+    llm_server.configure(tpm=used.total_tokens * 3 // 2)  # not room for the same again
+    with pytest.raises(RateLimitError):
+        client.chat.completions.create(model="m", messages=MESSAGES)
+    assert llm_server.stats.requests[-1].reason == "tpm"
