@@ -47,9 +47,7 @@ def main() -> None:
     tasks, bad = validate_tasks(arc_tasks("training", None, args.limit))
     assert not bad, bad
     if "ray" not in skip:  # start the cluster before timing
-        fk.Runner(progress=False).run(
-            build_flow("ray"), {"tasks": dict(list(tasks.items())[:1])}
-        )
+        fk.Runner(progress=False).run(build_flow("ray"), {"tasks": dict(list(tasks.items())[:1])})
     results: dict[str, Any] = {}
     for mode in MODES:
         if mode in skip:

@@ -36,7 +36,7 @@ from _results import write_results
 HERE = Path(__file__).resolve().parent
 TREE = HERE.parent
 
-CHILD = r'''
+CHILD = r"""
 import asyncio, json, sys, time
 part, n = sys.argv[1], int(sys.argv[2])
 import flowkit as fk
@@ -147,7 +147,7 @@ elif part == "d":
         out[executor or "sequential"] = timed(lambda: runner.run(node, {"n": n}))
     out["cores"] = cpu_count()
 print(json.dumps(out))
-'''
+"""
 
 
 SINK = r"""
@@ -257,16 +257,20 @@ def main() -> None:
         print(f"== {name}: {tree}")
         if "a" in g:
             a = tree_out["a_us_per_item"] = {k: best(g["a"], k) * 1e6 for k in g["a"][0]}
-            print("(a) per-item overhead, no-op items, limit 100: " + ", ".join(
-                f"{k} {v:.2f} us" for k, v in a.items()
-            ))
+            print(
+                "(a) per-item overhead, no-op items, limit 100: "
+                + ", ".join(f"{k} {v:.2f} us" for k, v in a.items())
+            )
         if "b" in g:
             ideal = sizes["b"] / 200 * 0.02
             tree_out["b_efficiency"] = {p: ideal / best(g[p], "wall_s") for p in loops}
-            print("(b) 20 ms sleeps, limit 200, share of the ideal rate: " + ", ".join(
-                f"{'uvloop' if p.endswith('uvloop') else 'asyncio'} {v:.1%}"
-                for p, v in tree_out["b_efficiency"].items()
-            ))
+            print(
+                "(b) 20 ms sleeps, limit 200, share of the ideal rate: "
+                + ", ".join(
+                    f"{'uvloop' if p.endswith('uvloop') else 'asyncio'} {v:.1%}"
+                    for p, v in tree_out["b_efficiency"].items()
+                )
+            )
         if "c" in g:
             tree_out["c_peak_rss_mb"] = best(g["c"], "peak_rss_mb")
             print(f"(c) peak RSS, {sizes['c']:,} no-op items: {tree_out['c_peak_rss_mb']:.0f} MB")

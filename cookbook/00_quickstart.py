@@ -65,13 +65,17 @@ def main() -> None:
     par = timed(runner, ParallelSummarise(), shared)
     assert runner.last_run is not None
     peak = runner.last_run.nodes["ParallelSummarise"].peak_in_flight
-    print(f"summarise 40 docs: one at a time {seq:.2f} s, 10 at a time {par:.2f} s "
-          f"({seq / par:.1f}x faster, peak in flight {peak})")
+    print(
+        f"summarise 40 docs: one at a time {seq:.2f} s, 10 at a time {par:.2f} s "
+        f"({seq / par:.1f}x faster, peak in flight {peak})"
+    )
 
     cpu_seq = timed(runner, Score(), shared)
     cpu_par = timed(runner, Score(executor="process"), shared)
-    print(f"score 16 items: sequential {cpu_seq:.2f} s, processes {cpu_par:.2f} s "
-          f"({cpu_seq / cpu_par:.1f}x faster on {runner.settings.process_workers} cores)")
+    print(
+        f"score 16 items: sequential {cpu_seq:.2f} s, processes {cpu_par:.2f} s "
+        f"({cpu_seq / cpu_par:.1f}x faster on {runner.settings.process_workers} cores)"
+    )
 
 
 if __name__ == "__main__":

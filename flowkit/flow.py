@@ -23,6 +23,7 @@ __all__ = [
     "Parallel",
 ]
 
+
 class Flow(BaseNode):
     """Runs from ``start`` and follows the action each node's post returns.
 

@@ -220,9 +220,7 @@ class Progress(Observer):
 
     def _mark_growing(self) -> None:
         """Which nodes' totals still grow: those under a batch flow with passes to come."""
-        open_flows = [
-            r.path + "/" for r in self._rows.values() if r.passes and r.passed < r.passes
-        ]
+        open_flows = [r.path + "/" for r in self._rows.values() if r.passes and r.passed < r.passes]
         for row in self._rows.values():
             row.growing = any(row.path.startswith(prefix) for prefix in open_flows)
 

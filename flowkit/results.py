@@ -159,6 +159,7 @@ class RunInfo:
         """The run's report as HTML, which a notebook shows inline (installed by the
         composition root: ``flowkit.report.inline``)."""
         return run_html(self)
+
     @property
     def cached(self) -> int:
         """Items reused from the runner's cache."""

@@ -40,9 +40,7 @@ class Binding(Protocol):
 
     def retry(self, item: Any, attempt: int) -> Awaitable[Any]: ...
 
-    async def run(
-        self, items: Sequence[Any], attempts: Sequence[int] | None
-    ) -> list[Outcome]: ...
+    async def run(self, items: Sequence[Any], attempts: Sequence[int] | None) -> list[Outcome]: ...
 
 
 class Executor(Protocol):
@@ -148,9 +146,7 @@ class Chunked:
     def call(self, item: Any) -> Any:
         raise TypeError("a chunked executor takes items through run()")
 
-    async def run(
-        self, items: Sequence[Any], attempts: Sequence[int] | None
-    ) -> list[Outcome]:
+    async def run(self, items: Sequence[Any], attempts: Sequence[int] | None) -> list[Outcome]:
         raise NotImplementedError
 
     async def retry(self, item: Any, attempt: int) -> Any:

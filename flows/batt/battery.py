@@ -491,6 +491,12 @@ def build_battery(pairs: Sequence[Pair], ev: Evaluator | None = None) -> tuple[P
     programs += [(a, b) for a in steps for b in steps if _pair_ok(a, b)]
     cheap = [s for s in steps if STEPS[s[0]].cheap]
     reducers = [s for s in cheap if not STEPS[s[0]].geometric]
-    programs += [(a, b, c) for a in reducers for b in reducers if _pair_ok(a, b)
-                 for c in cheap if _pair_ok(b, c)]
+    programs += [
+        (a, b, c)
+        for a in reducers
+        for b in reducers
+        if _pair_ok(a, b)
+        for c in cheap
+        if _pair_ok(b, c)
+    ]
     return tuple(dict.fromkeys(programs))

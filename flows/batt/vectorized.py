@@ -309,8 +309,9 @@ def _fits(step: Step, nodes: np.ndarray, store: _Nodes, targets: Sequence[Shape]
     return ok
 
 
-def evaluate_batch(programs: Sequence[Program], grids: Sequence[Grid],
-                   targets: Sequence[Shape] | None = None) -> list[list[Grid | None]]:
+def evaluate_batch(
+    programs: Sequence[Program], grids: Sequence[Grid], targets: Sequence[Shape] | None = None
+) -> list[list[Grid | None]]:
     """Outputs of every program on every grid: ``result[k][p]`` for grid ``k``, program ``p``.
 
     With ``targets`` (one output shape per grid), a last step that provably cannot
@@ -339,8 +340,9 @@ def evaluate_batch(programs: Sequence[Program], grids: Sequence[Grid],
             plans.append((step, rows, cur, valid, known.tolist(), inverse))
             todo = [n for n in known.tolist() if (step, n) not in memo]
             if step[0] in VEC_STEPS:
-                memo.update(zip([(step, n) for n in todo], _apply_vec_many(step, todo, store),
-                                strict=True))
+                memo.update(
+                    zip([(step, n) for n in todo], _apply_vec_many(step, todo, store), strict=True)
+                )
             else:
                 for n in todo:
                     fallback.setdefault(n, []).append(step)
@@ -373,11 +375,18 @@ def solve_task_vectorized(task: ArcTask) -> TaskResult:
     results: list[BattResult] = [
         score_demo(task.task_id, programs, outputs[k], y) for k, (_, y) in enumerate(demos)
     ]
-    consistent = [p for p in range(len(programs))
-                  if all(outputs[k][p] == y for k, (_, y) in enumerate(demos))]
-    tests = evaluate_batch([programs[p] for p in consistent], [x for x, _ in task.test]) \
-        if consistent else [[] for _ in task.test]
+    consistent = [
+        p for p in range(len(programs)) if all(outputs[k][p] == y for k, (_, y) in enumerate(demos))
+    ]
+    tests = (
+        evaluate_batch([programs[p] for p in consistent], [x for x, _ in task.test])
+        if consistent
+        else [[] for _ in task.test]
+    )
     for test_outputs in tests:
-        results.append(pick_predictions(task.task_id, programs, len(consistent),
-                                        zip(consistent, test_outputs, strict=True)))
+        results.append(
+            pick_predictions(
+                task.task_id, programs, len(consistent), zip(consistent, test_outputs, strict=True)
+            )
+        )
     return TaskResult(task_id=task.task_id, samples=results, solved=is_solved(task, results))

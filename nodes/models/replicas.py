@@ -95,9 +95,7 @@ def _replica_main(
         conn.send_bytes(portable_outcomes([outcome], f"replica on {device}"))
 
 
-def _start_replica(
-    ctx: Any, factory: bytes, device: str, threads: int | None, slot: int
-) -> Worker:
+def _start_replica(ctx: Any, factory: bytes, device: str, threads: int | None, slot: int) -> Worker:
     """Start the worker process of the replica for ``device``."""
     gpu = _DEVICE.fullmatch(device)
     visible = None

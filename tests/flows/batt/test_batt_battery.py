@@ -55,8 +55,7 @@ def test_infer_params_of_a_scaling_task() -> None:
 
 
 def test_learn_cmap() -> None:
-    assert learn_cmap([(G("12"), G("34")), (G("21"), G("43"))]) == \
-        (0, 3, 4, 3, 4, 5, 6, 7, 8, 9)
+    assert learn_cmap([(G("12"), G("34")), (G("21"), G("43"))]) == (0, 3, 4, 3, 4, 5, 6, 7, 8, 9)
     assert learn_cmap([(G("11"), G("23"))]) is None
     assert learn_cmap([(G("1"), G("11"))]) is None
 
@@ -141,8 +140,10 @@ def test_evaluator_matches_run_program_and_prunes_only_impossible_shapes() -> No
             assert out == plain
         else:
             assert out is None or dsl.shape(out) != target
-    assert any(out is None and run_program(p, grid) is not None
-               for p, out in zip(battery, pruned, strict=True))
+    assert any(
+        out is None and run_program(p, grid) is not None
+        for p, out in zip(battery, pruned, strict=True)
+    )
 
 
 def test_evaluator_keeps_repeated_steps_apart() -> None:

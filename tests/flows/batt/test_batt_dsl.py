@@ -33,8 +33,11 @@ def grids(draw: st.DrawFn, max_side: int = 6, colors: int = 4) -> Grid:
 
 
 def test_there_are_at_least_80_primitives_and_each_is_tested() -> None:
-    names = [n for n, f in inspect.getmembers(dsl, inspect.isfunction)
-             if not n.startswith("_") and f.__module__ == dsl.__name__]
+    names = [
+        n
+        for n, f in inspect.getmembers(dsl, inspect.isfunction)
+        if not n.startswith("_") and f.__module__ == dsl.__name__
+    ]
     assert len(names) >= 80
     source = Path(__file__).read_text()
     untested = [n for n in names if f"dsl.{n}(" not in source]
@@ -352,8 +355,10 @@ def test_symmetry_completion() -> None:
 def test_symmetrize_h_restores_punched_mirror_image(g: Grid) -> None:
     full = dsl.mirror_right(g)
     w = dsl.width(g)
-    holed = tuple(tuple(9 if c < w and (r + c) % 2 == 0 else v for c, v in enumerate(row))
-                  for r, row in enumerate(full))
+    holed = tuple(
+        tuple(9 if c < w and (r + c) % 2 == 0 else v for c, v in enumerate(row))
+        for r, row in enumerate(full)
+    )
     assert dsl.symmetrize_h(holed, 9) == full
     assert dsl.symmetrize_h(full, 9) == full
 

@@ -80,8 +80,7 @@ def test_load_training_subset_keeps_requested_order() -> None:
 def test_load_limits_and_splits() -> None:
     training = load_tasks("training")
     assert len(training) == 400
-    assert [t.task_id for t in load_tasks("training", limit=3)] == \
-        [t.task_id for t in training[:3]]
+    assert [t.task_id for t in load_tasks("training", limit=3)] == [t.task_id for t in training[:3]]
     evaluation = load_tasks("evaluation", limit=2)
     assert len(evaluation) == 2
     assert evaluation[0].task_id not in {t.task_id for t in training}

@@ -57,9 +57,7 @@ async def test_a_limiter_taken_inside_exec_bounds_running_calls_in_the_report(
     tmp_path: Path,
 ) -> None:
     counter = Counted()
-    runner = fk.Runner(
-        limits={"llm": fk.Limit(max_concurrency=3)}, report=tmp_path, progress=False
-    )
+    runner = fk.Runner(limits={"llm": fk.Limit(max_concurrency=3)}, report=tmp_path, progress=False)
     await runner.run_async(fk.AsyncFlow(start=inside_limiter(counter)), {})
     assert counter.peak == 3
     report = load_report(tmp_path)
