@@ -138,6 +138,14 @@ class ConversationNode(LLMNode):
         ev.calls += 1
         return ev, value
 
+    async def say(self, item: Turn, simulate: Callable[[], str]) -> Said:
+        """One turn's LLM call (``simulate`` answers offline), with what it billed."""
+        text, error, bill = await billed(
+            self.llm,
+            lambda: self.llm.chat(list(item.messages), system=item.system, simulate=simulate),
+        )
+        return Said(text=text or "", error=error, bill=bill)
+
 
 class UserTurn(ConversationNode):
     """The user simulator: an LLM playing the dummy writes the user's next message."""
@@ -155,15 +163,7 @@ class UserTurn(ConversationNode):
         return Turn(f"{ev.key}:{ev.turns}:user", dummy, ev.turns, user_system(dummy), view)
 
     async def exec_async(self, item: Turn) -> Said:
-        text, error, bill = await billed(
-            self.llm,
-            lambda: self.llm.chat(
-                list(item.messages),
-                system=item.system,
-                simulate=lambda: simulated.user_message(item.dummy, item.turn),
-            ),
-        )
-        return Said(text=text or "", error=error, bill=bill)
+        return await self.say(item, lambda: simulated.user_message(item.dummy, item.turn))
 
     async def post_async(self, shared: dict[str, Any], item: Turn, reply: Any) -> str:
         got = self.counted(shared, reply)
@@ -189,15 +189,7 @@ class AssistantTurn(ConversationNode):
         return Turn(key, state.pool.rows[ev.row], ev.turns, system, tuple(ev.messages))
 
     async def exec_async(self, item: Turn) -> Said:
-        text, error, bill = await billed(
-            self.llm,
-            lambda: self.llm.chat(
-                list(item.messages),
-                system=item.system,
-                simulate=lambda: simulated.assistant_reply(item.system, item.turn),
-            ),
-        )
-        return Said(text=text or "", error=error, bill=bill)
+        return await self.say(item, lambda: simulated.assistant_reply(item.system, item.turn))
 
     async def post_async(self, shared: dict[str, Any], item: Turn, reply: Any) -> str:
         got = self.counted(shared, reply)

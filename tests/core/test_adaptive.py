@@ -4,7 +4,6 @@ concurrency, on a virtual clock (the LLM layer's tests run them against the loca
 from __future__ import annotations
 
 import asyncio
-import heapq
 import itertools
 
 import pytest
@@ -14,29 +13,7 @@ from flowkit.adaptive import AUTO_CEILING, RATE_BACKOFF, RATE_RECOVERY, START_CO
 from flowkit.errors import ConfigError
 from flowkit.limits import NamedLimiter
 from flowkit.runner.current import LimiterHandle
-
-
-class FakeClock:
-    """Virtual time: sleepers wake in order of their wake time, and time jumps to it."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self._sleepers: list[tuple[float, int]] = []
-        self._ids = itertools.count()
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        entry = (self.now + seconds, next(self._ids))
-        heapq.heappush(self._sleepers, entry)
-        try:
-            while self._sleepers[0] != entry:
-                await asyncio.sleep(0)
-        finally:
-            self._sleepers.remove(entry)
-            heapq.heapify(self._sleepers)
-        self.now = max(self.now, entry[0])
+from tests.core.virtual_time import FakeClock
 
 
 async def settle() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import heapq
 import itertools
 
 import pytest
@@ -12,6 +11,7 @@ import flowkit as fk
 from flowkit.errors import ConfigError
 from flowkit.limits import Slots
 from flowkit.pacing import RateLimiter
+from tests.core.virtual_time import FakeClock
 
 
 class Probe:
@@ -38,29 +38,6 @@ class Probe:
             await asyncio.wait_for(self.reached.wait(), timeout=5)
         finally:
             self.in_flight -= 1
-
-
-class FakeClock:
-    """Virtual time: sleepers wake in order of their wake time, and time jumps to it."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self._sleepers: list[tuple[float, int]] = []
-        self._ids = itertools.count()
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        entry = (self.now + seconds, next(self._ids))
-        heapq.heappush(self._sleepers, entry)
-        try:
-            while self._sleepers[0] != entry:
-                await asyncio.sleep(0)
-        finally:
-            self._sleepers.remove(entry)
-            heapq.heapify(self._sleepers)
-        self.now = max(self.now, entry[0])
 
 
 def probe_node(probe: Probe, **options: object) -> fk.AsyncParallelBatchNode:
