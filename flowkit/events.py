@@ -24,7 +24,8 @@ INSTANT = 1e-3
 """Seconds: an exec call that starts waiting (for a limiter, say) within this long of its
 start, or goes from one wait to the next within it, counts as waiting throughout, in the
 run's counts and in its report. Without it, the instant a call spends before ``acquire``
-would count it as running and lift the peak above the limiter's capacity."""
+would count it as running and lift the peak above the limiter's capacity. In an observed
+run, garbage collection inside that instant does not count (``flowkit.pauses``)."""
 
 Role = Literal["node", "flow"]
 

@@ -1,14 +1,14 @@
 """Run report: what each node did, how much of its work really overlapped, and why not more.
 
-``ReportWriter`` records a run's item spans and waits from its events and, when the run
-closes, writes ``report.json`` (the ``RunReport`` model), a self-contained ``report.html``
-(inline CSS, JS and SVG) and, when matplotlib is installed, ``report.png``. Time an item spent
-waiting (for a node limit, a named limiter, a worker, a retry's backoff), whether the runner
-or code inside exec waited, is not running time: in-flight counts, speedup and the
-timeline's lanes count running calls only, and waits are drawn apart. Every named limiter
-gets a row: its limits, use, rate and waits. Statistics use every span; the timeline draws
-at most ``max_bars`` of them (a uniform sample beyond that). Recording costs about 30 bytes
-per item while the run lasts. Error messages and tracebacks are redacted.
+``ReportWriter`` records a run's item spans and waits from its events and, when the run closes,
+writes ``report.json`` (the ``RunReport`` model), a self-contained ``report.html`` (inline CSS, JS
+and SVG) and, when matplotlib is installed, ``report.png``. Time an item spent waiting (for a node
+limit, a named limiter, a worker, a retry's backoff), whether the runner or code inside exec
+waited, is not running time: in-flight counts, speedup and the timeline's lanes count running calls
+only, and waits are drawn apart. Every named limiter gets a row: its limits, use, rate and waits.
+Statistics use every span; the timeline draws at most ``max_bars`` of them (a uniform sample beyond
+that). Recording costs about 30 bytes per item while the run lasts; error messages and tracebacks
+are redacted.
 
 The "concurrency over time" series (``series``) count each node's running and waiting calls
 and each named limiter's holders and waits exactly, from the run's events: every exec call
@@ -47,6 +47,7 @@ from flowkit.events import (
     Waited,
 )
 from flowkit.limits import LimiterStats
+from flowkit.pauses import own_time
 from flowkit.redact import redact
 from flowkit.report.files import write_report
 from flowkit.report.findings import findings
@@ -204,7 +205,7 @@ class ReportWriter(Observer):
         log.first = min(log.first, start)
         log.last = max(log.last, end)
         inner = self._inner.pop(event.call, None) if self._inner else None
-        for a, b in running(start, end, inner):
+        for a, b in running(start, end, inner, self._t0):
             log.starts.append(a)
             log.ends.append(b)
             log.index.append(index)
@@ -318,21 +319,21 @@ class ReportWriter(Observer):
 
 
 def running(
-    start: float, end: float, waits: Sequence[tuple[float, float]] | None
+    start: float, end: float, waits: Sequence[tuple[float, float]] | None, t0: float = 0.0
 ) -> list[tuple[float, float]]:
-    """The stretches of ``[start, end]`` not covered by ``waits``. A stretch shorter than
-    ``INSTANT`` next to a wait (a call that begins by waiting, goes straight from one wait to
-    the next, or ends right after one, as a thread's result handed back) counts as waiting."""
+    """The stretches of ``[start, end]`` (seconds since ``t0``) not covered by ``waits``. A
+    stretch shorter than ``INSTANT`` (less garbage collection) next to a wait (a call that
+    begins by waiting, goes from one wait to the next, or ends right after one) is waiting."""
     if not waits:
         return [(start, end)]
     out: list[tuple[float, float]] = []
     at = start
     for a, b in sorted(waits):
         a, b = max(a, start), min(b, end)
-        if a - at >= INSTANT:
+        if own_time(t0 + at, t0 + a) >= INSTANT:
             out.append((at, a))
         at = max(at, b)
-    if end - at >= INSTANT or not out:
+    if own_time(t0 + at, t0 + end) >= INSTANT or not out:
         out.append((at, max(at, end)))
     return out
 
@@ -391,10 +392,8 @@ def _full_share(log: _NodeLog, limit: int, wall: float) -> float:
 
 
 def overlap(starts: Sequence[float], ends: Sequence[float]) -> tuple[int, float]:
-    """Peak number of spans in flight at once, and the time at least one was in flight.
-
-    A span ending at the instant another starts does not overlap it.
-    """
+    """Peak number of spans in flight at once, and the time at least one was in flight (a
+    span ending at the instant another starts does not overlap it)."""
     s, e = sorted(starts), sorted(ends)
     level = peak = j = 0
     busy = since = 0.0

@@ -36,6 +36,7 @@ from flowkit.node import (
     defines,
     node_options,
 )
+from flowkit.pauses import own_time
 from flowkit.results import Counts, ErrorRecord, NodeStats
 from flowkit.retry import Retry
 from flowkit.runner.current import CountedThreads
@@ -368,9 +369,11 @@ class NodeRun:
 
     def begin_wait(self) -> None:
         """A call in flight starts waiting inside exec: it stops counting as in flight. A
-        peak it set within ``INSTANT`` (an exec that begins by waiting) is taken back."""
+        peak it set within ``INSTANT`` (an exec that begins by waiting; garbage collection
+        inside that instant does not count) is taken back."""
         stats = self.stats
-        if stats.in_flight == stats.peak_in_flight and time.monotonic() - stats.peak_at < INSTANT:
+        at_peak = stats.in_flight == stats.peak_in_flight
+        if at_peak and own_time(stats.peak_at, time.monotonic()) < INSTANT:
             stats.peak_in_flight -= 1
         stats.in_flight -= 1
 

@@ -9,17 +9,22 @@ from typing import Any
 
 from flowkit.errors import FlowkitWarning
 from flowkit.events import Event, Observer, Subscriber
+from flowkit.pauses import PAUSES
 from flowkit.results import RunInfo
 
 
 class Observers:
     """The subscribers of one run; ``Observer`` subscribers are started now and closed by
-    ``close``. ``listening`` says whether any of them wants events."""
+    ``close``. ``listening`` says whether any of them wants events. While an observed run
+    goes on, garbage collections are timed (``flowkit.pauses``)."""
 
     def __init__(self, subscribers: Sequence[Subscriber], info: RunInfo) -> None:
         self._observers = [sub for sub in subscribers if isinstance(sub, Observer)]
         self._subs = [s for s in subscribers if not isinstance(s, Observer) or s.wants_events]
         self._dropped: list[Any] = []
+        self._watching = bool(self._observers or self._subs)
+        if self._watching:
+            PAUSES.watch()
         for observer in self._observers:
             self._isolated(observer, observer.start, info)
 
@@ -48,6 +53,9 @@ class Observers:
         for observer in self._observers:
             if observer not in self._dropped:
                 self._isolated(observer, observer.close)
+        if self._watching:
+            self._watching = False
+            PAUSES.unwatch()
 
     def _isolated(self, sub: Any, fn: Callable[..., None], *args: Any) -> None:
         try:

@@ -23,6 +23,7 @@ FLOORS: dict[str, int] = {
     "adaptive": 0,
     "pacing": 0,
     "limitstats": 0,
+    "pauses": 0,
     "engine": 0,
     "redact": 0,
     "files": 0,

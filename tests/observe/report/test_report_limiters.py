@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -81,6 +83,63 @@ async def test_a_limiter_taken_inside_exec_bounds_running_calls_in_the_report(
     assert info is not None
     assert info.nodes["AskInside"].peak_in_flight == 3
     assert info.limiters["llm"].peak_in_flight == 3
+
+
+class BeforeLimiter(fk.AsyncParallelBatchNode):
+    """Each call does something for a few ms before taking limiter "llm": a full garbage
+    collection (which pauses every call), or its own work."""
+
+    def __init__(self, before: str) -> None:
+        super().__init__()
+        self.before = before
+
+    async def prep_async(self, shared):
+        return range(6)
+
+    async def exec_async(self, item):
+        t0 = time.monotonic()
+        if self.before == "collect":
+            gc.collect()
+        else:
+            while time.monotonic() - t0 < 0.004:
+                pass
+        took = time.monotonic() - t0
+        limiter = fk.current_limiter("llm")
+        assert limiter is not None
+        await limiter.acquire()
+        try:
+            await asyncio.sleep(0.01)
+        finally:
+            limiter.release()
+        return took
+
+
+@pytest.mark.parametrize("before", ["collect", "work"])
+async def test_garbage_collection_before_a_limiter_is_not_running_but_own_work_is(
+    tmp_path: Path, before: str
+) -> None:
+    heap = [[{} for _ in range(10)] for _ in range(60_000)]  # a collection takes ms
+    shared: dict = {}
+    runner = fk.Runner(limits={"llm": fk.Limit(max_concurrency=1)}, report=tmp_path, progress=False)
+    node = BeforeLimiter(before)
+
+    async def post_async(shared, prep_res, exec_res):
+        shared["took"] = exec_res
+
+    node.post_async = post_async  # type: ignore[method-assign]
+    await runner.run_async(fk.AsyncFlow(start=node), shared)
+    assert heap and min(shared["took"]) > 2 * fk.events.INSTANT  # each stretch is not instant
+    report = load_report(tmp_path)
+    runs = [b for b in report.bars if b.kind == "run"]
+    info = runner.last_run
+    assert info is not None
+    peak = node_report(report, "BeforeLimiter").peak_in_flight
+    if before == "collect":  # the pause is nobody's work: one running stretch per call
+        assert len(runs) == 6
+        assert peak == info.nodes["BeforeLimiter"].peak_in_flight == 1
+    else:  # work before the limiter (all but the first call wait) runs beside the holder
+        assert len(runs) == 1 + 5 * 2
+        assert peak >= 2 and info.nodes["BeforeLimiter"].peak_in_flight >= 2
 
 
 async def test_a_limiter_the_runner_takes_is_listed_with_its_rate_and_users(
