@@ -118,16 +118,21 @@ class BeforeLimiter(fk.AsyncParallelBatchNode):
 async def test_garbage_collection_before_a_limiter_is_not_running_but_own_work_is(
     tmp_path: Path, before: str
 ) -> None:
-    heap = [[{} for _ in range(10)] for _ in range(60_000)]  # a collection takes ms
-    shared: dict = {}
-    runner = fk.Runner(limits={"llm": fk.Limit(max_concurrency=1)}, report=tmp_path, progress=False)
-    node = BeforeLimiter(before)
+    gc.freeze()  # a collection sees only the heap below, not the whole test session's
+    try:
+        heap = [[{} for _ in range(10)] for _ in range(60_000)]  # a collection takes ms
+        shared: dict = {}
+        limits = {"llm": fk.Limit(max_concurrency=1)}
+        runner = fk.Runner(limits=limits, report=tmp_path, progress=False, detect_blocking=None)
+        node = BeforeLimiter(before)
 
-    async def post_async(shared, prep_res, exec_res):
-        shared["took"] = exec_res
+        async def post_async(shared, prep_res, exec_res):
+            shared["took"] = exec_res
 
-    node.post_async = post_async  # type: ignore[method-assign]
-    await runner.run_async(fk.AsyncFlow(start=node), shared)
+        node.post_async = post_async  # type: ignore[method-assign]
+        await runner.run_async(fk.AsyncFlow(start=node), shared)
+    finally:
+        gc.unfreeze()
     assert heap and min(shared["took"]) > 2 * fk.events.INSTANT  # each stretch is not instant
     report = load_report(tmp_path)
     runs = [b for b in report.bars if b.kind == "run"]
