@@ -34,6 +34,7 @@ from flowkit.cli.targets import (
     missing_extra_for,
     set_executor,
     shared_from,
+    usable,
 )
 from flowkit.commands import OUT_ROOT, FlowCommand, Registry, output_dir, output_file
 from flowkit.errors import (
@@ -450,16 +451,8 @@ def open_store(path: str) -> Iterator[Store]:
     """The store at ``path``, read-only; any store failure becomes one line (a UsageError)."""
     if not Path(path).exists():
         raise UsageError(f"no store at {path}; pass --store PATH")
-    try:
-        store = Store(path, readonly=True)
-    except StoreError as exc:
-        raise UsageError(str(exc)) from None
-    try:
+    with usable(lambda: Store(path, readonly=True)) as store:
         yield store
-    except StoreError as exc:
-        raise UsageError(str(exc)) from None
-    finally:
-        store.close()
 
 
 def known_run(path: str, run_id: str) -> None:

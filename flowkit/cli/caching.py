@@ -9,9 +9,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from flowkit.cli.targets import OK
+from flowkit.cli.targets import OK, usable
 from flowkit.commands import FlowCommand, Registry
-from flowkit.errors import StoreError, UsageError
+from flowkit.errors import UsageError
 from flowkit.store.cache import ResultCache
 
 
@@ -20,16 +20,8 @@ def opened(path: str, *, readonly: bool) -> Iterator[ResultCache]:
     """The cache at ``path``; a missing or unusable one is a one-line usage error."""
     if not Path(path).is_file():
         raise UsageError(f"no cache at {path}; pass --cache PATH")
-    try:
-        cache = ResultCache(path, readonly=readonly)
-    except StoreError as exc:
-        raise UsageError(str(exc)) from None
-    try:
+    with usable(lambda: ResultCache(path, readonly=readonly)) as cache:
         yield cache
-    except StoreError as exc:
-        raise UsageError(str(exc)) from None
-    finally:
-        cache.close()
 
 
 def _age(seconds: float) -> str:

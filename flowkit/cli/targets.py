@@ -1,20 +1,22 @@
-"""What a ``flowkit run`` command line names: the flow, its executors, limits and shared state."""
+"""What a ``flowkit run`` command line names: the flow, its executors, limits and shared state;
+the stores and caches other commands open."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import importlib.util
 import json
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from flowkit.commands import FlowCommand, Registry, read_text_file
-from flowkit.errors import MissingExtraError, UsageError
+from flowkit.errors import MissingExtraError, StoreError, UsageError
 from flowkit.extras import as_missing_extra
 from flowkit.graph import build_graph
 from flowkit.limits import Limit
@@ -25,6 +27,29 @@ INTERRUPTED = 130
 """Exit status of a run ended by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it)."""
 DEFAULT_STORE = os.path.join(".flowkit", "runs.db")
 DEFAULT_CACHE = os.path.join(".flowkit", "cache.db")
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+D = TypeVar("D", bound=_Closable)
+
+
+@contextlib.contextmanager
+def usable(open_db: Callable[[], D]) -> Iterator[D]:
+    """``open_db()`` (a store or a cache), closed after use; a ``StoreError`` while opening or
+    using it becomes one line (a ``UsageError``)."""
+    try:
+        db = open_db()
+    except StoreError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        yield db
+    except StoreError as exc:
+        raise UsageError(str(exc)) from None
+    finally:
+        db.close()
 
 
 def load_target(spec: str) -> BaseNode:
