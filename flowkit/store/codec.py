@@ -9,7 +9,7 @@ import json
 import typing
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, TypeAdapter
+from pydantic import BaseModel, ConfigDict, PydanticUserError, TypeAdapter
 from pydantic_core import from_json
 
 from flowkit.errors import StoreError
@@ -62,6 +62,16 @@ _MISSING = object()
 
 
 _ROW_CONFIG = ConfigDict(ser_json_inf_nan="constants", ser_json_bytes="hex")
+_READ_CONFIG = ConfigDict(val_json_bytes="hex")
+
+
+def _reader(annotation: Any) -> TypeAdapter[Any]:
+    """What validates a stored value as ``annotation``: bytes are read back from their hex
+    (a model or dataclass keeps its own config, as when it was written)."""
+    try:
+        return TypeAdapter(annotation, config=_READ_CONFIG)
+    except PydanticUserError:
+        return TypeAdapter(annotation)
 
 
 class ResultCodec:
@@ -79,7 +89,7 @@ class ResultCodec:
         self._rows: TypeAdapter[Any] | None = None
         if annotation is not _MISSING and annotation is not Any:
             try:
-                self.adapter = TypeAdapter(annotation)
+                self.adapter = _reader(annotation)
                 self._annotation = annotation
             except Exception:  # an annotation pydantic cannot validate: store plain JSON
                 self.adapter = None
@@ -163,10 +173,9 @@ class ResultCodec:
         Parsed with pydantic-core, which shares the text of short strings (dict keys, say)
         between results, so a million resumed results take the memory of a million fresh
         ones, not twice it."""
-        data = from_json(text, cache_strings=True)
-        if self.adapter is not None:
-            return self.adapter.validate_python(data)
-        return data
+        if self.adapter is None:
+            return from_json(text, cache_strings=True)
+        return self.adapter.validate_json(text)
 
 
 GROUP_BYTES = 1 << 20

@@ -187,6 +187,32 @@ def test_nan_infinities_bytes_and_sets_are_stored_and_restored(tmp_path: Path) -
             assert sorted(shared["out"][0]["tags"]) == ["a", "b"]
 
 
+def test_annotated_bytes_come_back_as_the_same_bytes(tmp_path: Path) -> None:
+    calls: list[int] = []
+
+    class Raw(fk.BatchNode):
+        def prep(self, shared):
+            return [0, 1]
+
+        def exec(self, item) -> tuple[bytes, list[bytes], dict[str, bytes]]:
+            calls.append(item)
+            data = bytes([item, 255, 0])
+            return data, [data], {"k": data}
+
+        def post(self, shared, prep_res, exec_res):
+            shared["out"] = exec_res
+
+    db = tmp_path / "runs.db"
+    fk.Runner(store=db, run_id="r").run(Raw(), {})
+    calls.clear()
+    shared: dict = {}
+    fk.Runner(store=db, resume="r").run(Raw(), shared)
+    assert calls == []  # both came back from the store, as the bytes exec returned
+    assert shared["out"] == [
+        (bytes([i, 255, 0]), [bytes([i, 255, 0])], {"k": bytes([i, 255, 0])}) for i in (0, 1)
+    ]
+
+
 def test_a_stored_result_that_no_longer_fits_the_annotation_runs_again(tmp_path: Path) -> None:
     class V1(fk.BatchNode):
         name = "Scores"
