@@ -10,6 +10,7 @@ from flowkit.errors import StoreError
 from flowkit.fingerprint import fingerprint
 from flowkit.node import AsyncNode, BaseNode, defines
 from flowkit.results import Counts, ErrorRecord
+from flowkit.store.blobs import LARGE, Blobs
 from flowkit.store.codec import ResultCodec, dumps, item_key
 from flowkit.store.db import Store
 from flowkit.store.outcomes import StoredOutcomes
@@ -20,9 +21,6 @@ if TYPE_CHECKING:
     from flowkit.runner.items import NodeRun
     from flowkit.runner.nodes import Settings
     from flowkit.runner.tasks import TaskGroup
-
-LARGE = 1 << 18
-"""A text or bytes result at least this large is handed to the writer at once."""
 
 MISS = object()
 """What ``Checkpoint.restore`` gives for an item that must run."""
@@ -38,8 +36,10 @@ class RunStore:
         stored: StoredOutcomes,
         skip_failed: bool,
         tasks: Callable[[], TaskGroup],
+        blobs: Blobs,
     ) -> None:
         self.writer, self.stored, self.skip_failed, self.tasks = writer, stored, skip_failed, tasks
+        self.blobs = blobs
         self.resumed = 0
         self._codecs: dict[str, ResultCodec] = {}
         self._db: Store | None = None
@@ -60,6 +60,8 @@ class RunStore:
         mark = fingerprint(flow, settings.config)
         db = Store(settings.store)
         try:
+            blobs = db.blobs(run_id)
+            blobs.check()
             stored = db.begin(run_id, flow.name, resume=settings.resume, fingerprint=mark)
             if budgets is not None and settings.resume:
                 budgets.restore(db.spent(run_id))
@@ -67,7 +69,7 @@ class RunStore:
         except BaseException:
             db.close()
             raise
-        store = cls(writer, stored, settings.skip_failed, tasks)
+        store = cls(writer, stored, settings.skip_failed, tasks, blobs)
         store._db = db
         return store
 
@@ -79,6 +81,7 @@ class RunStore:
             if self._db is not None:
                 self._db.finish(run_id, status, budgets.spent() if budgets is not None else None)
         finally:
+            self.blobs.close()
             if self._db is not None:
                 self._db.close()
 
@@ -173,10 +176,10 @@ class Checkpoint:
         hit = self.stored.get((self.path, key), index)
         if hit is None:
             return MISS
-        ok, text = hit
+        ok, text, raw = hit
         if ok:
             try:
-                value = self.codec.decode(text)
+                value = self.codec.decode(text, raw)
             except ValueError:  # stored by an exec with another return type: run it again
                 return MISS
             self.store.resumed += 1
@@ -223,9 +226,13 @@ class Checkpoint:
         if self.pending:
             rows, self.pending = self.pending, []
             self.counts.items += len(rows)  # an item is done once the writer has it
-            groups, error = self.codec.encode_groups(rows)
-            for text, single in groups:
-                self.writer.put(self.path, True, text, single=single)
+            groups, large, error = self.codec.encode_groups(rows)
+            for text in groups:
+                self.writer.put(self.path, True, text)
+            if large:  # each file is whole before its row is handed over
+                write = self.store.blobs.write
+                refs = [[key, index, *write(data)] for key, index, data in large]
+                self.writer.put(self.path, True, dumps(refs).encode(), blob=True)
             if error is not None:
                 raise error
 

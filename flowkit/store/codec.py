@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, PydanticUserError, TypeAdapter
 from pydantic_core import from_json
 
 from flowkit.errors import StoreError
+from flowkit.store.blobs import LARGE
 
 
 def _default(value: Any) -> Any:
@@ -123,35 +124,52 @@ class ResultCodec:
 
     def encode_groups(
         self, rows: list[tuple[str, int, Any]]
-    ) -> tuple[list[tuple[bytes, bool]], StoreError | None]:
-        """``encode_rows`` for the writer: ``(text, single)`` groups of at most about
-        ``GROUP_BYTES`` each, where ``single`` marks a group of one large row.
+    ) -> tuple[list[bytes], list[Large], StoreError | None]:
+        """``encode_rows`` for the writer: groups of at most about ``GROUP_BYTES`` each, and
+        the large results apart, as ``(item_key, item_index, text or JSON)``.
 
-        A large result travels alone, so the writer stores its JSON text as it is instead of
-        parsing it: text and bytes of ``SINGLE_BYTES`` or more are encoded on their own
-        straight away; other rows are encoded together, and one by one only when their group
-        turns out larger than ``GROUP_BYTES``.
+        A large result is stored as a file of its own (``flowkit.store.blobs``): text of
+        ``LARGE`` characters or more is kept as it is, never encoded as JSON;
+        other rows are encoded together, and one by one only when their group turns out
+        larger than ``GROUP_BYTES``, when those whose JSON reaches ``LARGE`` go apart too.
         """
-        alone = [r for r in rows if _large(r[2])]
-        rest = [r for r in rows if not _large(r[2])] if alone else rows
-        groups: list[tuple[bytes, bool]] = []
+        large: list[Large] = []
+        alone: list[tuple[str, int, Any]] = []
+        rest = rows
+        if any(_large(r[2]) for r in rows):
+            rest = []
+            for row in rows:
+                value = row[2]
+                if type(value) is str and len(value) >= LARGE:
+                    large.append(row)
+                elif _large(value):
+                    alone.append(row)
+                else:
+                    rest.append(row)
+        groups: list[bytes] = []
         error: StoreError | None = None
         if rest:
             text, error = self.encode_rows(rest)
-            if len(text) <= GROUP_BYTES or len(rest) == 1:
-                groups.append((text, len(rest) == 1 and len(text) >= SINGLE_BYTES))
+            if len(text) <= GROUP_BYTES and (len(rest) > 1 or len(text) < LARGE):
+                groups.append(text)
             else:  # large rows found only once encoded: encode them one by one
-                texts = []
-                for row in rest:
-                    one, err = self.encode_rows([row])
-                    error = error or err
-                    texts.append(one)
-                groups.extend(_regroup(texts))
+                alone = rest + alone
+        texts = []
         for row in alone:
-            text, err = self.encode_rows([row])
+            one, err = self.encode_rows([row])
             error = error or err
-            groups.append((text, True))
-        return [(text, single) for text, single in groups if text != b"[]"], error
+            if len(one) >= LARGE:
+                large.append((row[0], row[1], self._value_of(row, one)))
+            elif one != b"[]":
+                texts.append(one)
+        groups.extend(_regroup(texts))
+        return [text for text in groups if text != b"[]"], large, error
+
+    def _value_of(self, row: tuple[str, int, Any], text: bytes) -> bytes:
+        """The value's JSON in ``text``, the encoded ``[row]``."""
+        assert self._rows is not None
+        head = _dump(self._rows, [(row[0], row[1], None)])
+        return text[len(head) - len(b"null]]") : -2]
 
     def _encode_row(self, row: tuple[str, int, Any]) -> str:
         assert self._rows is not None
@@ -167,44 +185,45 @@ class ResultCodec:
             "model, or set checkpoint = False on the node"
         )
 
-    def decode(self, text: str) -> Any:
-        """The stored value; ``ValueError`` if it no longer fits exec's annotation.
+    def decode(self, text: str, raw: bool = False) -> Any:
+        """The stored value (``text`` is JSON, or the value itself if ``raw``); ``ValueError``
+        if it no longer fits exec's annotation.
 
         Parsed with pydantic-core, which shares the text of short strings (dict keys, say)
         between results, so a million resumed results take the memory of a million fresh
         ones, not twice it."""
         if self.adapter is None:
-            return from_json(text, cache_strings=True)
-        return self.adapter.validate_json(text)
+            return text if raw else from_json(text, cache_strings=True)
+        return self.adapter.validate_python(text) if raw else self.adapter.validate_json(text)
 
 
 GROUP_BYTES = 1 << 20
 """A group of rows larger than this goes to the writer in smaller groups."""
-SINGLE_BYTES = 1 << 18
-"""A row at least this large goes to the writer on its own (stored without parsing)."""
+Large = tuple[str, int, str | bytes]
+"""A large result as the store keeps it apart: item key, item index, and the text result
+itself or the result's JSON."""
 
 
 def _large(value: Any) -> bool:
-    return isinstance(value, str | bytes) and len(value) >= SINGLE_BYTES
+    """Text of ``LARGE`` characters or more, or bytes whose hex text is that long."""
+    if isinstance(value, str):
+        return len(value) >= LARGE
+    return isinstance(value, bytes) and 2 * len(value) >= LARGE
 
 
-def _regroup(texts: list[bytes]) -> list[tuple[bytes, bool]]:
-    """Single-row JSON arrays joined back into arrays of at most about ``GROUP_BYTES``;
-    large rows stay alone."""
-    out: list[tuple[bytes, bool]] = []
+def _regroup(texts: list[bytes]) -> list[bytes]:
+    """Single-row JSON arrays joined back into arrays of at most about ``GROUP_BYTES``."""
+    out: list[bytes] = []
     parts: list[bytes] = []
     size = 0
     for text in texts:
-        if len(text) >= SINGLE_BYTES:
-            out.append((text, True))
-            continue
         if parts and size + len(text) > GROUP_BYTES:
-            out.append((b"[" + b",".join(parts) + b"]", False))
+            out.append(b"[" + b",".join(parts) + b"]")
             parts, size = [], 0
         parts.append(text[1:-1])
         size += len(text)
     if parts:
-        out.append((b"[" + b",".join(parts) + b"]", False))
+        out.append(b"[" + b",".join(parts) + b"]")
     return out
 
 

@@ -19,46 +19,17 @@ from typing import Any
 
 from flowkit.errors import FlowkitWarning, StoreError, UnknownRunError
 from flowkit.fingerprint import Fingerprint
+from flowkit.store.blobs import Blobs
 from flowkit.store.lock import RunLock, describe_self, held, holder_key
 from flowkit.store.outcomes import NO_OUTCOMES, StoredOutcomes
+from flowkit.store.schema import APPLICATION, LATEST, SCHEMA_VERSION, has_blobs, prepare
 from flowkit.store.writer import StoreWriter
 
-SCHEMA_VERSION = 1
-APPLICATION = "flowkit"
 BUSY_TIMEOUT_S = float(os.environ.get("FLOWKIT_STORE_BUSY_S", "5"))
 """How long a read or a run's start waits for another process's lock on the store (the
 writer process waits 12 times as long before it fails the run)."""
-PAGE_SIZE = 65536
-"""SQLite's page size for new stores."""
 HOLDER_WAIT_S = 30.0
 """How long a run waits for the writer of a dead process that held its run id."""
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS runs (
-    run_id TEXT PRIMARY KEY,
-    flow TEXT NOT NULL,
-    started REAL NOT NULL,
-    finished REAL,
-    status TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS results (
-    run_id TEXT NOT NULL,
-    node TEXT NOT NULL,
-    item_key TEXT NOT NULL,
-    item_index INTEGER NOT NULL,
-    ok INTEGER NOT NULL,
-    value TEXT NOT NULL,
-    written REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS results_by_run ON results (run_id);
-CREATE TABLE IF NOT EXISTS fingerprints (run_id TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
-# Results are appended, never updated in place: appends keep writes sequential (a unique
-# index on random item keys costs several times more per row). An item written twice (a
-# failure, then a success on resume) keeps its latest row.
-_LATEST = """SELECT node, item_key, item_index, ok, value FROM results WHERE rowid IN (
-    SELECT MAX(rowid) FROM results WHERE run_id = ? GROUP BY node, item_key)"""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,6 +79,12 @@ class Store:
                     "or --no-store"
                 ) from None
         self._conn = self._connect()
+        try:
+            has = not readonly or has_blobs(self._conn)
+        except sqlite3.Error as exc:
+            self._conn.close()
+            raise self._error(exc, "read") from None
+        self._latest = LATEST.format(blobs="blob, blob_bytes" if has else "NULL, NULL")
 
     def _connect(self) -> sqlite3.Connection:
         exists = self.path.exists() and self.path.stat().st_size > 0
@@ -121,22 +98,7 @@ class Store:
             conn = sqlite3.connect(
                 self.path, check_same_thread=False, isolation_level=None, timeout=BUSY_TIMEOUT_S
             )
-            if not exists:  # large pages: a 1 MB result is 16 pages, not 256
-                conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            if not _has_table(conn, "fingerprints"):  # new, or made by an older flowkit
-                try:  # one transaction, IF NOT EXISTS: safe when another process makes it too
-                    conn.executescript(
-                        f"BEGIN IMMEDIATE;{_SCHEMA}INSERT OR IGNORE INTO meta VALUES "
-                        f"('application', '{APPLICATION}'), "
-                        f"('schema_version', '{SCHEMA_VERSION}');COMMIT;"
-                    )
-                except BaseException:
-                    if conn.in_transaction:
-                        with contextlib.suppress(sqlite3.Error):
-                            conn.execute("ROLLBACK")
-                    raise
+            prepare(conn, new=not exists)
         except sqlite3.Error as exc:
             raise self._error(exc, "open") from None
         return conn
@@ -264,6 +226,8 @@ class Store:
         try:
             lock.acquire(holder[0] if holder else None, HOLDER_WAIT_S)
             outcomes = self._begin(run_id, flow, resume, fingerprint)
+            if resume:
+                self._sweep(run_id)
         except BaseException:
             lock.close()
             raise
@@ -331,11 +295,27 @@ class Store:
                 )
             if not resume:
                 return NO_OUTCOMES
-            outcomes = StoredOutcomes(conn, self._error)
+            outcomes = StoredOutcomes(conn, self._error, self.blobs(run_id))
             outcomes.fill(run_id)
             return outcomes
         except sqlite3.Error as exc:
             raise self._error(exc, "start a run in") from None
+
+    def _sweep(self, run_id: str) -> None:
+        """Remove the files of large results that no latest row of ``run_id`` names: written
+        by a process killed before their rows reached the writer, of a node that changed, or
+        of a result stored again (its file was found missing or incomplete)."""
+        blobs = self.blobs(run_id)
+        if not blobs.folder.is_dir():
+            return
+        try:
+            latest = self._conn.execute(
+                f"SELECT blob FROM ({self._latest}) WHERE blob IS NOT NULL", (run_id,)
+            )
+            keep = {r[0] for r in latest}
+        except sqlite3.Error as exc:
+            raise self._error(exc, "read") from None
+        blobs.sweep(keep)
 
     def _check_fingerprint(
         self, run_id: str, fingerprint: Fingerprint
@@ -385,7 +365,7 @@ class Store:
             runs = self._conn.execute("SELECT * FROM runs ORDER BY started DESC").fetchall()
             for run_id, flow, started, finished, status in runs:
                 done, total = self._conn.execute(
-                    f"SELECT TOTAL(ok), COUNT(*) FROM ({_LATEST})", (run_id,)
+                    f"SELECT TOTAL(ok), COUNT(*) FROM ({self._latest})", (run_id,)
                 ).fetchone()
                 done = int(done)
                 if status == "running" and not held(self.path, run_id):
@@ -431,17 +411,33 @@ class Store:
             known = self._conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,))
             if not known.fetchone():
                 raise UnknownRunError(f"run {run_id!r} is not in {self.path}")
-            sql = f"SELECT * FROM ({_LATEST})"
+            sql = f"SELECT * FROM ({self._latest})"
             args: list[Any] = [run_id]
             if node is not None:
                 sql += " WHERE node = ? OR node LIKE ?"
                 args += [node, f"%/{node}"]
-            for n, key, index, ok, value in self._conn.execute(
+            blobs = Blobs(self.path, run_id)
+            for n, key, index, ok, value, blob, size in self._conn.execute(
                 sql + " ORDER BY node, item_index", args
             ):
+                if blob is not None:
+                    found = blobs.read(blob, size)
+                    if found is None:
+                        raise StoreError(
+                            f"the stored result of {n} item {index} ({blobs.folder / blob}) is "
+                            f"missing or incomplete; resume run {run_id!r} to compute it again"
+                        )
+                    value, raw = found
+                    if raw:
+                        yield StoredResult(n, key, index, bool(ok), value)
+                        continue
                 yield StoredResult(n, key, index, bool(ok), json.loads(value))
         except sqlite3.Error as exc:
             raise self._error(exc, "read") from None
+
+    def blobs(self, run_id: str) -> Blobs:
+        """The files of ``run_id``'s large results."""
+        return Blobs(self.path, run_id)
 
     # -- writing --------------------------------------------------------------------------
 
@@ -453,8 +449,3 @@ class Store:
 
 class ResumeMismatchError(StoreError):
     """A resume was refused: the run was made by another flow or other settings."""
-
-
-def _has_table(conn: sqlite3.Connection, name: str) -> bool:
-    found = conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).fetchone()
-    return found is not None

@@ -6,8 +6,10 @@ import sqlite3
 from collections.abc import Callable
 
 from flowkit.errors import StoreError
+from flowkit.store.blobs import Blobs
 
-Stored = tuple[bool, str]  # (ok, JSON text)
+Stored = tuple[bool, str, bool]  # (ok, text, raw): JSON text, or a text result itself
+_Row = tuple[bool, str, str | None, int | None]  # (ok, JSON text, blob file, its size)
 
 
 class StoredOutcomes:
@@ -17,8 +19,10 @@ class StoredOutcomes:
     built in SQLite's temporary storage, whose pages spill to disk, so resuming a run of a
     million results takes about the memory of a run of a few. Items usually come back in
     the order they were stored, so ``get`` with an item's index reads ahead a window of the
-    next few hundred small outcomes of that node in one query. ``get((node, key))`` is the
-    latest ``(ok, JSON text)`` stored for that item, or None; an empty lookup is false.
+    next few hundred small outcomes of that node in one query; a large result stored as a
+    file (``blobs``) is read when its item asks for it. ``get((node, key))`` is the latest
+    ``(ok, text, raw)`` stored for that item, or None (also when its file is missing or
+    incomplete, so the item runs again); an empty lookup is false.
     """
 
     WINDOW = 512
@@ -32,10 +36,11 @@ class StoredOutcomes:
         self,
         conn: sqlite3.Connection | None = None,
         error: Callable[[Exception, str], StoreError] | None = None,
+        blobs: Blobs | None = None,
     ) -> None:
-        self._conn, self._error = conn, error
+        self._conn, self._error, self._blobs = conn, error, blobs
         self._any = False
-        self._windows: dict[str, tuple[int, int, dict[str, Stored]]] = {}
+        self._windows: dict[str, tuple[int, int, dict[str, _Row]]] = {}
         if conn is None:
             return
         conn.execute("DROP TABLE IF EXISTS temp.resumed")
@@ -73,9 +78,9 @@ class StoredOutcomes:
                     window = self._read_ahead(node, index)
                 hit = window[2].get(item_key)
                 if hit is not None:
-                    return hit
+                    return self._resolve(hit)
             rows = self._conn.execute(
-                "SELECT ok, value FROM results WHERE rowid = "
+                "SELECT ok, value, blob, blob_bytes FROM results WHERE rowid = "
                 "(SELECT rid FROM temp.resumed WHERE node = ? AND item_key = ?)",
                 key,
             ).fetchall()
@@ -83,10 +88,18 @@ class StoredOutcomes:
             raise self._error(exc, "read a stored result from") from None
         if not rows:
             return None
-        ok, value = rows[0]
-        return bool(ok), value
+        ok, value, blob, size = rows[0]
+        return self._resolve((bool(ok), value, blob, size))
 
-    def _read_ahead(self, node: str, index: int) -> tuple[int, int, dict[str, Stored]]:
+    def _resolve(self, row: _Row) -> Stored | None:
+        ok, value, blob, size = row
+        if blob is None:
+            return ok, value, False
+        assert self._blobs is not None and size is not None
+        found = self._blobs.read(blob, size)
+        return None if found is None else (ok, *found)
+
+    def _read_ahead(self, node: str, index: int) -> tuple[int, int, dict[str, _Row]]:
         """Outcomes of ``node`` stored at indexes from ``index`` on, up to ``WINDOW`` indexes
         or ``WINDOW_BYTES`` of text over all windows (what is left out is read when asked)."""
         assert self._conn is not None
@@ -95,20 +108,20 @@ class StoredOutcomes:
             self._windows.pop(next(iter(self._windows)))
         budget = self.WINDOW_BYTES // self.WINDOWS
         end = index + self.WINDOW
-        found: dict[str, Stored] = {}
+        found: dict[str, _Row] = {}
         cursor = self._conn.execute(
-            "SELECT t.idx, t.item_key, r.ok, r.value FROM temp.resumed t "
+            "SELECT t.idx, t.item_key, r.ok, r.value, r.blob, r.blob_bytes FROM temp.resumed t "
             "JOIN results r ON r.rowid = t.rid WHERE t.node = ? AND t.idx >= ? AND t.idx < ? "
             "ORDER BY t.idx",
             (node, index, end),
         )
         try:
-            for idx, item_key, ok, value in cursor:
+            for idx, item_key, ok, value, blob, size in cursor:
                 budget -= len(value)
                 if budget < 0:
                     end = max(index + 1, idx)  # the rest is read when asked
                     break
-                found[item_key] = (bool(ok), value)
+                found[item_key] = (bool(ok), value, blob, size)
         finally:
             cursor.close()
         window = self._windows[node] = (index, end, found)

@@ -106,9 +106,10 @@ class StoreWriter:
 
     # -- handing rows over ----------------------------------------------------------------
 
-    def put(self, node: str, ok: bool, rows: bytes, *, single: bool = False) -> None:
-        """Send ``rows``, a JSON array of ``[item_key, item_index, value]`` for ``node``;
-        ``single``: it holds one row, whose value is stored as it is, without parsing."""
+    def put(self, node: str, ok: bool, rows: bytes, *, blob: bool = False) -> None:
+        """Send ``rows``, a JSON array of ``[item_key, item_index, value]`` for ``node``, or
+        with ``blob`` of ``[item_key, item_index, file name, size]`` for results stored as
+        files (``flowkit.store.blobs``)."""
         if self._error is not None:
             raise self._error
         if self._closed:
@@ -116,7 +117,7 @@ class StoreWriter:
         name = self._nodes.get(node)
         if name is None:
             name = self._nodes[node] = json.dumps(node).encode()
-        head = b"%d\t%s\t" % (ok + 2 * single, name)
+        head = b"%d\t%s\t" % (ok + 2 * blob, name)
         if len(rows) < 1 << 16:
             self._chunks.append(head + rows + b"\n")
         else:  # a large group travels as it is, not copied into one line

@@ -5,14 +5,15 @@ standard library only, so it starts in milliseconds. In its own process it never
 event loop's GIL, so a busy loop cannot hold results back from the disk.
 
 Each line on stdin is ``FLAGS <tab> NODE (a JSON string) <tab> [[item_key, item_index, value],
-...]``, where FLAGS is 1 for results and 0 for error records, plus 2 for a line of one large
-row, whose value's JSON text is stored as it is rather than parsed. Whatever has arrived when
-the last commit ends goes into the next transaction, one insert per node (split so no
-statement holds more than ``MAX_STATEMENT`` bytes). A line is
-gathered from the pipe's reads in a list and joined once, so a 100 MB result costs linear
-time. On end of input (the run closed it, or the run's process died) it commits what it has
-and exits 0; on a database error it prints one line saying what went wrong (a full disk, a
-store locked by another process, a read-only store) and exits 1. It runs in a session of its
+...]``, where FLAGS is 1 for results and 0 for error records, plus 2 for rows of results
+stored as files beside the store, ``[item_key, item_index, file name, size]`` (written whole
+by the run before their rows were sent). Whatever has arrived when the last commit ends goes
+into the next transaction, one insert per node and kind (split so no statement holds more
+than ``MAX_STATEMENT`` bytes). A line is gathered from the pipe's reads into one buffer, so a
+large group costs linear time. On end of input (the run closed it, or the run's process
+died) it commits what it has and exits 0; on a database error it prints one line saying
+what went wrong (a full disk, a store locked by another process, a read-only store) and
+exits 1. It runs in a session of its
 own, so Ctrl-C, which reaches the run's process group, cannot cut it short. It inherits the
 run's lock (``flowkit.store.lock``) and holds it until it exits.
 """
@@ -29,11 +30,16 @@ import time
 # SQLite unpacks each JSON array itself, and ``->`` keeps every value's JSON text as written.
 # SQLite's JSON has no NaN or Infinity, so rows holding them go with each value as a JSON
 # string instead, read back with ``->>``.
+COLUMNS = "run_id, node, item_key, item_index, ok, written, value"
 INSERT = (
-    "INSERT INTO results SELECT ?1, ?2, value ->> 0, value ->> 1, ?3, value -> 2, ?4 "
-    "FROM json_each(?5)"
+    f"INSERT INTO results ({COLUMNS}) SELECT ?1, ?2, value ->> 0, value ->> 1, ?3, ?4, "
+    "value -> 2 FROM json_each(?5)"
 )
 INSERT_TEXT = INSERT.replace("value -> 2", "value ->> 2")
+INSERT_BLOBS = (
+    f"INSERT INTO results ({COLUMNS}, blob, blob_bytes) SELECT ?1, ?2, value ->> 0, "
+    "value ->> 1, ?3, ?4, '', value ->> 2, value ->> 3 FROM json_each(?5)"
+)
 PAUSE = float(os.environ.get("PAUSE", "0.002"))
 MAX_STATEMENT = 64 << 20
 BUFFER = 1 << 21
@@ -44,9 +50,8 @@ LOCK_TIMEOUT = 12 * float(os.environ.get("FLOWKIT_STORE_BUSY_S", "5"))
 def statements(
     buf: bytearray, lines: list[tuple[int, int]], run_id: str
 ) -> list[tuple[str, tuple[object, ...]]]:
-    """Inserts for the lines at ``(start, end)`` in ``buf``: one per (node, ok), their JSON
-    arrays joined, each statement holding at most about ``MAX_STATEMENT`` bytes; one per
-    large single row."""
+    """Inserts for the lines at ``(start, end)`` in ``buf``: one per (node, flags), their JSON
+    arrays joined, each statement holding at most about ``MAX_STATEMENT`` bytes."""
     view = memoryview(buf)
     merged: dict[tuple[bytes, bytes], list[list[memoryview]]] = {}
     sizes: dict[tuple[bytes, bytes], int] = {}
@@ -55,57 +60,29 @@ def statements(
     for start, end in lines:
         tab = buf.index(b"\t", start, end)
         second = buf.index(b"\t", tab + 1, end)
-        ok, node = bytes(view[start:tab]), bytes(view[tab + 1 : second])
+        flags, node = bytes(view[start:tab]), bytes(view[tab + 1 : second])
         rows = view[second + 1 : end]
         if rows == b"[]":
             continue
-        if ok in (b"2", b"3"):
-            out.append(single(rows, run_id, json.loads(node), int(ok) - 2, now))
-            continue
-        groups = merged.setdefault((node, ok), [[]])
-        if groups[-1] and sizes.get((node, ok), 0) + len(rows) > MAX_STATEMENT:
+        groups = merged.setdefault((node, flags), [[]])
+        if groups[-1] and sizes.get((node, flags), 0) + len(rows) > MAX_STATEMENT:
             groups.append([])
-            sizes[(node, ok)] = 0
+            sizes[(node, flags)] = 0
         groups[-1].append(rows[1:-1])
-        sizes[(node, ok)] = sizes.get((node, ok), 0) + len(rows)
-    for (node, ok), groups in merged.items():
+        sizes[(node, flags)] = sizes.get((node, flags), 0) + len(rows)
+    for (node, flags), groups in merged.items():
+        kind = int(flags)
         for parts in groups:
             joined = b"[" + b",".join(parts) + b"]"
-            sql = INSERT
+            sql = INSERT_BLOBS if kind & 2 else INSERT
             text = joined.decode()
-            if b"NaN" in joined or b"Infinity" in joined:
+            if sql is INSERT and (b"NaN" in joined or b"Infinity" in joined):
                 sql = INSERT_TEXT
                 text = json.dumps(
                     [[key, index, json.dumps(v)] for key, index, v in json.loads(text)]
                 )
-            out.append((sql, (run_id, json.loads(node), int(ok), now, text)))
+            out.append((sql, (run_id, json.loads(node), kind & 1, now, text)))
     return out
-
-
-def single(
-    rows: memoryview, run_id: str, node: str, ok: int, now: float
-) -> tuple[str, tuple[object, ...]]:
-    """The insert for ``[[item_key, item_index, value]]``: key and index are parsed, the
-    value's text is stored as it came (decoded once, never parsed)."""
-    if bytes(rows[:2]) != b"[[" or bytes(rows[-2:]) != b"]]":
-        raise ValueError(f"not a single row: {bytes(rows[:40])!r}")
-    head = bytes(rows[:4096]).decode(errors="ignore")
-    decoder = json.JSONDecoder()
-    key, end = decoder.raw_decode(head, 2)
-    index, end = decoder.raw_decode(head, _after_comma(head, end))
-    start = len(head[: _after_comma(head, end)].encode())
-    return SINGLE, (run_id, node, key, index, ok, str(rows[start:-2], "utf-8").rstrip(), now)
-
-
-def _after_comma(text: str, pos: int) -> int:
-    """Where the next value starts after the comma at or after ``pos``."""
-    pos = text.index(",", pos) + 1
-    while text[pos] in " \t\r\n":
-        pos += 1
-    return pos
-
-
-SINGLE = "INSERT INTO results VALUES (?, ?, ?, ?, ?, ?, ?)"
 
 
 def explain(path: str, exc: BaseException) -> str:
