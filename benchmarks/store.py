@@ -11,7 +11,9 @@ paired ratios.
    - "io 1ms": exec awaits 1 ms of simulated I/O with 200 in flight, a light real workload;
    then the time to resume a run whose N results are all stored (nothing executes).
 2. Large results: 200 results of 1 MB (target: at most 2x the wall without a store) and
-   3 results of 100 MB (target: stored), each checked back from the store.
+   3 results of 100 MB (target: stored), each checked back from the store; beside them, the
+   seconds a bare process takes to write the same bytes to files (the machine's own cost).
+   Each round's stored files are removed after the check, unless ``--keep-files``.
 3. Resume memory (``--memory-items``, default 1 000 000 small results): the peak resident
    memory of a fresh run and of resuming it with everything stored, each in its own process
    (target: the resume's peak follows the limit, not the run's size: no more than the fresh
@@ -24,7 +26,7 @@ import argparse
 import asyncio
 import json
 import resource
-import sqlite3
+import shutil
 import statistics
 import subprocess
 import sys
@@ -37,6 +39,7 @@ from typing import Any
 from _results import write_results
 
 import flowkit as fk
+from flowkit.store import Store
 
 
 class Small(fk.AsyncParallelBatchNode):
@@ -114,9 +117,47 @@ def small(n: int, repeats: int, tmp: str) -> dict[str, Any]:
     return out
 
 
-def stored_sizes(db: Path) -> list[int]:
-    with sqlite3.connect(db) as conn:
-        return [r[0] for r in conn.execute("SELECT length(value) FROM results ORDER BY rowid")]
+def stored_sizes(db: Path, keep: bool, run_id: str = "big") -> list[int]:
+    """The length of each result of ``run_id`` as the store gives it back (``flowkit export``
+    reads the same); then, unless ``keep``, the store and its files are removed."""
+    store = Store(db, readonly=True)
+    try:
+        sizes = [len(r.value) for r in store.results(run_id)]
+    finally:
+        store.close()
+    if not keep:
+        for path in (db, *db.parent.glob(db.name + "-*")):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    return sizes
+
+
+FILES_ALONE = textwrap.dedent(
+    """
+    import os, sys, time
+    folder, n, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    os.mkdir(folder)
+    spent = 0.0
+    for item in range(n):
+        unit = f"{item:08d}"
+        text = unit * (size // len(unit))
+        start = time.perf_counter()
+        with open(os.path.join(folder, str(item)), "wb") as handle:
+            handle.write(text.encode())
+        spent += time.perf_counter() - start
+    print(spent)
+    """
+)
+
+
+def files_alone(tmp: str, n: int, size: int, k: int, keep: bool) -> float:
+    """Seconds a bare Python process spends writing the same ``n`` texts to new files: what
+    putting those bytes on this machine's disk costs, with no flowkit and no SQLite."""
+    folder = Path(tmp) / f"files_{n}_{k}"
+    args = [sys.executable, "-c", FILES_ALONE, str(folder), str(n), str(size)]
+    spent = float(subprocess.run(args, check=True, capture_output=True, text=True).stdout)
+    if not keep:
+        shutil.rmtree(folder)
+    return spent
 
 
 LARGE_FLOW = textwrap.dedent(
@@ -157,27 +198,30 @@ def command(tmp: str, n: int, size: int, store: str | None) -> float:
     return time.perf_counter() - t0
 
 
-def large(repeats: int, tmp: str) -> dict[str, Any]:
+def large(repeats: int, tmp: str, keep: bool) -> dict[str, Any]:
     """Large results, timed two ways: ``flowkit run`` as a user runs it (the target), and
-    ``Runner.run`` inside this process (where the no-store wall is only the exec calls)."""
+    ``Runner.run`` inside this process (where the no-store wall is only the exec calls); and
+    the same bytes written to files by a bare process, for the machine's own cost. With
+    ``keep``, no round's files are removed until the end, so each round's land in memory the
+    page cache has not used yet, as a store that keeps its runs does."""
     out: dict[str, Any] = {}
     for label, n, size, reps in (
         ("200 x 1 MB", 200, 1 << 20, repeats),
         ("3 x 100 MB", 3, 100 << 20, 1),
     ):
-        plain, stored, cmd_plain, cmd_stored = [], [], [], []
+        plain, stored, cmd_plain, cmd_stored, bare = [], [], [], [], []
         for k in range(reps):
             db = Path(tmp) / f"large_{n}_{k}.db"
             cmd_plain.append(command(tmp, n, size, None))
             cmd_stored.append(command(tmp, n, size, str(db)))
-            sizes = stored_sizes(db)
+            sizes = stored_sizes(db, keep)
             assert len(sizes) == n and min(sizes) >= size, (len(sizes), min(sizes, default=0))
-            db.unlink()
+            bare.append(files_alone(tmp, n, size, k, keep))
+            db = db.with_suffix(".run.db")
             plain.append(timed(fk.Runner(progress=False), Large(size), n))
             stored.append(timed(fk.Runner(progress=False, store=db, run_id="big"), Large(size), n))
-            sizes = stored_sizes(db)
+            sizes = stored_sizes(db, keep)
             assert len(sizes) == n and min(sizes) >= size, (len(sizes), min(sizes, default=0))
-            db.unlink()
         out[label] = {
             "command_no_store_s": statistics.median(cmd_plain),
             "command_store_s": statistics.median(cmd_stored),
@@ -186,21 +230,27 @@ def large(repeats: int, tmp: str) -> dict[str, Any]:
             ),
             "run_no_store_s": statistics.median(plain),
             "run_store_s": statistics.median(stored),
+            "files_alone_s": statistics.median(bare),
             "stored": n,
             "runs": {
                 "command_no_store_s": cmd_plain,
                 "command_store_s": cmd_stored,
                 "run_no_store_s": plain,
                 "run_store_s": stored,
+                "files_alone_s": bare,
             },
         }
-    print(f"\nlarge results, median of {repeats} (100 MB: 1)")
-    print("                 flowkit run: no store    store    ratio | Runner.run: no store  store")
+    kept = "kept" if keep else "removed"
+    print(f"\nlarge results, median of {repeats} (100 MB: 1); each round's files {kept}")
+    print(
+        "                 flowkit run: no store    store    ratio | Runner.run: no store  store"
+        " | files alone"
+    )
     for label, r in out.items():
         print(
             f"  {label:<12} {r['command_no_store_s']:19.2f} s {r['command_store_s']:6.2f} s "
             f"{r['command_ratio']:6.2f}x | {r['run_no_store_s']:14.2f} s "
-            f"{r['run_store_s']:6.2f} s   ({r['stored']} stored)"
+            f"{r['run_store_s']:6.2f} s | {r['files_alone_s']:8.2f} s   ({r['stored']} stored)"
         )
     print("targets: 200 x 1 MB stored by flowkit run in <= 2x its no-store wall; 3 x 100 MB stored")
     return out
@@ -272,6 +322,11 @@ def main() -> None:
     parser.add_argument(
         "--only", choices=("small", "large", "memory"), help="run one part of the benchmark"
     )
+    parser.add_argument(
+        "--keep-files",
+        action="store_true",
+        help="large results: keep every round's stored files until the end",
+    )
     parser.add_argument("--json", default="benchmarks/results/store.json")
     args = parser.parse_args()
     out: dict[str, Any] = {"items": args.items, "repeats": args.repeats}
@@ -279,7 +334,7 @@ def main() -> None:
         if args.only in (None, "small"):
             out |= small(args.items, args.repeats, tmp)
         if args.only in (None, "large"):
-            out["large"] = large(args.repeats, tmp)
+            out["large"] = large(args.repeats, tmp, args.keep_files)
         if args.only in (None, "memory"):
             out["resume_memory"] = memory(args.memory_items, tmp)
     out["peak_rss_mb_of_this_process"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
