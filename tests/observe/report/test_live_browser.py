@@ -7,32 +7,15 @@ import html
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
 
-import pytest
+from tests.observe.report.browser import browse, command, needs_browser
 
-BROWSER = next(
-    (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None
-)
-HEADLESS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1400,1000",
-)
-pytestmark = pytest.mark.skipif(
-    BROWSER is None, reason="no chromium binary on PATH (apt-get install chromium)"
-)
+pytestmark = needs_browser
 
 FLOW = """
 import asyncio
@@ -85,17 +68,6 @@ def build():
 LIMITS = {"api": 3, "llm": 4, "Produce": 6}
 
 
-def browse(profile: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    assert BROWSER is not None
-    profile.mkdir(exist_ok=True)
-    return subprocess.run(
-        [BROWSER, *HEADLESS, f"--user-data-dir={profile}", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 def live_data(dom: str) -> dict:
     found = re.search(r'<script type="application/json" id="live-data">(.*?)</script>', dom)
     assert found, dom[-2000:]
@@ -136,10 +108,10 @@ def test_the_live_page_moves_stays_within_limits_and_becomes_the_report(tmp_path
                 time.sleep(max(0.0, 2.5 - (time.monotonic() - taken)))
             taken = time.monotonic()
             shot = tmp_path / f"live-{k}.png"
-            done = browse(profile, f"--screenshot={shot}", url)
+            done = browse(profile, f"--screenshot={shot}", url, height=1000)
             assert done.returncode == 0, done.stderr[-2000:]
             shots.append(shot.read_bytes())
-            dom = browse(profile, "--dump-dom", url)
+            dom = browse(profile, "--dump-dom", url, height=1000)
             assert dom.returncode == 0 and "Uncaught" not in dom.stderr, dom.stderr[-2000:]
             seen.append(live_data(dom.stdout))
         assert shots[0][:8] == b"\x89PNG\r\n\x1a\n" and shots[0] != shots[1]
@@ -149,7 +121,7 @@ def test_the_live_page_moves_stays_within_limits_and_becomes_the_report(tmp_path
         # A page open when the run ends becomes the final report (the browser waits for it).
         wait = "--virtual-time-budget=60000"
         final = subprocess.Popen(
-            [BROWSER, *HEADLESS, f"--user-data-dir={profile}", wait, "--dump-dom", url],
+            command(profile, wait, "--dump-dom", url, height=1000),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

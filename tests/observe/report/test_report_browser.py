@@ -6,35 +6,15 @@ import asyncio
 import html
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
 import flowkit as fk
+from tests.observe.report.browser import browse, needs_browser
 
-BROWSER = next(
-    (p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None
-)
-pytestmark = pytest.mark.skipif(
-    BROWSER is None,
-    reason="no chromium binary on PATH (apt-get install chromium) to open the HTML report",
-)
-
-HEADLESS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1400,900",
-    "--enable-logging=stderr",
-    "--v=0",
-)
+pytestmark = needs_browser
 
 
 class Fetch(fk.AsyncParallelBatchNode):
@@ -51,15 +31,7 @@ class Fetch(fk.AsyncParallelBatchNode):
 
 
 def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    assert BROWSER is not None
-    profile = tmp_path / "profile"
-    profile.mkdir(exist_ok=True)
-    return subprocess.run(
-        [BROWSER, *HEADLESS, f"--user-data-dir={profile}", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return browse(tmp_path / "profile", *args)
 
 
 @pytest.fixture(scope="module")
