@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import traceback
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
@@ -17,6 +17,9 @@ from flowkit.budgets import BudgetStats
 from flowkit.engine import run_html
 from flowkit.limits import LimiterStats
 from flowkit.redact import redact
+
+if TYPE_CHECKING:
+    from flowkit.events import ItemFailed
 
 __all__ = [
     "Counts",
@@ -50,6 +53,17 @@ class ErrorRecord(BaseModel):
             message=redact(str(exc)),
             traceback=redact("".join(traceback.format_exception(exc))),
             attempts=attempts,
+        )
+
+    @classmethod
+    def failed(cls, event: ItemFailed) -> ErrorRecord:
+        """The record of an ``item_error`` event (its message is redacted already)."""
+        return cls(
+            node=event.node,
+            index=event.index,
+            error_type=event.error_type,
+            message=event.message,
+            attempts=event.attempts,
         )
 
 

@@ -153,15 +153,7 @@ class LiveView(Observer):
 
     def _failed(self, event: ItemFailed) -> None:
         if len(self._errors) < MAX_ERRORS:
-            self._errors.append(
-                ErrorRecord(
-                    node=event.node,
-                    index=event.index,
-                    error_type=event.error_type,
-                    message=event.message,
-                    attempts=event.attempts,
-                )
-            )
+            self._errors.append(ErrorRecord.failed(event))
 
     def _holders(self, lim: LimiterState, event: LimiterChanged) -> None:
         now = event.time

@@ -213,15 +213,7 @@ class ReportWriter(Observer):
 
     def _error(self, event: ItemFailed) -> None:
         if len(self._errors) < MAX_ERRORS:
-            self._errors.append(
-                ErrorRecord(
-                    node=event.node,
-                    index=event.index,
-                    error_type=event.error_type,
-                    message=redact(event.message),
-                    attempts=event.attempts,
-                )
-            )
+            self._errors.append(ErrorRecord.failed(event))
 
     def close(self) -> None:
         if self.directory is None:
