@@ -167,21 +167,28 @@ PARTLY_DONE = textwrap.dedent(
 )
 
 
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+CLI = [sys.executable, "-m", "flowkit.cli"]
+
+
+def start_half(tmp_path: Path, stderr: int) -> subprocess.Popen[str]:
+    """``flowkit run half:flow --run-id r1`` in ``tmp_path``, its stdout piped."""
+    (tmp_path / "half.py").write_text(PARTLY_DONE)
+    return subprocess.Popen(
+        [*CLI, "run", "half:flow", "--no-progress", "--run-id", "r1"],
+        env=ENV,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        text=True,
+    )
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupted_run_is_listed_as_such_and_says_how_to_resume(
     tmp_path: Path, sig: signal.Signals
 ) -> None:
-    (tmp_path / "half.py").write_text(PARTLY_DONE)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cli = [sys.executable, "-m", "flowkit.cli"]
-    job = subprocess.Popen(
-        [*cli, "run", "half:flow", "--no-progress", "--run-id", "r1"],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    job = start_half(tmp_path, subprocess.PIPE)
     try:
         assert job.stdout is not None
         for _ in range(4):
@@ -197,23 +204,13 @@ def test_an_interrupted_run_is_listed_as_such_and_says_how_to_resume(
     assert last.startswith("flowkit: interrupted Half after ")
     assert last.endswith("resume with: flowkit run half:flow --no-progress --resume r1")
     assert "Traceback" not in err and "failed" not in err
-    runs = subprocess.run([*cli, "runs"], env=env, cwd=tmp_path, capture_output=True, text=True)
+    runs = subprocess.run([*CLI, "runs"], env=ENV, cwd=tmp_path, capture_output=True, text=True)
     [row] = [line for line in runs.stdout.splitlines() if "r1" in line]
     assert "interrupted" in row and "4" in row  # four finished items stored, none failed
 
 
 def test_a_run_whose_process_was_killed_is_listed_as_interrupted(tmp_path: Path) -> None:
-    (tmp_path / "half.py").write_text(PARTLY_DONE)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    cli = [sys.executable, "-m", "flowkit.cli"]
-    job = subprocess.Popen(
-        [*cli, "run", "half:flow", "--no-progress", "--run-id", "r1"],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    job = start_half(tmp_path, subprocess.DEVNULL)
     assert job.stdout is not None
     for _ in range(4):
         job.stdout.readline()
@@ -221,7 +218,7 @@ def test_a_run_whose_process_was_killed_is_listed_as_interrupted(tmp_path: Path)
     job.wait()
 
     def listed() -> str:
-        out = subprocess.run([*cli, "runs"], env=env, cwd=tmp_path, capture_output=True, text=True)
+        out = subprocess.run([*CLI, "runs"], env=ENV, cwd=tmp_path, capture_output=True, text=True)
         return next(line for line in out.stdout.splitlines() if "r1" in line)
 
     assert wait_for(lambda: "interrupted" in listed(), 5), listed()  # once its writer is done
