@@ -175,7 +175,10 @@ class Runner:
         """Run ``flow`` from synchronous code; returns what its post returns."""
         try:
             asyncio.get_running_loop()
+            on_a_loop = True
         except RuntimeError:
+            on_a_loop = False
+        if not on_a_loop:  # outside the except block: the run's errors chain nothing to it
             return run_on_new_loop(self.run_async(flow, shared))
         # Called from sync code on a running loop (a hook running a sub-flow, a notebook):
         # block like PocketFlow does, running the flow on its own loop in a helper thread.

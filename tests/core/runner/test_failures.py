@@ -143,6 +143,15 @@ async def test_collect_keeps_going_and_records_errors() -> None:
     assert [e.index for e in runner.last_run.errors] == [1, 3]
 
 
+def test_a_recorded_traceback_holds_only_the_items_own_error() -> None:
+    """From synchronous code too: nothing flowkit caught on its way in is chained to it."""
+    shared: dict = {}
+    fk.Runner().run(Flaky({1: 9}, on_error="collect", max_retries=1), shared)
+    trace = shared["out"][1].traceback
+    assert "ConnectionError" in trace
+    assert "During handling" not in trace and "no running event loop" not in trace
+
+
 async def test_max_errors_stops_the_batch() -> None:
     node = Flaky(dict.fromkeys(range(50), 9), on_error="collect", max_errors=3, max_concurrency=1)
     with pytest.raises(TooManyErrorsError, match="4 items failed, more than max_errors=3"):
