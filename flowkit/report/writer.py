@@ -245,10 +245,11 @@ class ReportWriter(Observer):
             for e in self._errors
         ]
         wall = self._ended if self._ended is not None else time.monotonic() - self._t0
+        failed = sum(n.failed for n in nodes)
         return RunReport(
             run_id=self.info.run_id,
             flow=self._flow,
-            ok=self._ok,
+            ok=self._ok and not failed,  # as RunInfo.ok: a run with failed items is not ok
             started_at=self._started_at,
             wall_time=wall,
             nodes=nodes,
@@ -260,7 +261,7 @@ class ReportWriter(Observer):
             wait_lanes=assign_lanes(wait_bars),
             bars=run_bars + wait_bars,
             blocks=self._blocks,
-            error_count=sum(n.failed for n in nodes),
+            error_count=failed,
             errors=errors,
             limiters=limiters,
             series=self._series(logs, wall),

@@ -140,6 +140,25 @@ async def test_retries_and_failures_are_counted_and_messages_listed(tmp_path: Pa
     assert "Traceback" in error.traceback  # the collected error's traceback
 
 
+async def test_a_run_that_collected_failures_is_not_reported_ok(tmp_path: Path) -> None:
+    class Some(fk.AsyncParallelBatchNode):
+        on_error = "collect"
+
+        async def prep_async(self, shared):
+            return range(3)
+
+        async def exec_async(self, item):
+            if item == 1:
+                raise ValueError("one is bad")
+            return item
+
+    await fk.Runner(report=tmp_path, progress=False).run_async(Some(), {})
+    report = load_report(tmp_path)
+    assert (report.ok, report.status, report.error_count) == (False, "done", 1)
+    assert report.outcome == "failed"  # as the command line's end line and RunInfo.ok say
+    assert 'class="status failed"' in (tmp_path / "report.html").read_text()
+
+
 async def test_a_failed_run_still_writes_its_report(tmp_path: Path) -> None:
     class Boom(fk.AsyncNode):
         async def exec_async(self, _):
