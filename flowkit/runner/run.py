@@ -56,7 +56,7 @@ from flowkit.runner.options import (
     checked_timeouts,
 )
 from flowkit.runner.stream import RunStream, Sink, landing
-from flowkit.runner.tasks import run_blocking, run_on_new_loop
+from flowkit.runner.tasks import run_sync
 from flowkit.serve import live_address
 
 
@@ -173,16 +173,7 @@ class Runner:
 
     def run(self, flow: BaseNode, shared: Any = None) -> Any:
         """Run ``flow`` from synchronous code; returns what its post returns."""
-        try:
-            asyncio.get_running_loop()
-            on_a_loop = True
-        except RuntimeError:
-            on_a_loop = False
-        if not on_a_loop:  # outside the except block: the run's errors chain nothing to it
-            return run_on_new_loop(self.run_async(flow, shared))
-        # Called from sync code on a running loop (a hook running a sub-flow, a notebook):
-        # block like PocketFlow does, running the flow on its own loop in a helper thread.
-        return run_blocking(self.run_async(flow, shared), run_on_new_loop)
+        return run_sync(self.run_async(flow, shared))
 
     async def run_async(self, flow: BaseNode, shared: Any = None) -> Any:
         """Run ``flow`` (a flow or a single node); returns what its post returns."""

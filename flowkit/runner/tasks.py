@@ -1,7 +1,7 @@
 """The run's task group: the one owner of background work (the memory sampler, micro-batches,
 batch timers, checkpoint flushes), cancelled and awaited when the run ends, as a Trio
-nursery would be; ``run_on_new_loop``, a run on a new event loop (uvloop when installed); and
-``run_blocking``, a run from sync code on a thread with its own loop."""
+nursery would be; ``run_on_new_loop``, a run on a new event loop (uvloop when installed);
+``run_blocking``, a run from sync code on a thread with its own loop; ``run_sync``, either."""
 
 from __future__ import annotations
 
@@ -62,6 +62,18 @@ def run_blocking(
                 with contextlib.suppress(RuntimeError):  # a closed loop: the run is over
                     loop.call_soon_threadsafe(task.cancel)
             raise
+
+
+def run_sync(main: Coroutine[Any, Any, T]) -> T:
+    """Run ``main`` from sync code: on a new event loop, or with ``run_blocking`` when this
+    thread already runs one (a notebook cell, a hook running a sub-flow). The run starts
+    outside the check's ``except`` block, so the errors it records chain nothing to it."""
+    try:
+        asyncio.get_running_loop()
+        blocking = True
+    except RuntimeError:
+        blocking = False
+    return run_blocking(main, run_on_new_loop) if blocking else run_on_new_loop(main)
 
 
 class TaskGroup:
